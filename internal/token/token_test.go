@@ -537,7 +537,10 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatalf("withdrawn key a still verifies: %v", err)
 	}
 	// A stale cache is refreshed on use; a failing JWKS keeps the cached keys.
-	srvDown := func(w http.ResponseWriter, r *http.Request) { fetches.Add(1); http.Error(w, "down", http.StatusServiceUnavailable) }
+	srvDown := func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}
 	srv.Config.Handler = http.HandlerFunc(srvDown)
 	advance(cfg.JWKSRefresh + time.Second)
 	before := fetches.Load()
