@@ -26,20 +26,24 @@ const DefaultServerTokenTTL = 60 * time.Second
 
 // ServerClaims are the claims of a server token: one player, one session, one game server, once.
 type ServerClaims struct {
-	PlayerID                       string // JWT sub
-	SessionID                      string // claim "sid"
-	Server                         string // JWT aud: the game server's name
-	ID                             string // JWT jti: unique; game servers admit a token once
-	IssuedAt, NotBefore, ExpiresAt time.Time
+	PlayerID  string    // JWT sub
+	SessionID string    // claim "sid"
+	Server    string    // JWT aud: the game server's name
+	ID        string    // JWT jti: unique; game servers admit a token once
+	IssuedAt  time.Time // JWT iat
+	NotBefore time.Time // JWT nbf
+	ExpiresAt time.Time // JWT exp
 }
 
 // PlayerClaims are the claims kumi reads from a player token.
 type PlayerClaims struct {
-	PlayerID                       string   // JWT sub
-	Issuer                         string   // JWT iss
-	Audience                       []string // JWT aud
-	ID                             string   // JWT jti (optional)
-	IssuedAt, NotBefore, ExpiresAt time.Time
+	PlayerID  string    // JWT sub
+	Issuer    string    // JWT iss
+	Audience  []string  // JWT aud
+	ID        string    // JWT jti (optional)
+	IssuedAt  time.Time // JWT iat
+	NotBefore time.Time // JWT nbf
+	ExpiresAt time.Time // JWT exp
 }
 
 // jwtClaims is the wire form of both token kinds.
