@@ -3,10 +3,87 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/token"
 )
 
-// runToken is replaced by the component's wiring when the component lands.
+// runToken is `kumi token keygen|issue|verify`: local key management and dev tokens.
 func runToken(ctx context.Context, log *slog.Logger, args []string) error {
-	return errors.New("token: not built yet")
+	usage := errors.New("usage: kumi token keygen|issue|verify [flags]  (kumi token <sub> -h lists flags)")
+	if len(args) == 0 {
+		return usage
+	}
+	switch args[0] {
+	case "keygen":
+		cfg := token.DefaultKeygenConfig()
+		fs := flag.NewFlagSet("token keygen", flag.ContinueOnError)
+		if err := config.Bind(fs, "", &cfg); err != nil {
+			return err
+		}
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		s, files, err := token.Keygen(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, "kid %s (%s)\nwrote %s\nverify with: --jwt-jwks-file %s  or  --jwt-public-keys %s=%s  --jwt-issuer %s\n",
+			s.KID(), s.Alg(), strings.Join(files, ", "), files[2], s.KID(), files[1], cfg.Issuer)
+		return nil
+	case "issue":
+		cfg := token.DefaultIssueConfig()
+		fs := flag.NewFlagSet("token issue", flag.ContinueOnError)
+		if err := config.Bind(fs, "", &cfg); err != nil {
+			return err
+		}
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		raw, err := token.Issue(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stdout, raw)
+		return nil
+	case "verify":
+		cfg := token.DefaultVerifierConfig()
+		server := ""
+		fs := flag.NewFlagSet("token verify", flag.ContinueOnError)
+		if err := config.Bind(fs, "", &cfg); err != nil {
+			return err
+		}
+		fs.StringVar(&server, "server", "", "verify as a server token for this game server (default: player token)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("usage: kumi token verify [flags] TOKEN")
+		}
+		cfg.Log = log
+		v, err := token.NewVerifier(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if server != "" {
+			c, err := v.VerifyServerToken(fs.Arg(0), server)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stdout, "valid server token: %+v\n", c)
+			return nil
+		}
+		c, err := v.VerifyPlayerToken(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, "valid player token: %+v\n", c)
+		return nil
+	}
+	return fmt.Errorf("unknown subcommand %q; %w", args[0], usage)
 }

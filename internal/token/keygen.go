@@ -1,0 +1,148 @@
+package token
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// KeygenConfig is `kumi token keygen`: a key pair written as PEM files and a JWKS.
+type KeygenConfig struct {
+	Alg    string `flag:"alg" help:"key algorithm: EdDSA (Ed25519), ES256 (ECDSA P-256) or RS256 (RSA 2048)"`
+	Dir    string `flag:"dir" help:"directory to write token.key (private, mode 0600), token.pub and jwks.json into"`
+	KID    string `flag:"kid" help:"key id; empty uses the key's RFC 7638 thumbprint"`
+	Force  bool   `flag:"force" help:"overwrite existing files"`
+	Issuer string `flag:"issuer" help:"issuer the key will sign as (only printed, as a reminder for the verifier config)"`
+}
+
+// DefaultKeygenConfig writes an Ed25519 key into the current directory.
+func DefaultKeygenConfig() KeygenConfig {
+	return KeygenConfig{Alg: AlgEdDSA, Dir: ".", Issuer: DefaultIssuer}
+}
+
+// Key file names inside KeygenConfig.Dir.
+const (
+	PrivateKeyFile = "token.key"
+	PublicKeyFile  = "token.pub"
+	JWKSFile       = "jwks.json"
+)
+
+// GenerateKey makes a fresh private key for alg.
+func GenerateKey(alg string) (crypto.Signer, error) {
+	switch alg {
+	case AlgEdDSA:
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	case AlgES256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case AlgRS256:
+		return rsa.GenerateKey(rand.Reader, minRSABits)
+	}
+	return nil, fmt.Errorf("token: alg %q not supported; use EdDSA, ES256 or RS256", alg)
+}
+
+// Keygen generates a key and writes the private key, public key and JWKS files; it refuses to
+// overwrite unless cfg.Force. It returns the signer of the new key.
+func Keygen(cfg KeygenConfig) (*Signer, []string, error) {
+	key, err := GenerateKey(cfg.Alg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := NewSigner(key, cfg.KID, cfg.Issuer)
+	if err != nil {
+		return nil, nil, err
+	}
+	priv, err := MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := MarshalPublicKeyPEM(key.Public())
+	if err != nil {
+		return nil, nil, err
+	}
+	jwks, err := s.JWKS()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("token: %w", err)
+	}
+	files := []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{PrivateKeyFile, priv, 0o600}, {PublicKeyFile, pub, 0o644}, {JWKSFile, append(jwks, '\n'), 0o644}}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if cfg.Force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	var written []string
+	for _, f := range files {
+		p := filepath.Join(cfg.Dir, f.name)
+		fh, err := os.OpenFile(p, flags, f.mode)
+		if errors.Is(err, os.ErrExist) {
+			return nil, written, fmt.Errorf("token: %s exists; pass --force to replace it", p)
+		}
+		if err != nil {
+			return nil, written, fmt.Errorf("token: %w", err)
+		}
+		_, werr := fh.Write(f.data)
+		if cerr := fh.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, written, fmt.Errorf("token: write %s: %w", p, werr)
+		}
+		written = append(written, p)
+	}
+	return s, written, nil
+}
+
+// IssueConfig is `kumi token issue`: a dev player token, or a server token when Server is set.
+type IssueConfig struct {
+	Key     string        `flag:"key" help:"PEM private key file (from kumi token keygen)"`
+	KID     string        `flag:"kid" help:"key id; empty uses the key's RFC 7638 thumbprint (what keygen's JWKS holds)"`
+	Issuer  string        `flag:"issuer" help:"token issuer (iss)"`
+	Player  string        `flag:"player" help:"player id (sub)"`
+	TTL     time.Duration `flag:"ttl" help:"token lifetime"`
+	Server  string        `flag:"server" help:"issue a server token for this game server (aud) instead of a player token"`
+	Session string        `flag:"session" help:"session id (sid) of a server token"`
+}
+
+// DefaultIssueConfig issues a one-hour player token with ./token.key.
+func DefaultIssueConfig() IssueConfig {
+	return IssueConfig{Key: PrivateKeyFile, Issuer: DefaultIssuer, TTL: time.Hour}
+}
+
+// Issue signs the token IssueConfig describes.
+func Issue(cfg IssueConfig) (string, error) {
+	if cfg.Player == "" {
+		return "", errors.New("token: --player is required")
+	}
+	if cfg.TTL <= 0 {
+		return "", fmt.Errorf("token: --ttl %s must be positive", cfg.TTL)
+	}
+	if _, err := os.Stat(cfg.Key); errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("token: key file %s not found; run `kumi token keygen` first or pass --key", cfg.Key)
+	}
+	s, err := LoadSigner(cfg.Key, cfg.KID, cfg.Issuer)
+	if err != nil {
+		return "", err
+	}
+	if cfg.Server != "" {
+		if cfg.Session == "" {
+			return "", errors.New("token: a server token needs --session")
+		}
+		return s.ServerToken(ServerClaims{PlayerID: cfg.Player, SessionID: cfg.Session, Server: cfg.Server,
+			ExpiresAt: time.Now().Add(cfg.TTL)})
+	}
+	return s.PlayerToken(cfg.Player, cfg.TTL)
+}

@@ -1,0 +1,67 @@
+package token
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeygenThenIssue(t *testing.T) {
+	for _, alg := range []string{AlgEdDSA, AlgES256, AlgRS256} {
+		t.Run(alg, func(t *testing.T) {
+			cfg := DefaultKeygenConfig()
+			cfg.Dir, cfg.Alg = t.TempDir(), alg
+			s, files, err := Keygen(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) != 3 {
+				t.Fatalf("files %v", files)
+			}
+			if st, err := os.Stat(filepath.Join(cfg.Dir, PrivateKeyFile)); err != nil || st.Mode().Perm() != 0o600 {
+				t.Fatalf("private key mode: %v %v", st.Mode(), err)
+			}
+			if _, _, err := Keygen(cfg); err == nil || !strings.Contains(err.Error(), "--force") {
+				t.Fatalf("second keygen without --force: %v", err)
+			}
+			ic := DefaultIssueConfig()
+			ic.Key, ic.Player = filepath.Join(cfg.Dir, PrivateKeyFile), "p1"
+			raw, err := Issue(ic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vc := DefaultVerifierConfig()
+			vc.JWKSFile = filepath.Join(cfg.Dir, JWKSFile)
+			v, err := NewVerifier(context.Background(), vc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := v.VerifyPlayerToken(raw)
+			if err != nil || c.PlayerID != "p1" || c.ExpiresAt.Sub(c.IssuedAt) != time.Hour {
+				t.Fatalf("%+v %v", c, err)
+			}
+			if v.KIDs()[0] != s.KID() {
+				t.Fatalf("kid %v, want %s", v.KIDs(), s.KID())
+			}
+			ic.Server, ic.Session, ic.TTL = "gs-1", "s1", time.Minute
+			raw, err = Issue(ic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sc, err := v.VerifyServerToken(raw, "gs-1"); err != nil || sc.SessionID != "s1" {
+				t.Fatalf("%+v %v", sc, err)
+			}
+		})
+	}
+	ic := DefaultIssueConfig()
+	ic.Key, ic.Player = filepath.Join(t.TempDir(), "missing.key"), "p1"
+	if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "kumi token keygen") {
+		t.Fatalf("missing key: %v", err)
+	}
+	if _, err := GenerateKey("HS256"); err == nil {
+		t.Fatal("HS256 keygen accepted")
+	}
+}
