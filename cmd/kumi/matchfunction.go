@@ -2,11 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"log/slog"
+
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/matchfunction"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runMatchFunction is replaced by the component's wiring when the component lands.
+// runMatchFunction serves the match function until ctx ends.
 func runMatchFunction(ctx context.Context, log *slog.Logger, args []string) error {
-	return errors.New("matchfunction: not built yet")
+	cfg := matchfunction.Default()
+	fs := flag.NewFlagSet("kumi matchfunction", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &cfg); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return matchfunction.Run(ctx, log, cfg, prometheus.NewRegistry())
 }

@@ -1,0 +1,127 @@
+package matchfunction
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Server is a running match function: a gRPC server for openmatch.MatchFunction plus its
+// QueryService connection.
+type Server struct {
+	handler     *Handler
+	lis         net.Listener
+	metricsAddr string
+	done        chan struct{}
+	err         error
+}
+
+// Start validates cfg, connects to the query service (lazily: a core that starts later is fine),
+// listens on cfg.ListenAddr and serves until ctx ends. It returns once the listener is bound.
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) (*Server, error) {
+	config.Log(ctx, log, "matchfunction", &cfg)
+	profiles, err := cfg.profiles()
+	if err != nil {
+		return nil, fmt.Errorf("matchfunction: %w", err)
+	}
+	if cfg.QueryAddr == "" {
+		return nil, errors.New("matchfunction: query-addr is required (the Open Match QueryService host:port)")
+	}
+	conn, err := grpc.NewClient(cfg.QueryAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("matchfunction: query-addr %q: %w", cfg.QueryAddr, err)
+	}
+	h, err := NewHandler(log, profiles, openmatch.NewQueryServiceClient(conn), cfg.QueryTimeout, reg)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("matchfunction: listen-addr: %w", err)
+	}
+	var metrics *http.Server
+	var metricsLis net.Listener
+	if g, ok := reg.(prometheus.Gatherer); ok && cfg.MetricsAddr != "" {
+		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			lis.Close()
+			conn.Close()
+			return nil, fmt.Errorf("matchfunction: metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	gs := grpc.NewServer()
+	openmatch.RegisterMatchFunctionServer(gs, h)
+	s := &Server{handler: h, lis: lis, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	if metrics != nil {
+		s.metricsAddr = metricsLis.Addr().String()
+		wg.Go(func() {
+			if err := metrics.Serve(metricsLis); !errors.Is(err, http.ErrServerClosed) {
+				log.Error("matchfunction metrics", "err", err)
+			}
+		})
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gs.Serve(lis) }()
+	go func() {
+		defer close(s.done)
+		select {
+		case <-ctx.Done():
+			gs.GracefulStop()
+			<-serveErr
+		case err := <-serveErr:
+			s.err = fmt.Errorf("matchfunction: serve: %w", err)
+			gs.Stop()
+		}
+		if metrics != nil {
+			metrics.Close()
+		}
+		wg.Wait()
+		if err := conn.Close(); err != nil && s.err == nil {
+			s.err = fmt.Errorf("matchfunction: close query connection: %w", err)
+		}
+		log.Info("matchfunction stopped")
+	}()
+	log.Info("matchfunction serving", "addr", lis.Addr().String(), "query", cfg.QueryAddr, "profiles", h.Profiles())
+	return s, nil
+}
+
+// Addr is the address the server listens on (the real port when cfg.ListenAddr used port 0).
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// MetricsAddr is the /metrics HTTP address, or "" when metrics are not served.
+func (s *Server) MetricsAddr() string { return s.metricsAddr }
+
+// Handler is the in-process match function the server serves.
+func (s *Server) Handler() *Handler { return s.handler }
+
+// Wait blocks until the server has stopped and released its port and connection.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// Run starts the match function and blocks until ctx ends.
+func Run(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) error {
+	s, err := Start(ctx, log, cfg, reg)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
