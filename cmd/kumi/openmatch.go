@@ -2,11 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"log/slog"
+
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/openmatch"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runOpenMatch is replaced by the component's wiring when the component lands.
+// runOpenMatch serves the embedded Open Match v1-compatible core until ctx ends.
 func runOpenMatch(ctx context.Context, log *slog.Logger, args []string) error {
-	return errors.New("openmatch: not built yet")
+	cfg := openmatch.Default()
+	fs := flag.NewFlagSet("openmatch", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &cfg); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return openmatch.Run(ctx, log, cfg, prometheus.NewRegistry())
 }

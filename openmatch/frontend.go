@@ -1,0 +1,201 @@
+package openmatch
+
+import (
+	"context"
+	"time"
+
+	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/rs/xid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// frontend implements openmatch.FrontendService.
+type frontend struct {
+	pb.UnimplementedFrontendServiceServer
+	s *Server
+}
+
+func ticketNotFound(id string) error {
+	return status.Errorf(codes.NotFound, "Ticket id: %s not found", id)
+}
+
+func (f *frontend) CreateTicket(ctx context.Context, req *pb.CreateTicketRequest) (*pb.Ticket, error) {
+	t := req.GetTicket()
+	switch {
+	case t == nil:
+		return nil, status.Error(codes.InvalidArgument, ".ticket is required")
+	case t.Assignment != nil:
+		return nil, status.Error(codes.InvalidArgument, "tickets cannot be created with an assignment")
+	case t.CreateTime != nil:
+		return nil, status.Error(codes.InvalidArgument, "tickets cannot be created with create time set")
+	}
+	now := time.Now()
+	// The request is ours after decoding, so the returned ticket is the request ticket itself.
+	t.Id = xid.NewWithTime(now).String()
+	t.CreateTime = timestamppb.New(now)
+	raw, err := proto.Marshal(t)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "ticket cannot be encoded: %v", err)
+	}
+	if len(raw) > f.s.cfg.MaxTicketBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "ticket is %d bytes, more than the limit of %d (max-ticket-bytes): shrink its search fields or extensions", len(raw), f.s.cfg.MaxTicketBytes)
+	}
+	f.s.tickets.put(t.Id, &ticketRec{raw: raw, created: now.UnixNano(), idx: newIndex(t.SearchFields)})
+	f.s.metrics.created.Inc()
+	return t, nil
+}
+
+func (f *frontend) DeleteTicket(ctx context.Context, req *pb.DeleteTicketRequest) (*emptypb.Empty, error) {
+	if f.s.tickets.remove(req.GetTicketId()) {
+		f.s.metrics.deleted.Inc()
+		f.s.log.DebugContext(ctx, "ticket deleted", "ticket", req.GetTicketId())
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (f *frontend) GetTicket(ctx context.Context, req *pb.GetTicketRequest) (*pb.Ticket, error) {
+	raw, ok := f.s.tickets.get(req.GetTicketId())
+	if !ok {
+		return nil, ticketNotFound(req.GetTicketId())
+	}
+	t := &pb.Ticket{}
+	if err := proto.Unmarshal(raw, t); err != nil {
+		return nil, status.Errorf(codes.Internal, "ticket %s: stored bytes do not decode: %v", req.GetTicketId(), err)
+	}
+	return t, nil
+}
+
+// WatchAssignments streams the ticket's assignment each time it changes. It is woken by the
+// store on assignment, deletion or expiry (no polling), so delivery takes one context switch.
+func (f *frontend) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[pb.WatchAssignmentsResponse]) error {
+	id := req.GetTicketId()
+	ctx := stream.Context()
+	wake := make(chan struct{}, 1)
+	asg, expireAt, ok := f.s.tickets.watch(id, wake)
+	if !ok {
+		return ticketNotFound(id)
+	}
+	defer f.s.tickets.unwatch(id, wake)
+	var last *pb.Assignment
+	var expiry *time.Timer
+	defer func() {
+		if expiry != nil {
+			expiry.Stop()
+		}
+	}()
+	for {
+		if asg != nil && (last == nil || (asg != last && !proto.Equal(asg, last))) {
+			if err := stream.Send(&pb.WatchAssignmentsResponse{Assignment: asg}); err != nil {
+				return err
+			}
+			last = asg
+		}
+		var expired <-chan time.Time
+		if asg != nil {
+			// Assigned tickets vanish at their deadline; the sweeper may run later, so wake then.
+			d := time.Until(time.Unix(0, expireAt))
+			if expiry == nil {
+				expiry = time.NewTimer(d)
+			} else {
+				expiry.Reset(d)
+			}
+			expired = expiry.C
+		}
+		select {
+		case <-wake:
+		case <-expired:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-f.s.stopping:
+			return status.Error(codes.Unavailable, "openmatch core is shutting down")
+		}
+		if asg, expireAt, ok = f.s.tickets.assignment(id); !ok {
+			return ticketNotFound(id)
+		}
+	}
+}
+
+func (f *frontend) CreateBackfill(ctx context.Context, req *pb.CreateBackfillRequest) (*pb.Backfill, error) {
+	bf := req.GetBackfill()
+	switch {
+	case bf == nil:
+		return nil, status.Error(codes.InvalidArgument, ".backfill is required")
+	case bf.CreateTime != nil:
+		return nil, status.Error(codes.InvalidArgument, "backfills cannot be created with create time set")
+	}
+	if n := proto.Size(bf); n > f.s.cfg.MaxTicketBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "backfill is %d bytes, more than the limit of %d (max-ticket-bytes)", n, f.s.cfg.MaxTicketBytes)
+	}
+	return f.s.backfills.create(bf, time.Now(), nil), nil
+}
+
+func (f *frontend) GetBackfill(ctx context.Context, req *pb.GetBackfillRequest) (*pb.Backfill, error) {
+	bf, ok := f.s.backfills.get(req.GetBackfillId())
+	if !ok {
+		return nil, backfillNotFound(req.GetBackfillId())
+	}
+	return bf, nil
+}
+
+func (f *frontend) DeleteBackfill(ctx context.Context, req *pb.DeleteBackfillRequest) (*emptypb.Empty, error) {
+	if tickets, ok := f.s.backfills.remove(req.GetBackfillId()); ok {
+		f.s.tickets.release(tickets)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (f *frontend) UpdateBackfill(ctx context.Context, req *pb.UpdateBackfillRequest) (*pb.Backfill, error) {
+	bf := req.GetBackfill()
+	switch {
+	case bf == nil:
+		return nil, status.Error(codes.InvalidArgument, ".backfill is required")
+	case bf.Id == "":
+		return nil, status.Error(codes.InvalidArgument, ".backfill.id is required")
+	}
+	if n := proto.Size(bf); n > f.s.cfg.MaxTicketBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "backfill is %d bytes, more than the limit of %d (max-ticket-bytes)", n, f.s.cfg.MaxTicketBytes)
+	}
+	out, released, err := f.s.backfills.update(bf, time.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	f.s.tickets.release(released)
+	return out, nil
+}
+
+func (f *frontend) AcknowledgeBackfill(ctx context.Context, req *pb.AcknowledgeBackfillRequest) (*pb.AcknowledgeBackfillResponse, error) {
+	switch {
+	case req.GetBackfillId() == "":
+		return nil, status.Error(codes.InvalidArgument, ".backfill_id is required")
+	case req.GetAssignment() == nil:
+		return nil, status.Error(codes.InvalidArgument, ".assignment is required")
+	}
+	now := time.Now().UnixNano()
+	bf, ids, err := f.s.backfills.acknowledge(req.BackfillId, now)
+	if err != nil {
+		return nil, err
+	}
+	asgRaw, err := proto.Marshal(req.Assignment)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "assignment cannot be encoded: %v", err)
+	}
+	resp := &pb.AcknowledgeBackfillResponse{Backfill: bf}
+	for _, id := range ids {
+		if !f.s.tickets.assign(id, req.Assignment, asgRaw, now) {
+			continue
+		}
+		f.s.metrics.assigned.Inc()
+		if raw, ok := f.s.tickets.get(id); ok {
+			t := &pb.Ticket{}
+			if proto.Unmarshal(raw, t) == nil {
+				resp.Tickets = append(resp.Tickets, t)
+			}
+		}
+	}
+	return resp, nil
+}

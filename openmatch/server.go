@@ -1,0 +1,195 @@
+package openmatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Server is a running core. Create it with Start.
+type Server struct {
+	log       *slog.Logger
+	cfg       Config
+	tickets   *ticketStore
+	backfills *backfillStore
+	metrics   *metrics
+	sync      *synchronizer
+	mmfs      *mmfClients
+
+	// stopping is closed when the server begins to stop; long streams (WatchAssignments,
+	// FetchMatches waiting for a cycle) end on it so GracefulStop does not wait for them.
+	stopping chan struct{}
+
+	listeners [3]net.Listener // frontend, backend, query
+	grpcs     [3]*grpc.Server
+	healths   [3]*health.Server
+
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+// serverOptions are the gRPC options of every port (the benchmarks' baseline uses them too).
+func serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newCodec()),
+		// Upstream's enforcement policy, so clients tuned for Open Match behave the same here.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+}
+
+// Start validates cfg, listens on the three addresses and serves until ctx ends. It returns once
+// every listener is bound. reg may be nil (metrics are then kept but not exported).
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	config.Log(ctx, log, "openmatch", &cfg)
+	s := &Server{
+		log:       log,
+		cfg:       cfg,
+		tickets:   newTicketStore(cfg.PendingReleaseTimeout, cfg.AssignedDeleteTimeout),
+		backfills: newBackfillStore(cfg.PendingReleaseTimeout),
+		stopping:  make(chan struct{}),
+	}
+	var err error
+	if s.metrics, err = newMetrics(reg, s.tickets, s.backfills); err != nil {
+		return nil, err
+	}
+	s.mmfs = newMMFClients(cfg.MatchFunctions)
+	ev, err := newEvaluator(cfg.EvaluatorAddr)
+	if err != nil {
+		return nil, err
+	}
+	s.sync = newSynchronizer(s, ev)
+
+	addrs := [3]string{cfg.FrontendAddr, cfg.BackendAddr, cfg.QueryAddr}
+	names := [3]string{"frontend", "backend", "query"}
+	for i, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, prev := range s.listeners[:i] {
+				prev.Close()
+			}
+			ev.close()
+			s.mmfs.close()
+			return nil, fmt.Errorf("openmatch: listen %s on %q: %w", names[i], a, err)
+		}
+		s.listeners[i] = l
+	}
+	for i := range s.grpcs {
+		g := grpc.NewServer(serverOptions()...)
+		h := health.NewServer()
+		healthpb.RegisterHealthServer(g, h)
+		s.grpcs[i], s.healths[i] = g, h
+	}
+	pb.RegisterFrontendServiceServer(s.grpcs[0], &frontend{s: s})
+	s.healths[0].SetServingStatus(pb.FrontendService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	pb.RegisterBackendServiceServer(s.grpcs[1], &backend{s: s})
+	s.healths[1].SetServingStatus(pb.BackendService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	pb.RegisterQueryServiceServer(s.grpcs[2], &query{s: s})
+	s.healths[2].SetServingStatus(pb.QueryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	for i := range s.grpcs {
+		s.wg.Go(func() {
+			if err := s.grpcs[i].Serve(s.listeners[i]); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				s.fail(fmt.Errorf("openmatch: serve %s: %w", names[i], err))
+			}
+		})
+	}
+	s.wg.Go(func() { s.sync.run() })
+	s.wg.Go(func() { s.sweep() })
+	s.wg.Go(func() {
+		<-ctx.Done()
+		s.stop(ev)
+	})
+	log.Info("openmatch core serving", "frontend", s.FrontendAddr(), "backend", s.BackendAddr(), "query", s.QueryAddr())
+	return s, nil
+}
+
+func (s *Server) fail(err error) {
+	s.mu.Lock()
+	s.errs = append(s.errs, err)
+	s.mu.Unlock()
+}
+
+func (s *Server) stop(ev evaluator) {
+	for _, h := range s.healths {
+		h.Shutdown()
+	}
+	close(s.stopping)
+	var wg sync.WaitGroup
+	for _, g := range s.grpcs {
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() { g.GracefulStop(); close(done) }()
+			t := time.NewTimer(s.cfg.ShutdownGrace)
+			defer t.Stop()
+			select {
+			case <-done:
+			case <-t.C:
+				g.Stop()
+				<-done
+			}
+		})
+	}
+	wg.Wait()
+	ev.close()
+	s.mmfs.close()
+	s.log.Info("openmatch core stopped")
+}
+
+// sweep deletes assigned tickets after assignedDeleteTimeout.
+func (s *Server) sweep() {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopping:
+			return
+		case now := <-t.C:
+			if n := s.tickets.sweep(now.UnixNano()); n > 0 {
+				s.metrics.expired.Add(float64(n))
+			}
+		}
+	}
+}
+
+// FrontendAddr is the frontend's bound host:port.
+func (s *Server) FrontendAddr() string { return s.listeners[0].Addr().String() }
+
+// BackendAddr is the backend's bound host:port.
+func (s *Server) BackendAddr() string { return s.listeners[1].Addr().String() }
+
+// QueryAddr is the query service's bound host:port.
+func (s *Server) QueryAddr() string { return s.listeners[2].Addr().String() }
+
+// Wait blocks until the server has stopped (after ctx ended) and every goroutine and socket is
+// released; it returns serve errors, if any.
+func (s *Server) Wait() error {
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+// Run starts the core and blocks until ctx ends (the `kumi openmatch` entry).
+func Run(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) error {
+	s, err := Start(ctx, log, cfg, reg)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
