@@ -1,0 +1,16 @@
+// Package pool is the director's second-tier pool as pure, clock-free logic: which game servers are
+// in the pool and how much room they have, where a match's session goes, which servers to drain on
+// scale-in, where a moving session lands, and how traffic is split across backends by weight.
+//
+// It does no I/O and reads no clock: every method takes now, so the director drives it from real
+// time and tests drive it from a table. A Pool is safe for concurrent use.
+//
+// Accounting: a server's used slots are its sessions (reported live ones plus reservations for
+// sessions placed but not yet joined, which expire after ReservationTTL) — or, before its first
+// report, the sessions counter the allocation backend showed. Only accepting servers count towards
+// free slots; a server that reports full, draining or stopping, or that the director asked to drain,
+// stops taking sessions at once.
+//
+// Session ids of rendezvous sessions carry a digest of their group ("<xid>-g<16 hex>"), so a
+// restarted director rebuilds the group→session mapping from the servers' reports alone.
+package pool
