@@ -200,40 +200,47 @@ func (p *Profile) partyProblem(u *unit) string {
 }
 
 // fill forms matches from one bucket's units, sorted oldest first, and returns the units left waiting.
+// Each anchor costs O(units): candidates are heapified, not sorted, and only popped until the match
+// is full.
 func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []*unit) {
 	used := make([]bool, len(units))
-	type cand struct {
-		i    int
-		dist float64
-	}
-	var cands []cand
+	var cands candHeap
+	var picked []int
 	for a, anchor := range units {
 		if used[a] {
 			continue
 		}
 		window := p.window(waitSeconds(anchor.oldest(), now))
-		cands = cands[:0]
-		for i, u := range units {
-			if i == a || used[i] {
-				continue
-			}
-			d := math.Abs(u.skill - anchor.skill)
-			if p.SkillArg != "" && d > window {
-				continue
-			}
-			cands = append(cands, cand{i, d})
-		}
-		// Closest skill first; on equal distance the older unit (lower index) first.
-		slices.SortStableFunc(cands, func(x, y cand) int { return cmp.Compare(x.dist, y.dist) })
 		slots := p.Players - len(anchor.tickets)
-		picked := []int{a}
-		for _, c := range cands {
-			if slots == 0 {
-				break
-			}
-			if n := len(units[c.i].tickets); n <= slots {
-				picked = append(picked, c.i)
+		picked = append(picked[:0], a)
+		take := func(i int) {
+			if n := len(units[i].tickets); n <= slots {
+				picked = append(picked, i)
 				slots -= n
+			}
+		}
+		if p.SkillArg == "" {
+			// Every distance is 0: the oldest units first, which is index order (earlier units that
+			// could not anchor a match themselves are still candidates).
+			for i := 0; i < len(units) && slots > 0; i++ {
+				if i != a && !used[i] {
+					take(i)
+				}
+			}
+		} else {
+			cands = cands[:0]
+			for i, u := range units {
+				if i == a || used[i] {
+					continue
+				}
+				if d := math.Abs(u.skill - anchor.skill); d <= window {
+					cands = append(cands, cand{i, d})
+				}
+			}
+			// Closest skill first; on equal distance the older unit (lower index) first.
+			cands.init()
+			for len(cands) > 0 && slots > 0 {
+				take(cands.pop().i)
 			}
 		}
 		if slots != 0 {
@@ -253,6 +260,53 @@ func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []
 		}
 	}
 	return out, waiting
+}
+
+// cand is a unit (index into the bucket, oldest first) at a skill distance from the anchor.
+type cand struct {
+	i    int
+	dist float64
+}
+
+// candHeap is a binary min-heap of candidates by (dist, i).
+type candHeap []cand
+
+func (h candHeap) less(x, y int) bool {
+	return h[x].dist < h[y].dist || h[x].dist == h[y].dist && h[x].i < h[y].i
+}
+
+func (h candHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *candHeap) pop() cand {
+	old := *h
+	top := old[0]
+	n := len(old) - 1
+	old[0] = old[n]
+	*h = old[:n]
+	h.down(0)
+	return top
+}
+
+func (h candHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }
 
 // window is the allowed skill distance from the anchor after it waited wait seconds.
