@@ -29,41 +29,57 @@ func (b *backend) FetchMatches(req *pb.FetchMatchesRequest, stream grpc.ServerSt
 	ctx := stream.Context()
 	mmfCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fc := &fetchCall{ctx: ctx, mmfCancel: cancel, joined: make(chan *cycle, 1), seen: make(map[string]struct{})}
+	fc := &fetchCall{ctx: ctx, mmfCancel: cancel, joined: make(chan *cycle, 1), seen: make(map[string]struct{}), wake: make(chan struct{}, 1)}
 	cy, err := b.s.sync.register(fc)
 	if err != nil {
 		b.s.metrics.fetchCalls.WithLabelValues("canceled").Inc()
 		return toStatus(err)
 	}
-	mmfErr := b.s.mmfs.run(mmfCtx, req.Config, req.Profile, func(m *pb.Match) error { return cy.propose(fc, m) })
-	cy.mmfDone(fc, mmfErr)
-	select {
-	case <-cy.done:
-	case <-ctx.Done():
-		b.s.metrics.fetchCalls.WithLabelValues("canceled").Inc()
-		return status.FromContextError(ctx.Err()).Err()
-	case <-b.s.stopping:
-		return toStatus(errStopping)
+	mmfDone := make(chan struct{})
+	go func() {
+		defer close(mmfDone)
+		cy.mmfDone(fc, b.s.mmfs.run(mmfCtx, req.Config, req.Profile, func(m *pb.Match) error { return cy.propose(fc, m) }))
+	}()
+	defer func() {
+		cancel()
+		<-mmfDone
+	}()
+	send := func() error {
+		for _, m := range cy.take(fc) {
+			if err := stream.Send(&pb.FetchMatchesResponse{Match: m}); err != nil {
+				cy.leave(fc)
+				return err
+			}
+		}
+		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		b.s.metrics.fetchCalls.WithLabelValues("canceled").Inc()
-		return status.FromContextError(err).Err()
+	for done := false; !done; {
+		select {
+		case <-fc.wake:
+		case <-cy.done:
+			done = true
+		case <-ctx.Done():
+			cy.leave(fc)
+			b.s.metrics.fetchCalls.WithLabelValues("canceled").Inc()
+			return status.FromContextError(ctx.Err()).Err()
+		case <-b.s.stopping:
+			cy.leave(fc)
+			return toStatus(errStopping)
+		}
+		if err := send(); err != nil {
+			return err
+		}
 	}
 	cy.mu.Lock()
-	syncErr, callErr, results := cy.err, fc.err, fc.results
-	cy.mu.Unlock()
-	if errors.Is(syncErr, errStopping) {
-		return toStatus(errStopping)
+	syncErr, callErr := cy.err, fc.err
+	if syncErr == nil {
+		syncErr = fc.syncErr
 	}
+	cy.mu.Unlock()
 	if syncErr != nil || callErr != nil {
 		b.s.metrics.fetchCalls.WithLabelValues("error").Inc()
 		b.s.log.Warn("FetchMatches failed", "profile", req.Profile.GetName(), "sync_error", syncErr, "mmf_error", callErr)
 		return status.Error(codes.Unknown, fmt.Sprintf("error(s) in FetchMatches call. syncErr=[%v], mmfErr=[%v]", syncErr, callErr))
-	}
-	for _, m := range results {
-		if err := stream.Send(&pb.FetchMatchesResponse{Match: m}); err != nil {
-			return err
-		}
 	}
 	b.s.metrics.fetchCalls.WithLabelValues("ok").Inc()
 	return nil

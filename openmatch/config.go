@@ -25,6 +25,7 @@ type Config struct {
 	QueryPageBytes             int           `flag:"query-page-bytes" help:"also end a query page once it holds this many bytes, so pages stay under clients' 4 MiB receive limit"`
 	MaxTicketBytes             int           `flag:"max-ticket-bytes" help:"largest accepted ticket or backfill (serialized size); larger ones are refused with InvalidArgument"`
 	EvaluatorAddr              string        `flag:"evaluator-addr" help:"host:port of an openmatch.Evaluator gRPC service; empty runs the built-in default evaluator in process"`
+	MetricsAddr                string        `flag:"metrics-addr" help:"serve Prometheus /metrics and /healthz over HTTP here (empty: off)"`
 	SweepInterval              time.Duration `flag:"sweep-interval" help:"how often expired assigned tickets are deleted in the background (reads check expiry exactly anyway)"`
 	ShutdownGrace              time.Duration `flag:"shutdown-grace" help:"how long a stopping server waits for in-flight RPCs before closing connections"`
 

@@ -8,16 +8,29 @@ import (
 	"io"
 	"math"
 	"slices"
+	"sync"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// evaluator picks the proposals of one cycle that go ahead.
+// evaluator starts one evaluation session per synchronizer cycle.
 type evaluator interface {
-	evaluate(ctx context.Context, proposals []*pb.Match) ([]string, error)
+	start(ctx context.Context) (evalSession, error)
 	close()
+}
+
+// evalSession streams a cycle's proposals in and accepted match ids out, like the
+// openmatch.Evaluator/Evaluate bidi stream: results may arrive before the input ends.
+type evalSession interface {
+	// send passes one proposal; it must not be called after closeSend.
+	send(m *pb.Match) error
+	// closeSend ends the input. keep reports whether a proposal still counts (its caller may have
+	// failed or left); evaluators that decide at the end use it to skip withdrawn proposals.
+	closeSend(keep func(id string) bool)
+	// recv returns the next accepted id, io.EOF when the evaluation is complete.
+	recv() (string, error)
 }
 
 func newEvaluator(addr string) (evaluator, error) {
@@ -31,13 +44,59 @@ func newEvaluator(addr string) (evaluator, error) {
 	return &grpcEvaluator{conn: c, client: pb.NewEvaluatorClient(c)}, nil
 }
 
-// defaultEvaluator is upstream's default-evaluator: best score first, greedily accepting a match
-// when none of its tickets (nor its backfill) was taken by an accepted match.
+// defaultEvaluator is upstream's default-evaluator: best score first (score from
+// extensions["evaluation_input"], −∞ when absent, proposal dropped when it does not decode),
+// greedily accepting a match when none of its tickets nor its backfill was taken already.
 type defaultEvaluator struct{}
 
 func (defaultEvaluator) close() {}
 
-func (defaultEvaluator) evaluate(_ context.Context, proposals []*pb.Match) ([]string, error) {
+func (defaultEvaluator) start(ctx context.Context) (evalSession, error) {
+	return &defaultSession{ctx: ctx, out: make(chan []string, 1)}, nil
+}
+
+type defaultSession struct {
+	ctx context.Context
+	mu  sync.Mutex
+	in  []*pb.Match
+	out chan []string
+	ids []string
+	got bool
+}
+
+func (d *defaultSession) send(m *pb.Match) error {
+	d.mu.Lock()
+	d.in = append(d.in, m)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *defaultSession) closeSend(keep func(string) bool) {
+	d.mu.Lock()
+	in := slices.DeleteFunc(d.in, func(m *pb.Match) bool { return !keep(m.GetMatchId()) })
+	d.in = nil
+	d.mu.Unlock()
+	d.out <- evaluateDefault(in)
+}
+
+func (d *defaultSession) recv() (string, error) {
+	if !d.got {
+		select {
+		case d.ids = <-d.out:
+			d.got = true
+		case <-d.ctx.Done():
+			return "", d.ctx.Err()
+		}
+	}
+	if len(d.ids) == 0 {
+		return "", io.EOF
+	}
+	id := d.ids[0]
+	d.ids = d.ids[1:]
+	return id, nil
+}
+
+func evaluateDefault(proposals []*pb.Match) []string {
 	type scored struct {
 		m     *pb.Match
 		score float64
@@ -48,39 +107,38 @@ func (defaultEvaluator) evaluate(_ context.Context, proposals []*pb.Match) ([]st
 		if a, ok := m.GetExtensions()["evaluation_input"]; ok {
 			var c pb.DefaultEvaluationCriteria
 			if err := a.UnmarshalTo(&c); err != nil {
-				continue // upstream drops proposals whose score does not decode
+				continue
 			}
 			score = c.Score
 		}
 		in = append(in, scored{m, score})
 	}
 	slices.SortStableFunc(in, func(a, b scored) int { return cmp.Compare(b.score, a.score) })
-	used := make(map[string]struct{})
+	usedTickets := make(map[string]struct{})
+	usedBackfills := make(map[string]struct{})
 	var out []string
 next:
 	for _, p := range in {
 		for _, t := range p.m.GetTickets() {
-			if _, ok := used[t.GetId()]; ok {
+			if _, ok := usedTickets[t.GetId()]; ok {
 				continue next
 			}
 		}
-		bf := p.m.GetBackfill().GetId()
-		if bf != "" {
-			if _, ok := used["bf:"+bf]; ok {
+		if bf := p.m.GetBackfill().GetId(); bf != "" {
+			if _, ok := usedBackfills[bf]; ok {
 				continue
 			}
-			used["bf:"+bf] = struct{}{}
+			usedBackfills[bf] = struct{}{}
 		}
 		for _, t := range p.m.GetTickets() {
-			used[t.GetId()] = struct{}{}
+			usedTickets[t.GetId()] = struct{}{}
 		}
 		out = append(out, p.m.GetMatchId())
 	}
-	return out, nil
+	return out
 }
 
-// grpcEvaluator calls an openmatch.Evaluator service: every proposal of the cycle on one stream,
-// then the accepted ids back.
+// grpcEvaluator calls an openmatch.Evaluator service, one Evaluate stream per cycle.
 type grpcEvaluator struct {
 	conn   *grpc.ClientConn
 	client pb.EvaluatorClient
@@ -88,38 +146,55 @@ type grpcEvaluator struct {
 
 func (g *grpcEvaluator) close() { g.conn.Close() }
 
-func (g *grpcEvaluator) evaluate(ctx context.Context, proposals []*pb.Match) ([]string, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (g *grpcEvaluator) start(ctx context.Context) (evalSession, error) {
 	stream, err := g.client.Evaluate(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("evaluator: %w", err)
 	}
-	sendErr := make(chan error, 1)
+	s := &grpcSession{stream: stream, queue: make(chan *pb.Match, 256), sendErr: make(chan error, 1)}
+	// Proposals go out from their own goroutine so a slow evaluator never blocks intake while it
+	// is still answering, and so send order is kept.
 	go func() {
-		// Sent from its own goroutine so an evaluator that answers while still reading can't
-		// deadlock against flow control.
-		for _, m := range proposals {
+		for m := range s.queue {
 			if err := stream.Send(&pb.EvaluateRequest{Match: m}); err != nil {
-				sendErr <- err
+				s.sendErr <- err
+				for range s.queue {
+				}
 				return
 			}
 		}
-		sendErr <- stream.CloseSend()
+		s.sendErr <- stream.CloseSend()
 	}()
-	var ids []string
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("evaluator: %w", err)
-		}
-		ids = append(ids, r.GetMatchId())
+	return s, nil
+}
+
+type grpcSession struct {
+	stream  grpc.BidiStreamingClient[pb.EvaluateRequest, pb.EvaluateResponse]
+	queue   chan *pb.Match
+	sendErr chan error
+}
+
+func (s *grpcSession) send(m *pb.Match) error {
+	select {
+	case s.queue <- m:
+		return nil
+	case <-s.stream.Context().Done():
+		return s.stream.Context().Err()
 	}
-	if err := <-sendErr; err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("evaluator: send proposals: %w", err)
+}
+
+func (s *grpcSession) closeSend(func(string) bool) { close(s.queue) }
+
+func (s *grpcSession) recv() (string, error) {
+	r, err := s.stream.Recv()
+	if errors.Is(err, io.EOF) {
+		if err := <-s.sendErr; err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("evaluator: send proposals: %w", err)
+		}
+		return "", io.EOF
 	}
-	return ids, nil
+	if err != nil {
+		return "", fmt.Errorf("evaluator: %w", err)
+	}
+	return r.GetMatchId(), nil
 }

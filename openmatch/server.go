@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -33,6 +35,8 @@ type Server struct {
 	stopping chan struct{}
 
 	listeners [3]net.Listener // frontend, backend, query
+	httpSrv   *http.Server
+	httpLn    net.Listener
 	grpcs     [3]*grpc.Server
 	healths   [3]*health.Server
 
@@ -42,9 +46,11 @@ type Server struct {
 }
 
 // serverOptions are the gRPC options of every port (the benchmarks' baseline uses them too).
-func serverOptions() []grpc.ServerOption {
+func serverOptions(log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newCodec()),
+		grpc.ChainUnaryInterceptor(recoverUnary(log)),
+		grpc.ChainStreamInterceptor(recoverStream(log)),
 		// Upstream's enforcement policy, so clients tuned for Open Match behave the same here.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
@@ -89,8 +95,18 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		s.listeners[i] = l
 	}
+	if cfg.MetricsAddr != "" {
+		if err := s.listenMetrics(reg); err != nil {
+			for _, l := range s.listeners {
+				l.Close()
+			}
+			ev.close()
+			s.mmfs.close()
+			return nil, err
+		}
+	}
 	for i := range s.grpcs {
-		g := grpc.NewServer(serverOptions()...)
+		g := grpc.NewServer(serverOptions(s.log)...)
 		h := health.NewServer()
 		healthpb.RegisterHealthServer(g, h)
 		s.grpcs[i], s.healths[i] = g, h
@@ -106,6 +122,13 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		s.wg.Go(func() {
 			if err := s.grpcs[i].Serve(s.listeners[i]); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				s.fail(fmt.Errorf("openmatch: serve %s: %w", names[i], err))
+			}
+		})
+	}
+	if s.httpSrv != nil {
+		s.wg.Go(func() {
+			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.fail(fmt.Errorf("openmatch: serve metrics: %w", err))
 			}
 		})
 	}
@@ -146,9 +169,36 @@ func (s *Server) stop(ev evaluator) {
 		})
 	}
 	wg.Wait()
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
 	ev.close()
 	s.mmfs.close()
 	s.log.Info("openmatch core stopped")
+}
+
+func (s *Server) listenMetrics(reg prometheus.Registerer) error {
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		return fmt.Errorf("openmatch: metrics-addr %q set but the registerer (%T) cannot be gathered: pass a *prometheus.Registry", s.cfg.MetricsAddr, reg)
+	}
+	l, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("openmatch: listen metrics on %q: %w", s.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
+	s.httpLn, s.httpSrv = l, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
+
+// MetricsAddr is the bound host:port of the metrics endpoint ("" when off).
+func (s *Server) MetricsAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
 }
 
 // sweep deletes assigned tickets after assignedDeleteTimeout.

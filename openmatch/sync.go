@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -11,45 +12,61 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// errProposalWindow is what an MMF still streaming when the proposal window closes gets.
-var errProposalWindow = errors.New("match function ran longer than proposal window, canceling")
+var (
+	// errProposalWindow is what a call gets when its MMF still ran as the proposal window closed.
+	errProposalWindow = errors.New("match function ran longer than proposal window, canceling")
+	errStopping       = errors.New("openmatch core is shutting down")
+)
 
-// synchronizer runs cycles one at a time (reference §7). Calls arriving while a cycle is past its
-// registration window block on reg until the loop starts the next cycle, so a cycle's MMFs always
-// query after the previous cycle marked its tickets pending.
+// synchronizer runs cycles one at a time (reference §7). A call arriving while a cycle is past its
+// registration window blocks on reg until the loop starts the next cycle, so a cycle's MMFs always
+// query after the previous cycle marked its tickets pending, and every call that waited shares
+// that next cycle's evaluation.
 type synchronizer struct {
 	s   *Server
 	ev  evaluator
 	reg chan *fetchCall
 }
 
-// fetchCall is one FetchMatches call's part in a cycle.
+// fetchCall is one FetchMatches call's part in a cycle. Fields after joined are guarded by the
+// cycle's mutex.
 type fetchCall struct {
 	ctx       context.Context
 	mmfCancel context.CancelFunc
 	joined    chan *cycle
-	seen      map[string]struct{} // match ids this call proposed
-	err       error               // MMF error: the call fails, its proposals are withdrawn
-	results   []*pb.Match
+
+	seen        map[string]struct{} // match ids this call proposed
+	mmfFinished bool
+	left        bool
+	err         error // MMF error: the call fails with it; its proposals no longer count
+	syncErr     error // synchronizer error for this call only (proposal window)
+	results     []*pb.Match
+	wake        chan struct{} // signalled when results grow
 }
 
+// cycle is one synchronizer cycle: one evaluation shared by every call registered in its window.
 type cycle struct {
+	sy     *synchronizer
+	ctx    context.Context // the evaluation's; cancelled when the cycle fails or every caller left
+	cancel context.CancelFunc
+	sess   evalSession
+	start  time.Time
+
 	mu           sync.Mutex
-	start        time.Time
 	calls        []*fetchCall
 	running      int // MMFs not finished
+	live         int // calls still waiting for results
 	windowClosed bool
 	intakeClosed bool
 	allDone      chan struct{} // closed once the window closed and every MMF finished
-	proposals    []proposal
+	allLeft      chan struct{} // closed when every call left early
+	inflight     sync.WaitGroup
 	owner        map[string]*fetchCall
-	err          error         // cycle error: every call of the cycle fails with it
-	done         chan struct{} // closed when results are final
-}
-
-type proposal struct {
-	call *fetchCall
-	m    *pb.Match
+	proposals    map[string]*pb.Match // forwarded to the evaluator, by match id
+	accepted     map[string]struct{}
+	err          error         // every call of the cycle fails with it
+	evalDone     chan struct{} // closed when the evaluator's output ended
+	done         chan struct{} // closed when the cycle is over
 }
 
 func newSynchronizer(s *Server, ev evaluator) *synchronizer {
@@ -68,10 +85,8 @@ func (sy *synchronizer) register(fc *fetchCall) (*cycle, error) {
 	}
 }
 
-var errStopping = errors.New("openmatch core is shutting down")
-
 func (sy *synchronizer) run() {
-	ctx, cancel := context.WithCancel(context.Background())
+	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		<-sy.s.stopping
@@ -84,7 +99,7 @@ func (sy *synchronizer) run() {
 		case <-sy.s.stopping:
 			return
 		}
-		cy := &cycle{start: time.Now(), allDone: make(chan struct{}), owner: make(map[string]*fetchCall), done: make(chan struct{})}
+		cy := sy.newCycle(base)
 		cy.join(first)
 		window := time.NewTimer(sy.s.cfg.RegistrationInterval)
 	collect:
@@ -94,10 +109,6 @@ func (sy *synchronizer) run() {
 				cy.join(fc)
 			case <-window.C:
 				break collect
-			case <-sy.s.stopping:
-				window.Stop()
-				cy.abort(errStopping)
-				return
 			}
 		}
 		cy.closeWindow()
@@ -106,29 +117,70 @@ func (sy *synchronizer) run() {
 		case <-cy.allDone:
 		case <-proposalTimer.C:
 		case <-sy.s.stopping:
-			proposalTimer.Stop()
-			cy.abort(errStopping)
-			return
 		}
 		proposalTimer.Stop()
 		cy.closeIntake()
-		sy.evaluateAndCommit(ctx, cy)
+		select {
+		case <-cy.evalDone:
+		case <-cy.allLeft:
+			// Nobody is waiting for the results: stop the evaluator instead of waiting for it.
+			cy.cancel()
+			<-cy.evalDone
+		}
+		cy.cancel()
+		cy.mu.Lock()
+		result := "ok"
+		if cy.err != nil {
+			result = "error"
+		}
+		cy.mu.Unlock()
 		close(cy.done)
+		sy.s.metrics.cycles.WithLabelValues(result).Inc()
 		sy.s.metrics.cycleSeconds.Observe(time.Since(cy.start).Seconds())
-		now := time.Now().UnixNano()
-		if ids, tickets := sy.s.backfills.removeExpired(now); len(ids) > 0 {
+		if ids, tickets := sy.s.backfills.removeExpired(time.Now().UnixNano()); len(ids) > 0 {
 			sy.s.tickets.release(tickets)
 			sy.s.log.Info("expired backfills deleted", "backfills", ids)
 		}
 	}
 }
 
+func (sy *synchronizer) newCycle(base context.Context) *cycle {
+	ctx, cancel := context.WithCancel(base)
+	c := &cycle{sy: sy, ctx: ctx, cancel: cancel, start: time.Now(),
+		allDone: make(chan struct{}), allLeft: make(chan struct{}), evalDone: make(chan struct{}), done: make(chan struct{}),
+		owner: make(map[string]*fetchCall), proposals: make(map[string]*pb.Match), accepted: make(map[string]struct{})}
+	sess, err := sy.ev.start(ctx)
+	if err != nil {
+		c.err = err
+		close(c.evalDone)
+		return c
+	}
+	c.sess = sess
+	go c.receive()
+	return c
+}
+
 func (c *cycle) join(fc *fetchCall) {
 	c.mu.Lock()
 	c.calls = append(c.calls, fc)
 	c.running++
+	c.live++
 	c.mu.Unlock()
 	fc.joined <- c
+}
+
+// leave records that fc's caller went away before the cycle ended.
+func (c *cycle) leave(fc *fetchCall) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if fc.left {
+		return
+	}
+	fc.left = true
+	c.live--
+	if c.live == 0 {
+		close(c.allLeft)
+	}
 }
 
 func (c *cycle) closeWindow() {
@@ -140,54 +192,76 @@ func (c *cycle) closeWindow() {
 	}
 }
 
-// closeIntake ends proposal collection; MMFs still running are cancelled and their calls fail.
+// closeIntake ends proposal collection: MMFs still running are cancelled and their calls fail;
+// the evaluator sees the end of its input.
 func (c *cycle) closeIntake() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.intakeClosed = true
-	if c.running > 0 {
-		for _, fc := range c.calls {
-			if fc.err == nil && !fc.finished() {
-				fc.err = errProposalWindow
-				fc.mmfCancel()
-			}
+	for _, fc := range c.calls {
+		if !fc.mmfFinished && fc.syncErr == nil {
+			fc.syncErr = errProposalWindow
+			fc.mmfCancel()
 		}
 	}
-}
-
-func (c *cycle) abort(err error) {
-	c.mu.Lock()
-	c.err = err
 	c.mu.Unlock()
-	close(c.done)
+	c.inflight.Wait()
+	if c.sess != nil {
+		c.sess.closeSend(func(id string) bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			fc := c.owner[id]
+			return fc != nil && fc.err == nil && fc.syncErr == nil && !fc.left
+		})
+	}
 }
 
-// finished is set by mmfDone; guarded by the cycle's mutex.
-func (fc *fetchCall) finished() bool { return fc.seen == nil }
+// failLocked fails the whole cycle (first error wins) and stops its evaluator.
+func (c *cycle) failLocked(err error) {
+	if c.err == nil {
+		c.err = err
+		c.cancel()
+	}
+}
 
-// propose adds one proposal of fc to the cycle.
+// propose adds one proposal of fc to the cycle and forwards it to the evaluator. An error fails
+// only fc (its MMF stops); cycle-wide errors are recorded on the cycle.
 func (c *cycle) propose(fc *fetchCall, m *pb.Match) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.intakeClosed {
+		c.mu.Unlock()
 		return errProposalWindow
 	}
-	if fc.finished() {
+	if fc.mmfFinished {
+		c.mu.Unlock()
 		return errors.New("match function sent a proposal after its Run returned")
 	}
 	id := m.GetMatchId()
 	if _, dup := fc.seen[id]; dup {
+		c.mu.Unlock()
 		return fmt.Errorf("MatchMakingFunction returned same match_id twice: %q", id)
 	}
 	fc.seen[id] = struct{}{}
-	if other, ok := c.owner[id]; ok && other != fc {
-		if c.err == nil {
-			c.err = fmt.Errorf("multiple match functions used same match_id: %q", id)
-		}
+	if _, taken := c.owner[id]; taken {
+		c.failLocked(fmt.Errorf("multiple match functions used same match_id: %q", id))
+		c.mu.Unlock()
 		return nil
 	}
 	c.owner[id] = fc
-	c.proposals = append(c.proposals, proposal{fc, m})
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.proposals[id] = m
+	c.inflight.Add(1)
+	c.mu.Unlock()
+	c.sy.s.metrics.proposals.Inc()
+	err := c.sess.send(m)
+	c.inflight.Done()
+	if err != nil {
+		c.mu.Lock()
+		c.failLocked(fmt.Errorf("evaluator: %w", err))
+		c.mu.Unlock()
+	}
 	return nil
 }
 
@@ -198,93 +272,90 @@ func (c *cycle) mmfDone(fc *fetchCall, err error) {
 	if fc.err == nil && err != nil {
 		fc.err = err
 	}
-	fc.seen = nil
+	fc.mmfFinished = true
 	c.running--
 	if c.windowClosed && c.running == 0 && !c.intakeClosed {
 		close(c.allDone)
 	}
 }
 
-func (sy *synchronizer) evaluateAndCommit(ctx context.Context, c *cycle) {
+// receive commits each accepted match as the evaluator returns it, so matches stream to their
+// callers while the cycle is still running.
+func (c *cycle) receive() {
+	defer close(c.evalDone)
+	for {
+		id, err := c.sess.recv()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.failLocked(err)
+			c.mu.Unlock()
+			return
+		}
+		c.commit(id)
+	}
+}
+
+func (c *cycle) commit(id string) {
+	s := c.sy.s
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		sy.s.metrics.cycles.WithLabelValues("error").Inc()
 		return
 	}
-	byID := make(map[string]proposal, len(c.proposals))
-	in := make([]*pb.Match, 0, len(c.proposals))
-	for _, p := range c.proposals {
-		if p.call.err != nil || p.call.ctx.Err() != nil {
-			continue // withdrawn: its caller gets an error, its tickets must stay active
-		}
-		byID[p.m.GetMatchId()] = p
-		in = append(in, p.m)
+	m, ok := c.proposals[id]
+	if !ok {
+		c.failLocked(fmt.Errorf("evaluator returned match_id %q which does not correspond to its any match in its input", id))
+		return
 	}
-	sy.s.metrics.proposals.Add(float64(len(c.proposals)))
-	var ids []string
-	if len(in) > 0 {
-		// Evaluate without holding the cycle lock's callers hostage: nothing else touches the
-		// cycle once intake is closed, except mmfDone of cancelled calls, which only needs fc.
-		c.mu.Unlock()
-		var err error
-		ids, err = sy.ev.evaluate(ctx, in)
-		c.mu.Lock()
-		if err != nil {
-			c.err = err
-			sy.s.metrics.cycles.WithLabelValues("error").Inc()
-			return
-		}
+	if _, dup := c.accepted[id]; dup {
+		c.failLocked(fmt.Errorf("evaluator returned same match_id twice: %q", id))
+		return
 	}
-	seen := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		if _, ok := byID[id]; !ok {
-			c.err = fmt.Errorf("evaluator returned match_id %q which does not correspond to its any match in its input", id)
-			sy.s.metrics.cycles.WithLabelValues("error").Inc()
-			return
-		}
-		if _, dup := seen[id]; dup {
-			c.err = fmt.Errorf("evaluator returned same match_id twice: %q", id)
-			sy.s.metrics.cycles.WithLabelValues("error").Inc()
-			return
-		}
-		seen[id] = struct{}{}
+	c.accepted[id] = struct{}{}
+	fc := c.owner[id]
+	if fc.err != nil || fc.syncErr != nil || fc.left || fc.ctx.Err() != nil {
+		return // withdrawn: the caller failed or left, so its tickets stay active
 	}
 	now := time.Now()
 	nowNs := now.UnixNano()
-	for _, id := range ids {
-		p := byID[id]
-		if p.call.ctx.Err() != nil {
-			continue // the caller left; don't hide its tickets
-		}
-		tids := make([]string, len(p.m.GetTickets()))
-		for i, t := range p.m.GetTickets() {
-			tids[i] = t.GetId()
-		}
-		if tid, busy := sy.s.tickets.pendingOrAssigned(tids, nowNs); busy {
-			sy.s.metrics.dropped.Inc()
-			sy.s.log.Warn("accepted match dropped: ticket already pending or assigned", "match", id, "ticket", tid)
-			continue
-		}
-		m := p.m
-		if bf := m.GetBackfill(); bf != nil {
-			var stored *pb.Backfill
-			if bf.GetId() == "" {
-				stored = sy.s.backfills.create(bf, now, tids)
-			} else {
-				var ok bool
-				if stored, ok = sy.s.backfills.updateFromMatch(bf, tids, nowNs); !ok {
-					sy.s.metrics.dropped.Inc()
-					sy.s.log.Info("accepted match dropped: backfill missing, expired or generation changed", "match", id, "backfill", bf.GetId(), "generation", bf.GetGeneration())
-					continue
-				}
-			}
-			m = proto.CloneOf(m)
-			m.Backfill = stored
-		}
-		sy.s.tickets.markPending(tids, nowNs)
-		p.call.results = append(p.call.results, m)
-		sy.s.metrics.accepted.Inc()
+	tids := make([]string, len(m.GetTickets()))
+	for i, t := range m.GetTickets() {
+		tids[i] = t.GetId()
 	}
-	sy.s.metrics.cycles.WithLabelValues("ok").Inc()
+	if tid, busy := s.tickets.pendingOrAssigned(tids, nowNs); busy {
+		s.metrics.dropped.Inc()
+		s.log.Warn("accepted match dropped: ticket already pending or assigned", "match", id, "ticket", tid)
+		return
+	}
+	if bf := m.GetBackfill(); bf != nil {
+		if bf.GetId() == "" {
+			// The caller learns the new backfill's id from the streamed match.
+			m = proto.CloneOf(m)
+			m.Backfill = s.backfills.create(bf, now, tids)
+		} else if _, ok = s.backfills.updateFromMatch(bf, tids, nowNs); !ok {
+			s.metrics.dropped.Inc()
+			s.log.Info("accepted match dropped: backfill missing, expired or at another generation", "match", id, "backfill", bf.GetId(), "generation", bf.GetGeneration())
+			return
+		}
+		// An updated backfill's match is streamed as proposed, like upstream.
+	}
+	s.tickets.markPending(tids, nowNs)
+	s.metrics.accepted.Inc()
+	fc.results = append(fc.results, m)
+	select {
+	case fc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears fc's pending results.
+func (c *cycle) take(fc *fetchCall) []*pb.Match {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := fc.results
+	fc.results = nil
+	return r
 }

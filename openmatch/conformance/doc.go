@@ -1,0 +1,27 @@
+// Package conformance is a behavioural test suite for Open Match v1 cores. It drives a core only
+// through its gRPC API (FrontendService, BackendService, QueryService) and runs its own match
+// function and evaluator gRPC servers on the test machine, so the same tests run against kumi's
+// embedded core and against a real Open Match v1.8.x deployment.
+//
+// Target selection (environment):
+//
+//	KUMI_OM_FRONTEND, KUMI_OM_BACKEND, KUMI_OM_QUERY   host:port of the core's three services.
+//	    All unset: each test starts kumi's embedded core on 127.0.0.1:0 (the default; never skips).
+//	KUMI_OM_MMF_LISTEN        where the suite's match function listens (default 127.0.0.1:0).
+//	KUMI_OM_MMF_HOST          host the core dials to reach that MMF (default: the listener's IP).
+//	KUMI_OM_EVALUATOR_LISTEN  where the suite's evaluator listens; required for a remote core,
+//	                          whose evaluator address (api.evaluator.*) must point here.
+//
+// The target's timing must be stated so timing tests know what to expect (defaults are what the
+// embedded core is started with):
+//
+//	KUMI_OM_REGISTRATION_INTERVAL         (100ms)   registrationInterval
+//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL  (300ms)   proposalCollectionInterval
+//	KUMI_OM_PENDING_RELEASE_TIMEOUT       (500ms)   pendingReleaseTimeout
+//	KUMI_OM_ASSIGNED_DELETE_TIMEOUT       (200ms)   assignedDeleteTimeout
+//	KUMI_OM_QUERY_PAGE_SIZE               (10)      queryPageSize
+//
+// Against a remote core tests run one at a time (the evaluator is shared) and every test scopes
+// its tickets with a unique string arg, so leftovers of other runs don't disturb it; tests that
+// need a clean core (release-all) only assert on their own tickets.
+package conformance
