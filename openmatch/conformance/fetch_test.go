@@ -80,7 +80,9 @@ func mustErrContain(t *testing.T, s chanStream, text string) {
 	}
 }
 
-func containsStr(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+func containsStr(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {
@@ -638,7 +640,11 @@ func TestDefaultEvaluatorScore(t *testing.T) {
 	t1, t2, t3 := h.create(t, nil), h.create(t, nil), h.create(t, nil)
 	low := &pb.Match{MatchId: "low", Tickets: []*pb.Ticket{t1, t2}, Extensions: map[string]*anypb.Any{"evaluation_input": mustAny(t, &pb.DefaultEvaluationCriteria{Score: 1})}}
 	high := &pb.Match{MatchId: "high", Tickets: []*pb.Ticket{t2, t3}, Extensions: map[string]*anypb.Any{"evaluation_input": mustAny(t, &pb.DefaultEvaluationCriteria{Score: 5})}}
-	h.SetMMF(func(ctx context.Context, p *pb.MatchProfile, out chan<- *pb.Match) error { out <- low; out <- high; return nil })
+	h.SetMMF(func(ctx context.Context, p *pb.MatchProfile, out chan<- *pb.Match) error {
+		out <- low
+		out <- high
+		return nil
+	})
 	h.SetEvaluator(DefaultEvaluator)
 	s, err := h.fetch(t, testCtx(t), "p")
 	if err != nil {
