@@ -57,3 +57,11 @@ func validLabelValue(v string) error {
 	}
 	return nil
 }
+
+// ValidateLabel reports why key=value is not a valid Kubernetes label, or nil.
+func ValidateLabel(key, value string) error {
+	if err := validQualifiedName(key); err != nil {
+		return err
+	}
+	return validLabelValue(value)
+}
