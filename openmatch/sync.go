@@ -134,13 +134,15 @@ func (sy *synchronizer) run() {
 			result = "error"
 		}
 		cy.mu.Unlock()
-		close(cy.done)
-		sy.s.metrics.cycles.WithLabelValues(result).Inc()
-		sy.s.metrics.cycleSeconds.Observe(time.Since(cy.start).Seconds())
+		// Expired backfills go before the callers hear the cycle ended, so a caller that saw the
+		// end also sees the cleanup.
 		if ids, tickets := sy.s.backfills.removeExpired(time.Now().UnixNano()); len(ids) > 0 {
 			sy.s.tickets.release(tickets)
 			sy.s.log.Info("expired backfills deleted", "backfills", ids)
 		}
+		close(cy.done)
+		sy.s.metrics.cycles.WithLabelValues(result).Inc()
+		sy.s.metrics.cycleSeconds.Observe(time.Since(cy.start).Seconds())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,24 +74,11 @@ func mustErrContain(t *testing.T, s chanStream, text string) {
 		if err == nil {
 			continue // a match may stream before the cycle's error
 		}
-		if errors.Is(err, io.EOF) || !containsStr(err.Error(), text) {
+		if errors.Is(err, io.EOF) || !strings.Contains(err.Error(), text) {
 			t.Fatalf("want error containing %q, got %v (last match %v)", text, err, m)
 		}
 		return
 	}
-}
-
-func containsStr(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 // echoOne is an evaluator that checks the only proposal and accepts it.
