@@ -2,11 +2,23 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"log/slog"
+
+	"github.com/kumi-dev/kumi/frontend"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runFrontend is replaced by the component's wiring when the component lands.
+// runFrontend is `kumi frontend`: the player-facing ticket API in front of an Open Match core.
 func runFrontend(ctx context.Context, log *slog.Logger, args []string) error {
-	return errors.New("frontend: not built yet")
+	cfg := frontend.Default()
+	fs := flag.NewFlagSet("frontend", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &cfg); err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return frontend.Run(ctx, log, cfg, prometheus.NewRegistry())
 }

@@ -1,0 +1,58 @@
+package frontend
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/kumi-dev/kumi/internal/token"
+	"google.golang.org/grpc/codes"
+)
+
+// gate authenticates and rate limits one request.
+type gate struct {
+	v   *token.Verifier
+	lim *limiter
+	m   *metrics
+}
+
+// admit checks the global limit, then the bearer token in the Authorization value, then the
+// player's limit, and returns the player id.
+func (g *gate) admit(authorization string) (string, *apiError) {
+	if err := g.lim.allowGlobal(); err != nil {
+		g.m.limited.WithLabelValues("global").Inc()
+		return "", err
+	}
+	scheme, raw, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
+		g.m.authFail.WithLabelValues("missing").Inc()
+		return "", errorf(codes.Unauthenticated, "missing player token: send the header \"Authorization: Bearer <player JWT>\"")
+	}
+	c, err := g.v.VerifyPlayerToken(strings.TrimSpace(raw))
+	if err != nil {
+		g.m.authFail.WithLabelValues(reason(err)).Inc()
+		return "", errorf(codes.Unauthenticated, "invalid player token: %v", err)
+	}
+	if err := g.lim.allowPlayer(c.PlayerID); err != nil {
+		g.m.limited.WithLabelValues("player").Inc()
+		return "", err
+	}
+	return c.PlayerID, nil
+}
+
+// reason is a low-cardinality label for a verification failure.
+func reason(err error) string {
+	for _, r := range []struct {
+		err  error
+		name string
+	}{
+		{token.ErrExpired, "expired"}, {token.ErrNotYetValid, "not_yet_valid"}, {token.ErrSignature, "signature"},
+		{token.ErrUnknownKey, "unknown_key"}, {token.ErrAlgorithm, "algorithm"}, {token.ErrAudience, "audience"},
+		{token.ErrIssuer, "issuer"}, {token.ErrMalformed, "malformed"}, {token.ErrTooLarge, "too_large"},
+		{token.ErrTokenType, "token_type"}, {token.ErrMissingClaim, "missing_claim"},
+	} {
+		if errors.Is(err, r.err) {
+			return r.name
+		}
+	}
+	return "other"
+}

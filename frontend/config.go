@@ -1,0 +1,213 @@
+package frontend
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+// Config is every setting of the frontend.
+type Config struct {
+	GRPCAddr            string        `flag:"grpc-addr" help:"listen address of the gRPC kumi.client.v1.Frontend service"`
+	HTTPAddr            string        `flag:"http-addr" help:"listen address of the HTTP/JSON API (empty disables it)"`
+	OpenMatchAddr       string        `flag:"om-frontend-addr" help:"host:port of the Open Match v1 FrontendService (kumi openmatch or a real core)"`
+	OpenMatchQueryAddr  string        `flag:"om-query-addr" help:"host:port of the Open Match QueryService, used once at start to find live tickets again after a restart (empty skips)"`
+	OpenMatchRPCTimeout time.Duration `flag:"om-timeout" help:"timeout of each unary call to Open Match"`
+
+	JWT token.VerifierConfig `prefix:"jwt-"`
+
+	Attributes     Attributes    `flag:"attributes" help:"allowed ticket attributes, comma-separated name:type[!][=constraint]; type string|number|bool; ! = required; string=a|b enumerates, number=min..max bounds"`
+	MaxStringBytes int           `flag:"max-string-bytes" help:"longest accepted string attribute value"`
+	TicketLifetime time.Duration `flag:"ticket-lifetime" help:"an unassigned ticket is deleted from Open Match this long after creation"`
+
+	PlayerRate   float64 `flag:"player-rate" help:"requests per second allowed per player (sustained)"`
+	PlayerBurst  int     `flag:"player-burst" help:"requests a player may make at once above player-rate"`
+	GlobalRate   float64 `flag:"global-rate" help:"requests per second allowed across all players (0 = unlimited)"`
+	GlobalBurst  int     `flag:"global-burst" help:"burst above global-rate"`
+	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body; larger gets 413"`
+
+	MaxWait       time.Duration `flag:"max-wait" help:"longest long-poll (?wait=) a client may ask for"`
+	SSEHeartbeat  time.Duration `flag:"sse-heartbeat" help:"interval of keep-alive comments on server-sent event streams"`
+	ShutdownGrace time.Duration `flag:"shutdown-grace" help:"how long a stopping server lets in-flight requests finish"`
+
+	expiryWorkers int // tests use 1 to make expiry order deterministic
+}
+
+// Default is a frontend on :50600 (gRPC) and :8080 (HTTP) in front of Open Match on
+// 127.0.0.1:50504, accepting mode, region, chat_group, party (strings), party_size, skill
+// (numbers) and ranked (bool); tickets live 10 minutes; 5 requests/s per player (burst 10).
+func Default() Config {
+	jwt := token.DefaultVerifierConfig()
+	attrs, err := ParseAttributes("mode:string,region:string,chat_group:string,party:string,party_size:number=1..64,skill:number,ranked:bool")
+	if err != nil {
+		panic(err) // the literal above is valid; a test parses it too
+	}
+	return Config{
+		GRPCAddr:            ":50600",
+		HTTPAddr:            ":8080",
+		OpenMatchAddr:       "127.0.0.1:50504",
+		OpenMatchRPCTimeout: 5 * time.Second,
+		JWT:                 jwt,
+		Attributes:          attrs,
+		MaxStringBytes:      128,
+		TicketLifetime:      10 * time.Minute,
+		PlayerRate:          5,
+		PlayerBurst:         10,
+		GlobalRate:          50000,
+		GlobalBurst:         50000,
+		MaxBodyBytes:        16 << 10,
+		MaxWait:             60 * time.Second,
+		SSEHeartbeat:        15 * time.Second,
+		ShutdownGrace:       5 * time.Second,
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.GRPCAddr == "" && c.HTTPAddr == "":
+		return fmt.Errorf("frontend: set grpc-addr or http-addr")
+	case c.OpenMatchAddr == "":
+		return fmt.Errorf("frontend: om-frontend-addr is required")
+	case c.TicketLifetime <= 0:
+		return fmt.Errorf("frontend: ticket-lifetime %s must be positive", c.TicketLifetime)
+	case c.PlayerRate <= 0 || c.PlayerBurst < 1:
+		return fmt.Errorf("frontend: player-rate (%g) must be positive and player-burst (%d) at least 1", c.PlayerRate, c.PlayerBurst)
+	case c.GlobalRate < 0 || (c.GlobalRate > 0 && c.GlobalBurst < 1):
+		return fmt.Errorf("frontend: global-rate (%g) must be ≥ 0 and global-burst (%d) at least 1", c.GlobalRate, c.GlobalBurst)
+	case c.MaxBodyBytes < 64:
+		return fmt.Errorf("frontend: max-body-bytes %d is too small (min 64)", c.MaxBodyBytes)
+	case c.MaxStringBytes < 1:
+		return fmt.Errorf("frontend: max-string-bytes %d must be positive", c.MaxStringBytes)
+	case c.MaxWait <= 0 || c.SSEHeartbeat <= 0:
+		return fmt.Errorf("frontend: max-wait and sse-heartbeat must be positive")
+	case c.OpenMatchRPCTimeout <= 0:
+		return fmt.Errorf("frontend: om-timeout must be positive")
+	}
+	return nil
+}
+
+// AttrType is the JSON type an attribute must have.
+type AttrType string
+
+// Attribute types and where they go in Open Match's SearchFields.
+const (
+	String AttrType = "string" // string_args[name]
+	Number AttrType = "number" // double_args[name]
+	Bool   AttrType = "bool"   // tags: name present when true
+)
+
+// Attribute is one allowed ticket attribute.
+type Attribute struct {
+	Name     string
+	Type     AttrType
+	Required bool
+	Enum     []string // String: allowed values (empty = any)
+	Min, Max float64  // Number: inclusive bounds (both zero = any finite number)
+}
+
+func (a Attribute) String() string {
+	s := a.Name + ":" + string(a.Type)
+	if a.Required {
+		s += "!"
+	}
+	switch {
+	case len(a.Enum) > 0:
+		s += "=" + strings.Join(a.Enum, "|")
+	case a.Min != 0 || a.Max != 0:
+		s += "=" + strconv.FormatFloat(a.Min, 'g', -1, 64) + ".." + strconv.FormatFloat(a.Max, 'g', -1, 64)
+	}
+	return s
+}
+
+// Attributes is the allow-list; it is a flag.Value in the name:type[!][=constraint] syntax.
+type Attributes []Attribute
+
+func (as Attributes) String() string {
+	parts := make([]string, len(as))
+	for i, a := range as {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set replaces the list from its flag syntax.
+func (as *Attributes) Set(s string) error {
+	v, err := ParseAttributes(s)
+	if err != nil {
+		return err
+	}
+	*as = v
+	return nil
+}
+
+func (as Attributes) find(name string) (Attribute, bool) {
+	for _, a := range as {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Attribute{}, false
+}
+
+// reservedPrefix keeps clients off names kumi's own components use.
+const reservedPrefix = "kumi."
+
+// ParseAttributes parses "mode:string!=voice|duel,skill:number=0..5000,ranked:bool".
+func ParseAttributes(s string) (Attributes, error) {
+	var out Attributes
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		spec, constraint, hasConstraint := strings.Cut(item, "=")
+		name, typ, ok := strings.Cut(spec, ":")
+		if !ok {
+			return nil, fmt.Errorf("attribute %q: want name:type (type string, number or bool)", item)
+		}
+		a := Attribute{Name: strings.TrimSpace(name)}
+		typ = strings.TrimSpace(typ)
+		if a.Required = strings.HasSuffix(typ, "!"); a.Required {
+			typ = strings.TrimSuffix(typ, "!")
+		}
+		a.Type = AttrType(typ)
+		if a.Name == "" || strings.HasPrefix(a.Name, reservedPrefix) || strings.ContainsAny(a.Name, " \t\"") {
+			return nil, fmt.Errorf("attribute %q: name must be non-empty, without spaces or quotes, and not start with %q", item, reservedPrefix)
+		}
+		if _, dup := out.find(a.Name); dup {
+			return nil, fmt.Errorf("attribute %q listed twice", a.Name)
+		}
+		switch a.Type {
+		case String:
+			if hasConstraint {
+				a.Enum = strings.Split(constraint, "|")
+				if slices.Contains(a.Enum, "") {
+					return nil, fmt.Errorf("attribute %q: empty value in enumeration %q", a.Name, constraint)
+				}
+			}
+		case Number:
+			if hasConstraint {
+				lo, hi, ok := strings.Cut(constraint, "..")
+				min, err1 := strconv.ParseFloat(lo, 64)
+				max, err2 := strconv.ParseFloat(hi, 64)
+				if !ok || err1 != nil || err2 != nil || min > max || math.IsInf(min, 0) || math.IsInf(max, 0) {
+					return nil, fmt.Errorf("attribute %q: range %q must be min..max with finite min ≤ max", a.Name, constraint)
+				}
+				a.Min, a.Max = min, max
+			}
+		case Bool:
+			if hasConstraint {
+				return nil, fmt.Errorf("attribute %q: bool takes no constraint", a.Name)
+			}
+		default:
+			return nil, fmt.Errorf("attribute %q: type %q unknown; use string, number or bool", a.Name, typ)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}

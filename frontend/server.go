@@ -1,0 +1,284 @@
+package frontend
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kumi-dev/kumi/api/client"
+	"github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Server is a running frontend.
+type Server struct {
+	grpcLn, httpLn net.Listener
+	done           chan struct{}
+	err            error
+	svc            *service
+}
+
+// defaultExpiryWorkers bounds concurrent expiry calls to Open Match.
+const defaultExpiryWorkers = 8
+
+// Start verifies the config, loads the JWT keys, connects to Open Match (lazily: an unreachable
+// core fails calls with Unavailable, not Start), recovers live tickets when om-query-addr is set,
+// and serves until ctx ends. It returns once both listeners are bound.
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	config.Log(ctx, log, "frontend", &cfg)
+	cfg.JWT.Log = log
+	verifier, err := token.NewVerifier(ctx, cfg.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: player token keys: %w", err)
+	}
+	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("frontend: open match %s: %w", cfg.OpenMatchAddr, err)
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	fail := func(err error) (*Server, error) {
+		stop()
+		conn.Close()
+		return nil, err
+	}
+	s := &service{
+		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
+		players: newPlayers(), expiry: newExpiryQueue(), now: time.Now,
+	}
+	s.watches = newWatchHub(srvCtx, s.om, log)
+	if s.m, err = newMetrics(reg,
+		func() float64 { return float64(s.players.count()) },
+		func() float64 { return float64(s.watches.watching()) },
+		func() float64 { return float64(s.expiry.len()) }); err != nil {
+		return fail(fmt.Errorf("frontend: metrics: %w", err))
+	}
+	if cfg.OpenMatchQueryAddr != "" {
+		if err := s.recover(ctx, cfg.OpenMatchQueryAddr); err != nil {
+			return fail(err)
+		}
+	}
+	lim := newLimiter(cfg, time.Now)
+	g := &gate{v: verifier, lim: lim, m: s.m}
+
+	srv := &Server{done: make(chan struct{}), svc: s}
+	var gs *grpc.Server
+	var hs *http.Server
+	if cfg.GRPCAddr != "" {
+		if srv.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
+		}
+		gs = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
+		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
+	}
+	if cfg.HTTPAddr != "" {
+		if srv.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			if srv.grpcLn != nil {
+				srv.grpcLn.Close()
+			}
+			return fail(fmt.Errorf("frontend: http listen: %w", err))
+		}
+		api := &httpAPI{s: s, g: g, stop: srvCtx, maxBody: cfg.MaxBodyBytes}
+		hs = &http.Server{
+			Handler:           api.routes(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    cfg.JWT.MaxTokenBytes + 8<<10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	if gs != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gs.Serve(srv.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errs <- fmt.Errorf("frontend: grpc: %w", err)
+			}
+		}()
+	}
+	if hs != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(srv.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("frontend: http: %w", err)
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.expiry.run(srvCtx, s.now, cmp.Or(cfg.expiryWorkers, defaultExpiryWorkers), s.expire)
+	}()
+	go func() { defer wg.Done(); lim.runSweeper(srvCtx, time.Minute) }()
+	log.Info("frontend serving", "grpc", srv.GRPCAddr(), "http", srv.HTTPAddr(), "openmatch", cfg.OpenMatchAddr)
+
+	go func() {
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-errs:
+			log.Error("frontend stopping after a server error", "err", err)
+		}
+		// Ending srvCtx first ends watches and long-polls, so graceful stops finish quickly.
+		stop()
+		grace, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+		if hs != nil {
+			if hs.Shutdown(grace) != nil {
+				hs.Close()
+			}
+		}
+		if gs != nil {
+			stopped := make(chan struct{})
+			go func() { gs.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-grace.Done():
+				gs.Stop()
+				<-stopped
+			}
+		}
+		cancel()
+		wg.Wait()
+		s.watches.wg.Wait()
+		conn.Close()
+		if err == nil {
+			select {
+			case err = <-errs:
+			default:
+			}
+		}
+		srv.err = err
+		log.Info("frontend stopped")
+		close(srv.done)
+	}()
+	return srv, nil
+}
+
+// GRPCAddr is the bound gRPC address ("" when disabled).
+func (s *Server) GRPCAddr() string {
+	if s.grpcLn == nil {
+		return ""
+	}
+	return s.grpcLn.Addr().String()
+}
+
+// HTTPAddr is the bound HTTP address ("" when disabled).
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// Wait blocks until the server has stopped and released its ports and goroutines.
+func (s *Server) Wait() error {
+	<-s.done
+	return s.err
+}
+
+// Run is Start followed by Wait.
+func Run(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) error {
+	s, err := Start(ctx, log, cfg, reg)
+	if err != nil {
+		return err
+	}
+	return s.Wait()
+}
+
+// recover finds the live tickets this frontend's players own (by PlayerExtension) through the
+// QueryService, so that one-live-ticket and expiry survive a restart. Tickets pending in a
+// proposed match are invisible to queries and are not recovered; they are assigned or released soon.
+func (s *service) recover(ctx context.Context, queryAddr string) error {
+	conn, err := grpc.NewClient(queryAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("frontend: open match query %s: %w", queryAddr, err)
+	}
+	defer conn.Close()
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := openmatch.NewQueryServiceClient(conn).QueryTickets(qctx, &openmatch.QueryTicketsRequest{Pool: &openmatch.Pool{}})
+	if err != nil {
+		return fmt.Errorf("frontend: recover live tickets from %s: %w", queryAddr, err)
+	}
+	var found []*openmatch.Ticket
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("frontend: recover live tickets from %s: %w", queryAddr, err)
+		}
+		for _, t := range resp.GetTickets() {
+			if owner(t) != "" && !assigned(t) {
+				found = append(found, t)
+			}
+		}
+	}
+	// Oldest first: expiry deadlines must enter the FIFO in order, and the newest ticket of a
+	// player (duplicates can exist after a crash mid-create) is the one kept.
+	slices.SortFunc(found, func(a, b *openmatch.Ticket) int {
+		return cmp.Compare(a.GetCreateTime().AsTime().UnixNano(), b.GetCreateTime().AsTime().UnixNano())
+	})
+	kept := map[string]*openmatch.Ticket{}
+	var dups []string
+	for _, t := range found {
+		if old := kept[owner(t)]; old != nil {
+			dups = append(dups, old.GetId())
+		}
+		kept[owner(t)] = t
+	}
+	for _, id := range dups {
+		if _, err := s.om.DeleteTicket(ctx, &openmatch.DeleteTicketRequest{TicketId: id}); err != nil {
+			s.log.Warn("recover: deleting a duplicate live ticket failed", "ticket", id, "err", err)
+		}
+	}
+	n := 0
+	for _, t := range found {
+		p := owner(t)
+		if kept[p] != t {
+			continue
+		}
+		e := s.players.lock(p)
+		e.ticketID, e.key = t.GetId(), recoveredKey(t)
+		s.players.unlock(p, e)
+		s.expiry.push(expiryItem{ticketID: t.GetId(), player: p, deadline: t.GetCreateTime().AsTime().Add(s.cfg.TicketLifetime)})
+		n++
+	}
+	s.log.Info("recovered live tickets from open match", "tickets", n, "duplicates_deleted", len(dups))
+	return nil
+}
+
+// recoveredKey recomputes the canonical attribute key of a stored ticket, so an identical
+// CreateTicket after a restart still returns it.
+func recoveredKey(t *openmatch.Ticket) string {
+	a := t.GetExtensions()[AttributesExtension]
+	if a == nil {
+		return ""
+	}
+	var st structpb.Struct
+	if a.UnmarshalTo(&st) != nil {
+		return ""
+	}
+	return canonicalKey(st.GetFields())
+}
