@@ -1,0 +1,189 @@
+package gameserver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/api/control"
+	"github.com/kumi-dev/kumi/gameserver/wire"
+)
+
+// moveParallelism bounds concurrent MoveSession calls during a drain.
+const moveParallelism = 16
+
+// Drain asks the server to drain (why is logged). It is idempotent and returns at once: the
+// server refuses new JOINs, lowers its Agones counter capacity to its current sessions, waits
+// DrainGrace for sessions to end, then moves the rest (MOVE, or RECONNECT when no other server
+// can take them); once empty it calls SDK Shutdown.
+func (s *Server) Drain(why string) {
+	s.drainOnce.Do(func() { s.drainCh <- why })
+}
+
+func (s *Server) sessionCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sessions)
+}
+
+func (s *Server) drainLoop() error {
+	var why string
+	select {
+	case <-s.ctx.Done():
+		return nil
+	case why = <-s.drainCh:
+	}
+	s.state.Store(int32(StateDraining))
+	s.m.drains.Add(1)
+	start := time.Now()
+	n := s.sessionCount()
+	s.log.Info("drain started", "why", why, "sessions", n, "grace", s.cfg.DrainGrace)
+	if s.deps.sdk != nil {
+		// Nothing may be allocated here any more: capacity = count leaves no room.
+		if err := s.deps.sdk.SetCounterCapacity(s.ctx, allocation.CounterSessions, int64(n)); err != nil {
+			s.log.Warn("could not lower counter capacity", "counter", allocation.CounterSessions, "err", err)
+		}
+	}
+	s.kick()
+
+	grace := time.NewTimer(s.cfg.DrainGrace)
+	defer grace.Stop()
+	moved := false
+	for s.sessionCount() > 0 {
+		select {
+		case <-s.ctx.Done():
+			return nil
+		case <-s.emptyKick:
+		case <-grace.C:
+			if !moved {
+				moved = true
+				s.moveAll()
+			}
+		}
+	}
+	s.state.Store(int32(StateStopping))
+	s.log.Info("drain finished: server empty", "took", time.Since(start).Round(time.Millisecond))
+	close(s.drained)
+	if s.deps.director != nil {
+		if _, err := s.report(); err != nil {
+			s.log.Warn("final load report failed", "err", err)
+		}
+	}
+	if s.deps.sdk != nil {
+		if err := s.deps.sdk.Shutdown(s.ctx); err != nil {
+			s.log.Warn("SDK Shutdown failed", "err", err)
+		}
+	}
+	if s.cfg.ExitWhenDrained {
+		s.cancel()
+	}
+	return nil
+}
+
+// moveAll moves every remaining session, MoveSession calls running in parallel.
+func (s *Server) moveAll() {
+	type snap struct {
+		id      string
+		members []*member
+	}
+	s.mu.RLock()
+	all := make([]snap, 0, len(s.sessions))
+	for id, sess := range s.sessions {
+		all = append(all, snap{id, append([]*member(nil), sess.members...)})
+	}
+	s.mu.RUnlock()
+	s.log.Info("moving remaining sessions", "sessions", len(all))
+	sem := make(chan struct{}, moveParallelism)
+	var wg sync.WaitGroup
+	for _, sn := range all {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.moveSession(sn.id, sn.members)
+		}()
+	}
+	wg.Wait()
+}
+
+var errNoDirector = errors.New("no director configured")
+
+// moveSession asks the director for a new home for one session and tells each member MOVE, or
+// RECONNECT when that fails. The message is retransmitted (sweep) until the member LEAVEs or
+// MoveTimeout passes; then the member is dropped and counted, never silently.
+func (s *Server) moveSession(id string, members []*member) {
+	log := s.log.With("session", id)
+	players := make([]string, 0, len(members))
+	seen := make(map[string]bool, len(members))
+	for _, m := range members {
+		if !seen[m.player] {
+			seen[m.player] = true
+			players = append(players, m.player)
+		}
+	}
+	var reply *control.MoveSessionReply
+	err := errNoDirector
+	if s.deps.director != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.MoveCallTimeout)
+		reply, err = s.deps.director.MoveSession(ctx, &control.MoveSessionRequest{Server: s.name, SessionId: id, Players: players})
+		cancel()
+	}
+	tokens := map[string]string{}
+	if err == nil {
+		for _, t := range reply.GetTokens() {
+			tokens[t.GetPlayerId()] = t.GetToken()
+		}
+	}
+	reconnect := wire.AppendReconnect(nil, wire.Reconnect{Code: wire.ReconnectDrain, Text: "server draining and no other server can take the session"})
+	type out struct {
+		m    *member
+		t    wire.Type
+		body []byte
+	}
+	var outs []out
+	movedAll := err == nil
+	deadline := time.Now().Add(s.cfg.MoveTimeout)
+	s.mu.Lock()
+	for _, m := range members {
+		if s.members[m.id] != m {
+			continue // left meanwhile
+		}
+		t, body := wire.TypeReconnect, reconnect
+		if tok, ok := tokens[m.player]; ok {
+			if b, merr := wire.AppendMove(nil, wire.Move{Addr: reply.GetAddress(), Token: tok}); merr == nil {
+				t, body = wire.TypeMove, b
+			} else {
+				log.Warn("director's move target unusable", "err", merr)
+			}
+		}
+		if t != wire.TypeMove {
+			movedAll = false
+		}
+		m.pendingType, m.pendingBody, m.pendingBy = t, body, deadline
+		outs = append(outs, out{m, t, body})
+	}
+	s.mu.Unlock()
+	switch {
+	case err == nil && movedAll:
+		s.m.movedSessions.Add(1)
+		log.Info("session moved", "to", reply.GetServer(), "addr", reply.GetAddress(), "members", len(outs))
+	case err == nil:
+		s.m.movedSessions.Add(1)
+		log.Warn("session moved, but some members got no token and are told to reconnect", "to", reply.GetServer())
+	default:
+		s.m.reconnected.Add(1)
+		lvl := "no room elsewhere"
+		if status.Code(err) != codes.ResourceExhausted {
+			lvl = err.Error()
+		}
+		log.Warn("session could not be moved; members told to reconnect", "why", lvl, "members", len(outs))
+	}
+	for _, o := range outs {
+		s.sendTo(o.m, o.t, o.body)
+	}
+}

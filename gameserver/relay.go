@@ -1,0 +1,296 @@
+package gameserver
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/kumi-dev/kumi/gameserver/wire"
+)
+
+// relayer is the relay goroutine's state. One goroutine owns the socket's read side and every
+// member's replay window; it holds Server.mu for reading while it handles one batch, so the
+// membership it sees cannot change under it, and writers (admission, sweep) wait at most a batch.
+type relayer struct {
+	s       *Server
+	scratch wire.Scratch
+	maxDg   int
+	batch   bool
+
+	// Batch mode: outgoing datagrams collected across a read batch, sent by sendmmsg.
+	oms   []ipv4.Message
+	obufs [][]byte
+	k     int
+	// Single mode: one buffer, one sendto per datagram.
+	obuf []byte
+
+	leaves   []*member
+	received uint64
+	relayed  uint64
+	dropped  [dropReasons]uint64
+}
+
+func (s *Server) relay() error {
+	r := &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch}
+	outSize := wire.Overhead + s.cfg.MaxPayload
+	if r.batch {
+		// Room for a full read batch of small DATA fanned out to a few members; flushed early
+		// when it fills.
+		n := max(s.cfg.BatchSize*4, 64)
+		r.oms = make([]ipv4.Message, n)
+		r.obufs = make([][]byte, n)
+		for i := range r.oms {
+			r.obufs[i] = make([]byte, 0, outSize)
+			r.oms[i].Buffers = [][]byte{nil}
+		}
+		return r.runBatch()
+	}
+	r.obuf = make([]byte, 0, outSize)
+	return r.runSingle()
+}
+
+func (r *relayer) runBatch() error {
+	s := r.s
+	ms := make([]ipv4.Message, s.cfg.BatchSize)
+	bufs := make([][]byte, len(ms))
+	for i := range ms {
+		// One byte more than the largest valid datagram: a longer one shows up as oversized.
+		bufs[i] = make([]byte, r.maxDg+1)
+		ms[i].Buffers = [][]byte{bufs[i]}
+	}
+	for {
+		n, err := s.bconn.ReadBatch(ms, 0)
+		if err != nil {
+			if errClosed(err) || s.ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("relay read failed", "err", err)
+			continue
+		}
+		now := time.Now().UnixNano()
+		s.mu.RLock()
+		for i := range n {
+			ua, _ := ms[i].Addr.(*net.UDPAddr)
+			if ua == nil {
+				continue
+			}
+			r.handle(bufs[i][:ms[i].N], ua.AddrPort(), ua, now)
+		}
+		s.mu.RUnlock()
+		// Counters first: once an answer to a datagram is out, its predecessors are counted.
+		r.publish()
+		r.flush()
+		r.afterBatch()
+	}
+}
+
+func (r *relayer) runSingle() error {
+	s := r.s
+	buf := make([]byte, r.maxDg+1)
+	for {
+		n, ap, err := s.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errClosed(err) || s.ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("relay read failed", "err", err)
+			continue
+		}
+		now := time.Now().UnixNano()
+		s.mu.RLock()
+		r.handle(buf[:n], ap, nil, now)
+		s.mu.RUnlock()
+		r.publish()
+		r.afterBatch()
+	}
+}
+
+// handle processes one datagram. ua is the sender as *net.UDPAddr when the read produced one.
+func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64) {
+	s := r.s
+	r.received++
+	if len(p) > r.maxDg {
+		r.dropped[dropOversized]++
+		return
+	}
+	typ, err := wire.PeekType(p)
+	if err != nil {
+		if err == wire.ErrVersion && len(p) >= 2+wire.NonceLen && wire.Type(p[1]) == wire.TypeJoin {
+			// A JOIN from a client of another version: say so (12 bytes, never more than it sent).
+			var nonce [wire.NonceLen]byte
+			copy(nonce[:], p[2:])
+			s.m.joins[wire.RefuseVersion].Add(1)
+			_, _ = s.conn.WriteToUDPAddrPort(wire.AppendRefuse(nil, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion}), ap)
+		}
+		r.drop(err)
+		return
+	}
+	if typ == wire.TypeJoin {
+		r.join(p, ap)
+		return
+	}
+	if !typ.Authenticated() {
+		r.dropped[dropUnknownType]++
+		return
+	}
+	h, err := wire.ParseHeader(p)
+	if err != nil {
+		r.drop(err)
+		return
+	}
+	m := s.members[h.Member]
+	if m == nil {
+		r.dropped[dropUnknownMember]++
+		return
+	}
+	if !m.window.Check(h.Seq) {
+		r.dropped[dropReplay]++
+		return
+	}
+	_, body, err := m.key.Open(&r.scratch, wire.ToServer, p)
+	if err != nil {
+		r.dropped[dropAuth]++
+		return
+	}
+	m.window.Accept(h.Seq)
+	m.seen.Store(now)
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	if cur := m.addr.Load(); cur.ap != ap {
+		// Authenticated packets from a new address: the client's NAT mapping changed.
+		np := &peer{ap: ap, ua: ua}
+		if ua == nil {
+			np = newPeer(ap)
+		}
+		m.addr.Store(np)
+	}
+	switch h.Type {
+	case wire.TypeData:
+		if len(body) > s.cfg.MaxPayload {
+			r.dropped[dropOversized]++
+			return
+		}
+		for _, o := range m.sess.members {
+			if o != m {
+				r.send(o, wire.TypeData, m.id, body)
+			}
+		}
+	case wire.TypeKeepalive:
+		r.send(m, wire.TypeKeepalive, 0, nil)
+	case wire.TypeLeave:
+		r.leaves = append(r.leaves, m)
+	default:
+		r.dropped[dropBadType]++
+	}
+}
+
+func (r *relayer) drop(err error) {
+	switch err {
+	case wire.ErrVersion:
+		r.dropped[dropVersion]++
+	default:
+		r.dropped[dropShort]++
+	}
+}
+
+func (r *relayer) join(p []byte, ap netip.AddrPort) {
+	s := r.s
+	j, err := wire.ParseJoin(p)
+	if err != nil {
+		r.dropped[dropMalformedJoin]++
+		return
+	}
+	req := joinReq{nonce: j.Nonce, token: string(j.Token), from: newPeer(ap), size: len(p)}
+	select {
+	case s.admitCh <- req:
+	default:
+		r.dropped[dropJoinBacklog]++
+		s.m.joins[wire.RefuseBusy].Add(1)
+		s.sendPlain(req.from, refusePacket(req, wire.RefuseBusy, "admission backlog full; retry shortly"))
+	}
+}
+
+// send seals one datagram for member to (its key, its sequence) and queues or sends it.
+func (r *relayer) send(to *member, t wire.Type, from uint32, body []byte) {
+	h := wire.Header{Type: t, Member: from, Seq: to.sendSeq.Add(1)}
+	dst := to.addr.Load()
+	if !r.batch {
+		r.obuf = to.key.SealWith(&r.scratch, r.obuf[:0], wire.ToClient, h, body)
+		if _, err := r.s.conn.WriteToUDPAddrPort(r.obuf, dst.ap); err != nil {
+			r.dropped[dropSendError]++
+			return
+		}
+		r.relayed++
+		return
+	}
+	r.obufs[r.k] = to.key.SealWith(&r.scratch, r.obufs[r.k][:0], wire.ToClient, h, body)
+	r.oms[r.k].Buffers[0] = r.obufs[r.k]
+	r.oms[r.k].Addr = dst.ua
+	r.k++
+	if r.k == len(r.oms) {
+		r.flush()
+	}
+}
+
+func (r *relayer) flush() {
+	sent := 0
+	for sent < r.k {
+		n, err := r.s.bconn.WriteBatch(r.oms[sent:r.k], 0)
+		if err != nil {
+			if errClosed(err) {
+				break
+			}
+			// Skip the datagram the kernel refused and carry on with the rest.
+			n = max(n, 0)
+			r.relayed += uint64(n)
+			r.dropped[dropSendError]++
+			sent += n + 1
+			continue
+		}
+		r.relayed += uint64(n)
+		sent += n
+	}
+	for i := range r.k {
+		r.oms[i].Addr = nil
+	}
+	r.k = 0
+}
+
+// publish adds the batch's receive and drop counts to the server's counters.
+func (r *relayer) publish() {
+	s := r.s
+	s.m.received.Add(r.received)
+	r.received = 0
+	for i, n := range r.dropped {
+		if n > 0 {
+			s.m.dropped[i].Add(n)
+			r.dropped[i] = 0
+		}
+	}
+}
+
+// afterBatch applies LEAVEs (they need the write lock) and publishes the relayed count.
+func (r *relayer) afterBatch() {
+	s := r.s
+	if len(r.leaves) > 0 {
+		s.mu.Lock()
+		for _, m := range r.leaves {
+			reason := leaveLeft
+			switch m.pendingType {
+			case wire.TypeMove:
+				reason = leaveMoved
+			case wire.TypeReconnect:
+				reason = leaveReconnected
+			}
+			s.removeLocked(m, reason)
+		}
+		s.mu.Unlock()
+		clear(r.leaves)
+		r.leaves = r.leaves[:0]
+	}
+	s.relayed.Add(r.relayed)
+	r.relayed = 0
+	// Send errors counted by flush.
+	r.publish()
+}

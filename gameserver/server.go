@@ -1,0 +1,527 @@
+package gameserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/time/rate"
+
+	"github.com/kumi-dev/kumi/api/control"
+	"github.com/kumi-dev/kumi/gameserver/wire"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+// Verifier checks server tokens; *token.Verifier implements it.
+type Verifier interface {
+	VerifyServerToken(raw, server string) (token.ServerClaims, error)
+}
+
+// State is where the server is in its life.
+type State int32
+
+const (
+	StateAccepting State = iota // admitting sessions and members
+	StateDraining               // refusing JOINs; sessions end, then are moved
+	StateStopping               // empty after a drain (or shutting down)
+)
+
+func (s State) String() string {
+	switch s {
+	case StateAccepting:
+		return "accepting"
+	case StateDraining:
+		return "draining"
+	case StateStopping:
+		return "stopping"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Option supplies a dependency to Start.
+type Option func(*deps)
+
+type deps struct {
+	sdk      SDK
+	verifier Verifier
+	director control.DirectorClient
+}
+
+// WithSDK makes the server use sdk (e.g. *sdk.Client or a test's client of a local SDK server)
+// instead of dialing cfg.SDKAddr. It implies cfg.SDK.
+func WithSDK(s SDK) Option { return func(d *deps) { d.sdk = s } }
+
+// WithVerifier makes the server check tokens with v instead of building one from cfg.Token.
+func WithVerifier(v Verifier) Option { return func(d *deps) { d.verifier = v } }
+
+// WithDirector makes the server report to and move sessions through c instead of dialing
+// cfg.Director.
+func WithDirector(c control.DirectorClient) Option { return func(d *deps) { d.director = c } }
+
+// peer is a member's current address in both forms the two I/O modes need.
+type peer struct {
+	ap netip.AddrPort
+	ua *net.UDPAddr
+}
+
+func newPeer(ap netip.AddrPort) *peer {
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return &peer{ap: ap, ua: net.UDPAddrFromAddrPort(ap)}
+}
+
+// session is one live session. members is copy-on-write under Server.mu so the relay reads it
+// under a read lock without copying.
+type session struct {
+	id      string
+	started time.Time
+	members []*member
+}
+
+// member is one joined client.
+type member struct {
+	id      uint32
+	player  string
+	sess    *session
+	key     *wire.Key
+	rawKey  [wire.KeyLen]byte
+	nonce   [wire.NonceLen]byte // of the JOIN that admitted it, for ACCEPT retransmission
+	jti     string
+	addr    atomic.Pointer[peer]
+	sendSeq atomic.Uint64
+	seen    atomic.Int64 // unix nanoseconds of the last authenticated packet
+	window  wire.Window  // relay goroutine only
+
+	// Under Server.mu: a MOVE or RECONNECT the member must acknowledge by LEAVE.
+	pendingType wire.Type
+	pendingBody []byte
+	pendingBy   time.Time
+}
+
+type jtiEntry struct {
+	until  time.Time
+	member *member // nil once the member is gone
+	nonce  [wire.NonceLen]byte
+}
+
+type joinReq struct {
+	nonce [wire.NonceLen]byte
+	token string
+	from  *peer
+	size  int // datagram length: REFUSE never exceeds it (no amplification)
+}
+
+// Server is one running game server.
+type Server struct {
+	log     *slog.Logger
+	cfg     Config
+	name    string
+	public  string
+	conn    *net.UDPConn
+	bconn   batchConn
+	deps    deps
+	m       *metrics
+	limiter *rate.Limiter
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errMu  sync.Mutex
+	err    error
+
+	state atomic.Int32
+
+	mu       sync.RWMutex
+	sessions map[string]*session
+	members  map[uint32]*member
+	jtis     map[string]*jtiEntry
+	ended    []string // sessions ended since the last successful report
+
+	admitCh    chan joinReq
+	reportKick chan struct{}
+	countKick  chan struct{}
+	emptyKick  chan struct{}
+	drainOnce  sync.Once
+	drainCh    chan string
+	drained    chan struct{}
+	relayed    atomic.Uint64 // datagrams sent to members by the relay
+
+	lastReport  time.Time // under mu
+	lastRelayed uint64    // under mu
+	closers     []interface{ Close() error }
+}
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+// Start binds the UDP socket and starts serving; it returns once the socket is bound (and, with
+// the SDK, once Ready was called). The server stops when ctx ends or after a drain empties it
+// (cfg.ExitWhenDrained); Wait blocks until every goroutine and socket is released.
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer, opts ...Option) (*Server, error) {
+	var d deps
+	for _, o := range opts {
+		o(&d)
+	}
+	if d.sdk != nil {
+		cfg.SDK = true
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	config.Log(ctx, log, "gameserver", &cfg)
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{
+		log:        log,
+		cfg:        cfg,
+		name:       cfg.Name,
+		deps:       d,
+		limiter:    rate.NewLimiter(rate.Limit(cfg.JoinRate), cfg.JoinBurst),
+		sessions:   make(map[string]*session),
+		members:    make(map[uint32]*member),
+		jtis:       make(map[string]*jtiEntry),
+		admitCh:    make(chan joinReq, cfg.JoinBacklog),
+		reportKick: make(chan struct{}, 1),
+		countKick:  make(chan struct{}, 1),
+		emptyKick:  make(chan struct{}, 1),
+		drainCh:    make(chan string, 1),
+		drained:    make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	ok := false
+	defer func() {
+		if !ok {
+			s.cancel()
+			s.closeDeps()
+		}
+	}()
+	if s.deps.verifier == nil {
+		v, err := token.NewVerifier(s.ctx, cfg.Token)
+		if err != nil {
+			return nil, fmt.Errorf("gameserver: token keys: %w", err)
+		}
+		s.deps.verifier = v
+	}
+	if err := s.dialDeps(); err != nil {
+		return nil, err
+	}
+	listen := cfg.ListenAddr
+	if cfg.SDK {
+		var err error
+		if listen, err = s.fromGameServer(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.listen(listen); err != nil {
+		return nil, err
+	}
+	if s.public == "" {
+		s.public = cfg.PublicAddr
+	}
+	if s.public == "" {
+		s.public = s.conn.LocalAddr().String()
+	}
+	s.log = log.With("server", s.name)
+	m, err := newMetrics(reg, s)
+	if err != nil {
+		s.conn.Close()
+		return nil, err
+	}
+	s.m = m
+	if cfg.SDK {
+		if err := s.sdkReady(); err != nil {
+			s.conn.Close()
+			return nil, err
+		}
+	}
+	ok = true
+	s.run()
+	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "io", cfg.IO, "capacity", cfg.Capacity, "max_members", cfg.MaxMembers)
+	return s, nil
+}
+
+func (s *Server) listen(addr string) error {
+	ap, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return fmt.Errorf("gameserver: listen-addr %q: %w", addr, err)
+	}
+	network := "udp4"
+	if ap.IP != nil && ap.IP.To4() == nil {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, ap)
+	if err != nil {
+		return fmt.Errorf("gameserver: listen %s: %w", addr, err)
+	}
+	// Room for bursts: the relay drains the socket in batches.
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	s.conn = conn
+	if network == "udp4" {
+		s.bconn = ipv4.NewPacketConn(conn)
+	} else {
+		s.bconn = ipv6.NewPacketConn(conn)
+	}
+	return nil
+}
+
+func (s *Server) run() {
+	s.goRun("relay", s.relay)
+	for range s.cfg.AdmitWorkers {
+		s.goRun("admit", s.admitLoop)
+	}
+	s.goRun("sweep", s.sweepLoop)
+	s.goRun("drain", s.drainLoop)
+	if s.deps.director != nil {
+		s.goRun("report", s.reportLoop)
+	}
+	if s.cfg.SDK {
+		s.goRun("sdk-health", s.healthLoop)
+		s.goRun("sdk-watch", s.watchLoop)
+		s.goRun("sdk-counter", s.counterLoop)
+	}
+	// Closing the socket is what ends the relay's blocking read.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		s.farewell()
+		s.conn.Close()
+	}()
+	go func() {
+		s.wg.Wait()
+		s.closeDeps()
+	}()
+}
+
+func (s *Server) goRun(name string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && s.ctx.Err() == nil {
+			s.errMu.Lock()
+			if s.err == nil {
+				s.err = fmt.Errorf("gameserver %s: %w", name, err)
+			}
+			s.errMu.Unlock()
+			s.log.Error("game server loop failed", "loop", name, "err", err)
+			s.cancel()
+		}
+	}()
+}
+
+// Addr is the bound UDP address (host:port).
+func (s *Server) Addr() string { return s.conn.LocalAddr().String() }
+
+// PublicAddr is the address reported to the director and carried in MOVE: where clients send to.
+func (s *Server) PublicAddr() string { return s.public }
+
+// Name is the server's name, the audience of the tokens it admits.
+func (s *Server) Name() string { return s.name }
+
+// State is the server's current state.
+func (s *Server) State() State { return State(s.state.Load()) }
+
+// Drained is closed once a drain has emptied the server.
+func (s *Server) Drained() <-chan struct{} { return s.drained }
+
+// Done is closed when the server has begun stopping (ctx ended, a loop failed, or drained with
+// ExitWhenDrained).
+func (s *Server) Done() <-chan struct{} { return s.ctx.Done() }
+
+// Wait blocks until every goroutine has ended and the socket is closed; it returns the first loop
+// failure, or nil after a normal stop.
+func (s *Server) Wait() error {
+	<-s.ctx.Done()
+	s.wg.Wait()
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.err
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	Sessions, Members int
+	Received, Relayed uint64
+	Dropped           map[string]uint64 // by reason
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	s.mu.RLock()
+	st := Stats{Sessions: len(s.sessions), Members: len(s.members)}
+	s.mu.RUnlock()
+	st.Received = s.m.received.Load()
+	st.Relayed = s.relayed.Load()
+	st.Dropped = make(map[string]uint64)
+	for r := range dropReasons {
+		if n := s.m.dropped[r].Load(); n > 0 {
+			st.Dropped[dropReason(r).String()] = n
+		}
+	}
+	return st
+}
+
+// kick wakes the reporter and the counter updater.
+func (s *Server) kick() {
+	for _, c := range []chan struct{}{s.reportKick, s.countKick} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendTo seals one server message for m and sends it. Used off the hot path.
+func (s *Server) sendTo(m *member, t wire.Type, body []byte) {
+	p := m.key.Seal(make([]byte, 0, wire.Overhead+len(body)), wire.ToClient, wire.Header{Type: t, Seq: m.sendSeq.Add(1)}, body)
+	if _, err := s.conn.WriteToUDPAddrPort(p, m.addr.Load().ap); err != nil && s.ctx.Err() == nil {
+		s.log.Debug("send failed", "member", m.id, "type", t, "err", err)
+	}
+}
+
+func (s *Server) sendPlain(to *peer, p []byte) {
+	if _, err := s.conn.WriteToUDPAddrPort(p, to.ap); err != nil && s.ctx.Err() == nil {
+		s.log.Debug("send failed", "to", to.ap, "err", err)
+	}
+}
+
+// removeLocked drops m from the server; s.mu must be held for writing.
+func (s *Server) removeLocked(m *member, reason leaveReason) {
+	if s.members[m.id] != m {
+		return
+	}
+	delete(s.members, m.id)
+	if e := s.jtis[m.jti]; e != nil && e.member == m {
+		e.member = nil
+	}
+	sess := m.sess
+	rest := make([]*member, 0, len(sess.members))
+	for _, o := range sess.members {
+		if o != m {
+			rest = append(rest, o)
+		}
+	}
+	sess.members = rest
+	s.m.left[reason].Add(1)
+	if len(rest) == 0 {
+		delete(s.sessions, sess.id)
+		s.ended = append(s.ended, sess.id)
+		s.m.sessionsEnded.Add(1)
+		s.log.Info("session ended", "session", sess.id, "age", time.Since(sess.started).Round(time.Millisecond))
+		if len(s.sessions) == 0 {
+			select {
+			case s.emptyKick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s.kick()
+}
+
+// newMemberIDLocked returns an unused random non-zero member id.
+func (s *Server) newMemberIDLocked() uint32 {
+	var b [4]byte
+	for {
+		_, _ = rand.Read(b[:])
+		id := binary.BigEndian.Uint32(b[:])
+		if id != 0 && s.members[id] == nil {
+			return id
+		}
+	}
+}
+
+// farewell tells every member the server is going away (best effort, once) as it stops.
+func (s *Server) farewell() {
+	s.mu.RLock()
+	ms := make([]*member, 0, len(s.members))
+	for _, m := range s.members {
+		ms = append(ms, m)
+	}
+	s.mu.RUnlock()
+	body := wire.AppendReconnect(nil, wire.Reconnect{Code: wire.ReconnectShutdown, Text: "server stopping"})
+	for _, m := range ms {
+		s.sendTo(m, wire.TypeReconnect, body)
+	}
+	if len(ms) > 0 {
+		s.log.Info("told remaining members to reconnect", "members", len(ms))
+	}
+}
+
+func (s *Server) closeDeps() {
+	for _, c := range s.closers {
+		_ = c.Close()
+	}
+}
+
+// sweepLoop drops silent members, gives up on unacknowledged MOVE/RECONNECT, retransmits them,
+// and forgets expired token ids.
+func (s *Server) sweepLoop() error {
+	period := min(s.cfg.MemberTimeout/4, s.cfg.MoveRetry, time.Second)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return nil
+		case now := <-t.C:
+			s.sweep(now)
+		}
+	}
+}
+
+func (s *Server) sweep(now time.Time) {
+	type resend struct {
+		m    *member
+		t    wire.Type
+		body []byte
+	}
+	var timedOut []*member
+	var again []resend
+	s.mu.Lock()
+	cutoff := now.Add(-s.cfg.MemberTimeout).UnixNano()
+	for _, m := range s.members {
+		switch {
+		case m.pendingType != 0 && now.After(m.pendingBy):
+			s.log.Warn("member did not acknowledge; dropped", "member", m.id, "player", m.player, "session", m.sess.id, "pending", m.pendingType)
+			s.removeLocked(m, leaveUnacked)
+		case m.seen.Load() < cutoff:
+			s.removeLocked(m, leaveTimeout)
+			timedOut = append(timedOut, m)
+		case m.pendingType != 0:
+			again = append(again, resend{m, m.pendingType, m.pendingBody})
+		}
+	}
+	for id, e := range s.jtis {
+		if now.After(e.until) {
+			delete(s.jtis, id)
+		}
+	}
+	s.mu.Unlock()
+	body := wire.AppendReconnect(nil, wire.Reconnect{Code: wire.ReconnectTimeout, Text: "silent too long"})
+	for _, m := range timedOut {
+		s.log.Info("member timed out", "member", m.id, "player", m.player, "session", m.sess.id)
+		s.sendTo(m, wire.TypeReconnect, body)
+	}
+	for _, r := range again {
+		s.sendTo(r.m, r.t, r.body)
+	}
+}
+
+// errClosed reports whether err is the socket being closed on shutdown.
+func errClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
