@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kumi-dev/kumi/allocation"
-	"github.com/kumi-dev/kumi/api/control"
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
+	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
 )
 
