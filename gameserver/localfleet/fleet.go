@@ -29,6 +29,7 @@ import (
 // Fleet runs game-server processes and allocates them. It implements allocation.Backend.
 type Fleet struct {
 	log     *slog.Logger
+	sdkLog  *slog.Logger // for the servers' SDK endpoints, which add their own component
 	cfg     Config
 	command []string
 	ctx     context.Context
@@ -83,6 +84,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		command = append([]string{exe, "gameserver"}, cfg.Args...)
 	}
+	sdkLog := log.With("fleet", cfg.Name)
 	log = log.With("component", "localfleet", "fleet", cfg.Name)
 	config.Log(ctx, log, "localfleet", &cfg)
 	m, err := newMetrics(cfg.Name, reg)
@@ -91,6 +93,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	f := &Fleet{
 		log:      log,
+		sdkLog:   sdkLog,
 		cfg:      cfg,
 		command:  command,
 		ctx:      ctx,
@@ -258,7 +261,7 @@ func (f *Fleet) startServer(ctx context.Context) error {
 		return fmt.Errorf("free UDP port on %s: %w", f.cfg.Address, err)
 	}
 	sdkCtx, stopSDK := context.WithCancel(context.WithoutCancel(ctx))
-	srv, err := localsdk.Start(sdkCtx, f.log, f.cfg.sdkConfig(name, port))
+	srv, err := localsdk.Start(sdkCtx, f.sdkLog, f.cfg.sdkConfig(name, port))
 	if err != nil {
 		stopSDK()
 		return fmt.Errorf("SDK endpoint for %s: %w", name, err)
