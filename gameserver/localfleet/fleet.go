@@ -232,6 +232,10 @@ func (f *Fleet) reconcile(ctx context.Context) {
 func (f *Fleet) noteEarlyDeath() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.noteEarlyDeathLocked()
+}
+
+func (f *Fleet) noteEarlyDeathLocked() {
 	f.backoff = min(max(2*f.backoff, 100*time.Millisecond), f.cfg.RestartBackoffMax)
 	f.nextStart = time.Now().Add(f.backoff)
 }
@@ -347,10 +351,13 @@ func (f *Fleet) follow(ctx context.Context, s *server) {
 			s.wasReady = true
 			f.backoff, f.nextStart = 0, time.Time{}
 		}
-		earlyDeath := localsdk.IsTerminal(state) && !s.wasReady
 		deleting := s.deleting
 		if localsdk.IsTerminal(state) {
 			s.deleting = true
+			// Set the pause before the kick below lets reconcile start a replacement.
+			if !s.wasReady && state != localsdk.StateShutdown && !deleting {
+				f.noteEarlyDeathLocked()
+			}
 		}
 		f.notify(s, false)
 		f.mu.Unlock()
@@ -364,9 +371,6 @@ func (f *Fleet) follow(ctx context.Context, s *server) {
 				reason = "shutdown"
 			case s.crashedFlag(f):
 				reason = "crash"
-			}
-			if earlyDeath && reason != "shutdown" {
-				f.noteEarlyDeath()
 			}
 			f.log.Info("deleting game server", "gameserver", s.name, "state", state, "reason", reason)
 			f.metrics.deleted.WithLabelValues(reason).Inc()

@@ -550,3 +550,41 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashLoopBacksOff runs a command that dies at once: the fleet keeps replacing it, but with a
+// growing pause instead of spinning.
+func TestCrashLoopBacksOff(t *testing.T) {
+	cfg := fleetConfig(t)
+	cfg.Command = []string{"/bin/sh", "-c", "exit 1"}
+	cfg.BufferSize = 1
+	cfg.RestartBackoffMax = 400 * time.Millisecond
+	h := startFleet(t, cfg)
+	// Observe a fixed window: the property is a rate, so the window is the measurement, not a wait.
+	time.Sleep(1500 * time.Millisecond)
+	started := metricValue(t, h.reg, "kumi_localfleet_gameservers_started_total")
+	// Backoff 100, 200, 400, 400... ms: about 6 starts in 1.5 s; without it, hundreds.
+	if started < 2 || started > 12 {
+		t.Errorf("started %v servers in 1.5s of a crash loop, want a handful", started)
+	}
+	if crashes := metricValue(t, h.reg, "kumi_localfleet_gameservers_deleted_total"); crashes < 1 {
+		t.Errorf("deleted = %v, want the crashed servers deleted", crashes)
+	}
+}
+
+// metricValue sums every series of a metric family.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
