@@ -1,0 +1,15 @@
+// Package player is a kumi game client as a library: the whole player flow that examples/client
+// runs from the command line and `kumi local`'s demo crowd runs many times in one process.
+//
+//  1. a player JWT: given, or a dev token minted with a local key (like `kumi token issue`);
+//  2. CreateTicket on kumi's frontend (gRPC kumi.client.v1.Frontend, bearer token);
+//  3. WatchAssignment until the ticket is assigned (address, session id, server token);
+//  4. JOIN the game server over UDP with the server token (gameserver/wire protocol), retransmitted
+//     until ACCEPT or REFUSE;
+//  5. send voice-like DATA frames (default 80 bytes every 20 ms, i.e. 50/s, like 32 kbit/s Opus) and
+//     count the frames other members' clients send, relayed by the server;
+//  6. follow MOVE (LEAVE to acknowledge, JOIN the new address with the new token) and RECONNECT
+//     (LEAVE, then a new ticket);
+//  7. LEAVE at the end and report timings: ticket→assignment, assignment→ACCEPT, ACCEPT→first
+//     relayed frame, and one-way frame latency between players on this machine.
+package player

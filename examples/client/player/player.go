@@ -1,0 +1,250 @@
+package player
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/kumi-dev/kumi/api/client"
+	"github.com/kumi-dev/kumi/internal/token"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// Leg is one stay on one game server: from an assignment (or a MOVE) to leaving it.
+type Leg struct {
+	// Cause is "assignment" (first ticket), "move" (MOVE from the server) or "reconnect" (new
+	// ticket after RECONNECT).
+	Cause     string
+	TicketID  string // empty for a move
+	Address   string
+	SessionID string
+	MemberID  uint32
+	// TicketToAssignment is CreateTicket sent → assignment received (0 for a move).
+	TicketToAssignment time.Duration
+	// AssignmentToAccept is assignment (or MOVE) received → ACCEPT received.
+	AssignmentToAccept time.Duration
+	// AcceptToFirstFrame is ACCEPT → first DATA relayed from another member (0 if none came).
+	AcceptToFirstFrame time.Duration
+	FramesSent         uint64
+	FramesReceived     uint64
+	// Ended says why the leg ended: "done", "move", "reconnect: <code>", or an error.
+	Ended string
+}
+
+// Report is what one player run measured.
+type Report struct {
+	Player string
+	Legs   []Leg
+	// FrameLatency holds one-way latencies of relayed frames (sender's send time → receipt); only
+	// meaningful when sender and receiver share a clock (the same machine).
+	FrameLatency []time.Duration
+}
+
+// First returns the first leg (the zero Leg if the player never got an assignment).
+func (r *Report) First() Leg {
+	if len(r.Legs) == 0 {
+		return Leg{}
+	}
+	return r.Legs[0]
+}
+
+// Moves and Reconnects count the legs with that cause.
+func (r *Report) Moves() int      { return r.count("move") }
+func (r *Report) Reconnects() int { return r.count("reconnect") }
+
+func (r *Report) count(cause string) int {
+	n := 0
+	for _, l := range r.Legs {
+		if l.Cause == cause {
+			n++
+		}
+	}
+	return n
+}
+
+// Run plays one player until cfg.Talk has passed since the first ACCEPT (or ctx ends), and returns
+// what it measured. The report is valid (possibly partial) even when an error is returned.
+func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return &Report{}, err
+	}
+	playerID, raw, err := playerToken(cfg)
+	if err != nil {
+		return &Report{}, err
+	}
+	rep := &Report{Player: playerID}
+	log = log.With("player", playerID)
+
+	conn := cfg.FrontendConn
+	if conn == nil {
+		cc, err := grpc.NewClient(cfg.Frontend, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return rep, fmt.Errorf("player: frontend %q: %w", cfg.Frontend, err)
+		}
+		defer cc.Close()
+		conn = cc
+	}
+	p := &run{
+		cfg:  cfg,
+		log:  log,
+		fe:   client.NewFrontendClient(conn),
+		auth: "Bearer " + raw,
+		rep:  rep,
+	}
+	return rep, p.play(ctx)
+}
+
+type run struct {
+	cfg      Config
+	log      *slog.Logger
+	fe       client.FrontendClient
+	auth     string
+	rep      *Report
+	deadline time.Time // set at the first ACCEPT when cfg.Talk > 0
+	seen     uint64    // relayed frames with a latency, for reservoir sampling
+}
+
+func (p *run) play(ctx context.Context) error {
+	cause := "assignment"
+	reconnects := 0
+	for {
+		leg, as, err := p.assign(ctx, cause)
+		if err != nil {
+			return err
+		}
+		for {
+			end, err := p.stay(ctx, &leg, as)
+			p.rep.Legs = append(p.rep.Legs, leg)
+			if err != nil {
+				return err
+			}
+			if end.move == nil {
+				if end.reconnect {
+					break
+				}
+				return nil
+			}
+			// MOVE: the same session continues elsewhere with a new token.
+			as = &client.Assignment{Address: end.move.Addr, SessionId: leg.SessionID, ServerToken: end.move.Token}
+			leg = Leg{Cause: "move", Address: end.move.Addr, SessionID: leg.SessionID}
+		}
+		reconnects++
+		if reconnects > p.cfg.MaxReconnects {
+			return fmt.Errorf("player: told RECONNECT %d times, more than -max-reconnects %d", reconnects, p.cfg.MaxReconnects)
+		}
+		cause = "reconnect"
+	}
+}
+
+func (p *run) withAuth(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", p.auth)
+}
+
+// assign files a ticket and waits for its assignment.
+func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment, error) {
+	attrs, err := structpb.NewStruct(p.cfg.Attributes)
+	if err != nil {
+		return Leg{}, nil, fmt.Errorf("player: attributes: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AssignTimeout)
+	defer cancel()
+	start := time.Now()
+	t, err := p.fe.CreateTicket(p.withAuth(ctx), &client.CreateTicketRequest{Attributes: attrs.GetFields()})
+	if err != nil {
+		return Leg{}, nil, fmt.Errorf("player: create ticket: %w", err)
+	}
+	p.log.DebugContext(ctx, "ticket created", "ticket", t.GetId())
+	for t.GetState() != client.Ticket_ASSIGNED {
+		t, err = p.watch(ctx, t.GetId())
+		if err != nil {
+			// Leave no live ticket behind; the frontend would expire it, but a retry should start clean.
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_, _ = p.fe.CancelTicket(p.withAuth(cctx), &client.CancelTicketRequest{TicketId: t.GetId()})
+			ccancel()
+			return Leg{}, nil, fmt.Errorf("player: wait for assignment of ticket %s: %w", t.GetId(), err)
+		}
+	}
+	as := t.GetAssignment()
+	leg := Leg{Cause: cause, TicketID: t.GetId(), Address: as.GetAddress(), SessionID: as.GetSessionId(),
+		TicketToAssignment: time.Since(start)}
+	p.log.DebugContext(ctx, "assigned", "ticket", t.GetId(), "session", leg.SessionID, "server", leg.Address, "after", leg.TicketToAssignment)
+	return leg, as, nil
+}
+
+// watch streams the ticket until it is assigned or the stream ends; it returns the last state seen.
+func (p *run) watch(ctx context.Context, id string) (*client.Ticket, error) {
+	stream, err := p.fe.WatchAssignment(p.withAuth(ctx), &client.WatchAssignmentRequest{TicketId: id})
+	if err != nil {
+		return &client.Ticket{Id: id}, err
+	}
+	last := &client.Ticket{Id: id}
+	for {
+		t, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return last, nil
+		}
+		if err != nil {
+			return last, err
+		}
+		last = t
+		if t.GetState() == client.Ticket_ASSIGNED {
+			return t, nil
+		}
+	}
+}
+
+// playerToken returns the player id and JWT: the configured token, or a dev token.
+func playerToken(cfg Config) (string, string, error) {
+	if cfg.Token != "" {
+		// The frontend takes the player id from the token; the id here is only for logs and reports.
+		id := cfg.Player
+		if id == "" {
+			id = "token-holder"
+		}
+		return id, cfg.Token, nil
+	}
+	id := cfg.Player
+	if id == "" {
+		id = "player-" + rand.Text()[:8]
+	}
+	s := cfg.Signer
+	if s == nil {
+		var err error
+		if s, err = token.LoadSigner(cfg.Key, cfg.KID, cfg.Issuer); err != nil {
+			return "", "", fmt.Errorf("player: dev token key: %w (run `kumi token keygen` or pass -token)", err)
+		}
+	}
+	raw, err := s.PlayerToken(id, cfg.TTL)
+	if err != nil {
+		return "", "", fmt.Errorf("player: dev token: %w", err)
+	}
+	return id, raw, nil
+}
+
+// LatencyQuantile returns the q-quantile (0..1) of the sampled frame latencies, or 0 without samples.
+func (r *Report) LatencyQuantile(q float64) time.Duration {
+	if len(r.FrameLatency) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.FrameLatency)
+	slices.Sort(s)
+	i := int(q * float64(len(s)-1))
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Totals adds up frames over all legs.
+func (r *Report) Totals() (sent, received uint64) {
+	for _, l := range r.Legs {
+		sent += l.FramesSent
+		received += l.FramesReceived
+	}
+	return sent, received
+}
