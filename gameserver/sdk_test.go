@@ -1,0 +1,98 @@
+package gameserver
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/gameserver/client"
+	"github.com/kumi-dev/kumi/gameserver/localsdk"
+	"github.com/kumi-dev/kumi/gameserver/sdk"
+	"github.com/kumi-dev/kumi/gameserver/wire"
+)
+
+// freeUDPPort finds a port for the GameServer status to name (Passthrough-style: the server
+// learns its port from the SDK).
+func freeUDPPort(t *testing.T) int32 {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return int32(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// TestAgonesSDK runs the server against the local SDK server over real gRPC: name and port from
+// GetGameServer, Ready, the sessions counter, drain on the kumi.dev/drain label, Shutdown.
+func TestAgonesSDK(t *testing.T) {
+	signer := newSigner(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lcfg := localsdk.Default()
+	lcfg.ListenAddr = "127.0.0.1:0"
+	lcfg.Name = "gs-sdk-7"
+	lcfg.ReadyDelay = 0
+	lcfg.Health.InitialDelay = time.Second
+	lcfg.Health.Period = 500 * time.Millisecond
+	port := freeUDPPort(t)
+	lcfg.Ports = []allocation.Port{{Name: "default", Port: port}}
+	lcfg.Counters = map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: 0, Capacity: 10}}
+	lsdk, err := localsdk.Start(ctx, testLog(t), lcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = lsdk.Wait() })
+	sc, err := sdk.Dial(ctx, lsdk.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close() })
+
+	cfg := testConfig("")
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.Capacity = 50
+	cfg.DrainGrace = 100 * time.Millisecond
+	s := startServer(t, cfg, signer, WithSDK(sc))
+	if s.Name() != "gs-sdk-7" {
+		t.Fatalf("name %q", s.Name())
+	}
+	if _, p, _ := net.SplitHostPort(s.Addr()); p != strconv.Itoa(int(port)) {
+		t.Fatalf("listening on %s, want port %d from the GameServer status", s.Addr(), port)
+	}
+	counter := func() *sdkpb.GameServer_Status_CounterStatus {
+		return lsdk.GameServer().GetStatus().GetCounters()[allocation.CounterSessions]
+	}
+	eventually(t, 2*time.Second, "Ready", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateReady })
+	if c := counter(); c.GetCapacity() != 50 {
+		t.Fatalf("counter %v", c)
+	}
+	c1 := dial(t, s, mint(t, signer, "gs-sdk-7", "s1", "p1", time.Minute))
+	dial(t, s, mint(t, signer, "gs-sdk-7", "s2", "p2", time.Minute))
+	eventually(t, 2*time.Second, "counter = 2", func() bool { return counter().GetCount() == 2 })
+
+	if _, err := lsdk.Update(func(gs *sdkpb.GameServer) error {
+		if gs.ObjectMeta.Labels == nil {
+			gs.ObjectMeta.Labels = map[string]string{}
+		}
+		gs.ObjectMeta.Labels[allocation.LabelDrain] = "true"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "capacity lowered to count", func() bool { return counter().GetCapacity() == 2 })
+	if e := recvKind(t, c1, client.EventReconnect); e.Code != wire.ReconnectDrain {
+		t.Fatalf("got %+v", e)
+	}
+	select {
+	case <-s.Drained():
+	case <-time.After(3 * time.Second):
+		t.Fatal("not drained")
+	}
+	eventually(t, 2*time.Second, "Shutdown", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateShutdown })
+}
+
