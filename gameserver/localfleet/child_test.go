@@ -85,9 +85,12 @@ func runChild() int {
 		case "exit":
 			os.Exit(3)
 		case "shutdown":
+			// Reply first: the fleet answers Shutdown with SIGTERM, which may end us at once.
+			_, _ = conn.WriteTo([]byte(reply), from)
 			if err := c.Shutdown(ctx); err != nil {
-				reply = err.Error()
+				fmt.Fprintf(os.Stderr, "child: Shutdown: %v\n", err)
 			}
+			continue
 		case "ignore-term":
 			<-ignoreTerm
 			ignoreTerm <- true
