@@ -48,6 +48,8 @@ type Config struct {
 	ReportInterval time.Duration `flag:"report-interval" help:"load report period until the director's reply sets one"`
 	ReportDebounce time.Duration `flag:"report-debounce" help:"a session start or end triggers a report this much later (changes in between share it)"`
 
+	MetricsAddr string `flag:"metrics-addr" help:"serve Prometheus /metrics over HTTP here (host:port; empty: off); needs a registry that is also a Gatherer"`
+
 	SDK          bool          `flag:"sdk" help:"talk to the Agones SDK sidecar (name, port, Ready, Health, counter sessions, drain label, Shutdown)"`
 	SDKAddr      string        `flag:"sdk-addr" help:"SDK sidecar gRPC address (default from AGONES_SDK_GRPC_HOST/AGONES_SDK_GRPC_PORT, else localhost:9357)"`
 	SDKPortName  string        `flag:"sdk-port-name" help:"GameServer status port whose number the server listens on when listen-addr has port 0"`
@@ -146,6 +148,11 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.ReportInterval <= 0 || cfg.ReportDebounce < 0 {
 		add("report-interval %s must be positive and report-debounce %s not negative", cfg.ReportInterval, cfg.ReportDebounce)
+	}
+	if cfg.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
+			add("metrics-addr %q must be host:port: %v", cfg.MetricsAddr, err)
+		}
 	}
 	if cfg.SDK && cfg.HealthPeriod <= 0 {
 		add("health-period %s must be positive", cfg.HealthPeriod)

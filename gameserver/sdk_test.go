@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/allocation"
+	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/gameserver/client"
 	"github.com/kumi-dev/kumi/gameserver/localsdk"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
@@ -95,4 +95,3 @@ func TestAgonesSDK(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "Shutdown", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateShutdown })
 }
-

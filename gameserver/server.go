@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/time/rate"
@@ -243,6 +245,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		return nil, err
 	}
 	s.m = m
+	if err := s.serveMetrics(reg); err != nil {
+		s.conn.Close()
+		return nil, err
+	}
 	if cfg.SDK {
 		if err := s.sdkReady(); err != nil {
 			s.conn.Close()
@@ -253,6 +259,35 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	s.run()
 	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "io", cfg.IO, "capacity", cfg.Capacity, "max_members", cfg.MaxMembers)
 	return s, nil
+}
+
+// serveMetrics serves /metrics on cfg.MetricsAddr until the server stops.
+func (s *Server) serveMetrics(reg prometheus.Registerer) error {
+	if s.cfg.MetricsAddr == "" {
+		return nil
+	}
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		return fmt.Errorf("gameserver: metrics-addr set but the registry %T cannot be gathered", reg)
+	}
+	lis, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("gameserver: metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = srv.Serve(lis)
+	}()
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		_ = srv.Close()
+	}()
+	return nil
 }
 
 func (s *Server) listen(addr string) error {
