@@ -114,31 +114,17 @@ type run struct {
 
 func (p *run) play(ctx context.Context) error {
 	cause := "assignment"
-	reconnects := 0
-	for {
+	for reconnects := 0; ; reconnects++ {
+		if reconnects > p.cfg.MaxReconnects {
+			return fmt.Errorf("player: needed a new assignment %d times, more than -max-reconnects %d", reconnects, p.cfg.MaxReconnects)
+		}
 		leg, as, err := p.assign(ctx, cause)
 		if err != nil {
 			return err
 		}
-		for {
-			end, err := p.stay(ctx, &leg, as)
-			p.rep.Legs = append(p.rep.Legs, leg)
-			if err != nil {
-				return err
-			}
-			if end.move == nil {
-				if end.reconnect {
-					break
-				}
-				return nil
-			}
-			// MOVE: the same session continues elsewhere with a new token.
-			as = &client.Assignment{Address: end.move.Addr, SessionId: leg.SessionID, ServerToken: end.move.Token}
-			leg = Leg{Cause: "move", Address: end.move.Addr, SessionID: leg.SessionID}
-		}
-		reconnects++
-		if reconnects > p.cfg.MaxReconnects {
-			return fmt.Errorf("player: told RECONNECT %d times, more than -max-reconnects %d", reconnects, p.cfg.MaxReconnects)
+		again, err := p.connect(ctx, leg, as)
+		if err != nil || !again {
+			return err
 		}
 		cause = "reconnect"
 	}
