@@ -90,12 +90,14 @@ type DoubleRange struct {
 }
 
 // DefaultProfiles are used when no profile is configured: a voice rendezvous ("voice", tickets with
-// string arg mode=voice grouped by chat_group, 64 members a session) and a 1v1 game ("duel", mode=duel,
-// 2 players by mode and region, skill window 100 widening 20/s up to 1000, parties by "party").
+// string arg mode=voice grouped by chat_group, 16 members a session like the game server's default
+// -max-members) and a 1v1 game ("duel", mode=duel, 2 players by mode and region, skill window 100
+// widening 20/s up to 1000, parties by "party"). Attribute names match the frontend's default
+// allow-list.
 func DefaultProfiles() []Profile {
 	return []Profile{
 		{
-			Name: "voice", Kind: omext.KindRendezvous, MaxMembers: 64, GroupArg: "chat_group",
+			Name: "voice", Kind: omext.KindRendezvous, MaxMembers: 16, GroupArg: "chat_group",
 			Pools: []PoolSpec{{Name: "voice", StringEquals: map[string]string{"mode": "voice"}}},
 		},
 		{

@@ -14,7 +14,7 @@
 //	- name: voice              # MatchProfile.name
 //	  kind: rendezvous         # everyone with the same chat group meets
 //	  group_arg: chat_group    # search_fields.string_args key of the group id
-//	  max_members: 64          # session member limit (larger groups are split)
+//	  max_members: 16          # session member limit (larger groups are split); keep ≤ the game server's -max-members
 //	  pools:
 //	  - name: voice
 //	    string_equals: {mode: voice}
