@@ -3,6 +3,7 @@ package frontend
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/kumi-dev/kumi/internal/token"
 	"google.golang.org/grpc/codes"
@@ -10,9 +11,11 @@ import (
 
 // gate authenticates and rate limits one request.
 type gate struct {
-	v   *token.Verifier
-	lim *limiter
-	m   *metrics
+	v     *token.Verifier
+	cache *tokenCache // nil when disabled
+	lim   *limiter
+	m     *metrics
+	now   func() time.Time
 }
 
 // admit checks the global limit, then the bearer token in the Authorization value, then the
@@ -27,16 +30,23 @@ func (g *gate) admit(authorization string) (string, *apiError) {
 		g.m.authFail.WithLabelValues("missing").Inc()
 		return "", errorf(codes.Unauthenticated, "missing player token: send the header \"Authorization: Bearer <player JWT>\"")
 	}
-	c, err := g.v.VerifyPlayerToken(strings.TrimSpace(raw))
-	if err != nil {
-		g.m.authFail.WithLabelValues(reason(err)).Inc()
-		return "", errorf(codes.Unauthenticated, "invalid player token: %v", err)
+	raw = strings.TrimSpace(raw)
+	now := g.now()
+	player, ok := g.cache.get(raw, now)
+	if !ok {
+		c, err := g.v.VerifyPlayerToken(raw)
+		if err != nil {
+			g.m.authFail.WithLabelValues(reason(err)).Inc()
+			return "", errorf(codes.Unauthenticated, "invalid player token: %v", err)
+		}
+		player = c.PlayerID
+		g.cache.put(raw, player, c.ExpiresAt, now)
 	}
-	if err := g.lim.allowPlayer(c.PlayerID); err != nil {
+	if err := g.lim.allowPlayer(player); err != nil {
 		g.m.limited.WithLabelValues("player").Inc()
 		return "", err
 	}
-	return c.PlayerID, nil
+	return player, nil
 }
 
 // reason is a low-cardinality label for a verification failure.

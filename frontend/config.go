@@ -21,6 +21,9 @@ type Config struct {
 
 	JWT token.VerifierConfig `prefix:"jwt-"`
 
+	TokenCacheSize int           `flag:"token-cache-size" help:"verified player tokens remembered so repeat calls skip the signature check (0 disables)"`
+	TokenCacheTTL  time.Duration `flag:"token-cache-ttl" help:"longest a verified token is trusted from the cache (bounds how long a withdrawn JWKS key keeps working)"`
+
 	Attributes     Attributes    `flag:"attributes" help:"allowed ticket attributes, comma-separated name:type[!][=constraint]; type string|number|bool; ! = required; string=a|b enumerates, number=min..max bounds"`
 	MaxStringBytes int           `flag:"max-string-bytes" help:"longest accepted string attribute value"`
 	TicketLifetime time.Duration `flag:"ticket-lifetime" help:"an unassigned ticket is deleted from Open Match this long after creation"`
@@ -53,6 +56,8 @@ func Default() Config {
 		OpenMatchAddr:       "127.0.0.1:50504",
 		OpenMatchRPCTimeout: 5 * time.Second,
 		JWT:                 jwt,
+		TokenCacheSize:      100000,
+		TokenCacheTTL:       time.Minute,
 		Attributes:          attrs,
 		MaxStringBytes:      128,
 		TicketLifetime:      10 * time.Minute,

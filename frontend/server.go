@@ -74,7 +74,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 	}
 	lim := newLimiter(cfg, time.Now)
-	g := &gate{v: verifier, lim: lim, m: s.m}
+	g := &gate{v: verifier, cache: newTokenCache(cfg.TokenCacheSize, cfg.TokenCacheTTL), lim: lim, m: s.m, now: time.Now}
 
 	srv := &Server{done: make(chan struct{}), svc: s}
 	var gs *grpc.Server
