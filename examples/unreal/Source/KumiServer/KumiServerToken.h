@@ -26,7 +26,7 @@ struct FKumiServerClaims
 class FKumiServerTokenVerifier
 {
 public:
-	/** Jwks: the JSON written by `kumi token keygen` (keys.jwks.json) or served by your issuer. */
+	/** Jwks: the JSON written by `kumi token keygen` (jwks.json) or served by your issuer. */
 	bool LoadJwks(const FString& Jwks, FString& OutError);
 
 	FString Issuer = TEXT("kumi");   // --issuer of the director's signer
