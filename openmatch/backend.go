@@ -38,15 +38,21 @@ func (b *backend) FetchMatches(req *pb.FetchMatchesRequest, stream grpc.ServerSt
 	mmfDone := make(chan struct{})
 	go func() {
 		defer close(mmfDone)
-		cy.mmfDone(fc, b.s.mmfs.run(mmfCtx, req.Config, req.Profile, func(m *pb.Match) error { return cy.propose(fc, m) }))
+		cy.mmfDone(fc, b.s.mmfs.run(mmfCtx, req.Config, req.Profile, func(p *proposal) error { return cy.propose(fc, p) }))
 	}()
 	defer func() {
 		cancel()
 		<-mmfDone
 	}()
 	send := func() error {
-		for _, m := range cy.take(fc) {
-			if err := stream.Send(&pb.FetchMatchesResponse{Match: m}); err != nil {
+		for _, p := range cy.take(fc) {
+			var err error
+			if p.raw != nil {
+				err = stream.SendMsg(p.wrap())
+			} else {
+				err = stream.Send(&pb.FetchMatchesResponse{Match: p.msg})
+			}
+			if err != nil {
 				cy.leave(fc)
 				return err
 			}

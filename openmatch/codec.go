@@ -10,7 +10,10 @@ import (
 // concatenations of already-marshalled tickets, so nothing is marshalled twice).
 type preEncoded struct{ b []byte }
 
-// codec is the proto codec plus a pass-through for preEncoded. It is installed per server with
+// rawMsg receives a message's wire bytes undecoded (a copy the caller owns).
+type rawMsg struct{ b []byte }
+
+// codec is the proto codec plus a pass-through for preEncoded and rawMsg. It is installed per server with
 // grpc.ForceServerCodecV2, never globally.
 type codec struct{ proto encoding.CodecV2 }
 
@@ -25,4 +28,10 @@ func (c *codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c *codec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+func (c *codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*rawMsg); ok {
+		r.b = data.Materialize()
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}

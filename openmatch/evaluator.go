@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"sync"
 
@@ -25,7 +24,7 @@ type evaluator interface {
 // openmatch.Evaluator/Evaluate bidi stream: results may arrive before the input ends.
 type evalSession interface {
 	// send passes one proposal; it must not be called after closeSend.
-	send(m *pb.Match) error
+	send(p *proposal) error
 	// closeSend ends the input. keep reports whether a proposal still counts (its caller may have
 	// failed or left); evaluators that decide at the end use it to skip withdrawn proposals.
 	closeSend(keep func(id string) bool)
@@ -58,22 +57,22 @@ func (defaultEvaluator) start(ctx context.Context) (evalSession, error) {
 type defaultSession struct {
 	ctx context.Context
 	mu  sync.Mutex
-	in  []*pb.Match
+	in  []*proposal
 	out chan []string
 	ids []string
 	got bool
 }
 
-func (d *defaultSession) send(m *pb.Match) error {
+func (d *defaultSession) send(p *proposal) error {
 	d.mu.Lock()
-	d.in = append(d.in, m)
+	d.in = append(d.in, p)
 	d.mu.Unlock()
 	return nil
 }
 
 func (d *defaultSession) closeSend(keep func(string) bool) {
 	d.mu.Lock()
-	in := slices.DeleteFunc(d.in, func(m *pb.Match) bool { return !keep(m.GetMatchId()) })
+	in := slices.DeleteFunc(d.in, func(p *proposal) bool { return !keep(p.id) })
 	d.in = nil
 	d.mu.Unlock()
 	d.out <- evaluateDefault(in)
@@ -96,44 +95,29 @@ func (d *defaultSession) recv() (string, error) {
 	return id, nil
 }
 
-func evaluateDefault(proposals []*pb.Match) []string {
-	type scored struct {
-		m     *pb.Match
-		score float64
-	}
-	in := make([]scored, 0, len(proposals))
-	for _, m := range proposals {
-		score := math.Inf(-1)
-		if a, ok := m.GetExtensions()["evaluation_input"]; ok {
-			var c pb.DefaultEvaluationCriteria
-			if err := a.UnmarshalTo(&c); err != nil {
-				continue
-			}
-			score = c.Score
-		}
-		in = append(in, scored{m, score})
-	}
-	slices.SortStableFunc(in, func(a, b scored) int { return cmp.Compare(b.score, a.score) })
+func evaluateDefault(proposals []*proposal) []string {
+	in := slices.DeleteFunc(proposals, func(p *proposal) bool { return p.badScore })
+	slices.SortStableFunc(in, func(a, b *proposal) int { return cmp.Compare(b.score, a.score) })
 	usedTickets := make(map[string]struct{})
 	usedBackfills := make(map[string]struct{})
 	var out []string
 next:
 	for _, p := range in {
-		for _, t := range p.m.GetTickets() {
-			if _, ok := usedTickets[t.GetId()]; ok {
+		for _, t := range p.tickets {
+			if _, ok := usedTickets[t]; ok {
 				continue next
 			}
 		}
-		if bf := p.m.GetBackfill().GetId(); bf != "" {
+		if bf := p.backfill.GetId(); bf != "" {
 			if _, ok := usedBackfills[bf]; ok {
 				continue
 			}
 			usedBackfills[bf] = struct{}{}
 		}
-		for _, t := range p.m.GetTickets() {
-			usedTickets[t.GetId()] = struct{}{}
+		for _, t := range p.tickets {
+			usedTickets[t] = struct{}{}
 		}
-		out = append(out, p.m.GetMatchId())
+		out = append(out, p.id)
 	}
 	return out
 }
@@ -147,16 +131,22 @@ type grpcEvaluator struct {
 func (g *grpcEvaluator) close() { g.conn.Close() }
 
 func (g *grpcEvaluator) start(ctx context.Context) (evalSession, error) {
-	stream, err := g.client.Evaluate(ctx)
+	stream, err := g.client.Evaluate(ctx, grpc.ForceCodecV2(newCodec()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluator: %w", err)
 	}
-	s := &grpcSession{stream: stream, queue: make(chan *pb.Match, 256), sendErr: make(chan error, 1)}
+	s := &grpcSession{stream: stream, queue: make(chan *proposal, 256), sendErr: make(chan error, 1)}
 	// Proposals go out from their own goroutine so a slow evaluator never blocks intake while it
 	// is still answering, and so send order is kept.
 	go func() {
-		for m := range s.queue {
-			if err := stream.Send(&pb.EvaluateRequest{Match: m}); err != nil {
+		for p := range s.queue {
+			var err error
+			if p.raw != nil {
+				err = stream.SendMsg(p.wrap())
+			} else {
+				err = stream.Send(&pb.EvaluateRequest{Match: p.msg})
+			}
+			if err != nil {
 				s.sendErr <- err
 				for range s.queue {
 				}
@@ -170,13 +160,13 @@ func (g *grpcEvaluator) start(ctx context.Context) (evalSession, error) {
 
 type grpcSession struct {
 	stream  grpc.BidiStreamingClient[pb.EvaluateRequest, pb.EvaluateResponse]
-	queue   chan *pb.Match
+	queue   chan *proposal
 	sendErr chan error
 }
 
-func (s *grpcSession) send(m *pb.Match) error {
+func (s *grpcSession) send(p *proposal) error {
 	select {
-	case s.queue <- m:
+	case s.queue <- p:
 		return nil
 	case <-s.stream.Context().Done():
 		return s.stream.Context().Err()

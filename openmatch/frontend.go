@@ -81,6 +81,11 @@ func (f *frontend) WatchAssignments(req *pb.WatchAssignmentsRequest, stream grpc
 		return ticketNotFound(id)
 	}
 	defer f.s.tickets.unwatch(id, wake)
+	// Headers go out once the watch is registered, so a client that waits for them knows no
+	// assignment made from then on can be missed.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	var last *pb.Assignment
 	var expiry *time.Timer
 	defer func() {

@@ -12,6 +12,7 @@ import (
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -24,7 +25,28 @@ type mmfClients struct {
 }
 
 func newMMFClients(inproc map[string]pb.MatchFunctionServer) *mmfClients {
-	return &mmfClients{inproc: inproc, conns: make(map[string]*grpc.ClientConn)}
+	m := &mmfClients{inproc: make(map[string]pb.MatchFunctionServer), conns: make(map[string]*grpc.ClientConn)}
+	for k, v := range inproc {
+		m.inproc[k] = v
+	}
+	return m
+}
+
+func (m *mmfClients) register(addr string, f pb.MatchFunctionServer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f == nil {
+		delete(m.inproc, addr)
+		return
+	}
+	m.inproc[addr] = f
+}
+
+func (m *mmfClients) local(addr string) (pb.MatchFunctionServer, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.inproc[addr]
+	return f, ok
 }
 
 func (m *mmfClients) close() {
@@ -50,57 +72,89 @@ func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+var runDesc = &grpc.StreamDesc{StreamName: "Run", ServerStreams: true}
+
 // run calls the match function fc names with profile and passes every proposal to emit; it
-// returns the first error of the function or of emit.
-func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb.MatchProfile, emit func(*pb.Match) error) error {
+// returns the first error of the function or of emit. Proposals from a gRPC MMF are received
+// undecoded (see proposal).
+func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb.MatchProfile, emit func(*proposal) error) error {
 	if fc.GetType() != pb.FunctionConfig_GRPC {
 		return fmt.Errorf("match function type %s: provided match function type is not supported by kumi's embedded core (use GRPC)", fc.GetType())
 	}
 	addr := net.JoinHostPort(fc.GetHost(), strconv.Itoa(int(fc.GetPort())))
 	req := &pb.RunRequest{Profile: profile}
-	if srv, ok := m.inproc[addr]; ok {
+	if srv, ok := m.local(addr); ok {
 		return srv.Run(req, &inprocStream{ctx: ctx, emit: emit})
 	}
 	c, err := m.conn(addr)
 	if err != nil {
 		return err
 	}
-	stream, err := pb.NewMatchFunctionClient(c).Run(ctx, req)
+	stream, err := c.NewStream(ctx, runDesc, pb.MatchFunction_Run_FullMethodName, grpc.ForceCodecV2(newCodec()))
 	if err != nil {
 		return err
 	}
+	if err := stream.SendMsg(req); err != nil {
+		return err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
 	for {
-		resp, err := stream.Recv()
+		var resp rawMsg
+		err := stream.RecvMsg(&resp)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if err := emitProposal(resp, emit); err != nil {
+		raw, err := fieldBytes(resp.b, 1)
+		if err != nil {
+			return fmt.Errorf("match function sent a malformed RunResponse: %w", err)
+		}
+		if raw == nil {
+			return errors.New("match function sent a RunResponse without a proposal")
+		}
+		p, err := parseProposal(raw)
+		if err != nil {
+			return err
+		}
+		if err := emit(p); err != nil {
 			return err
 		}
 	}
 }
 
-func emitProposal(resp *pb.RunResponse, emit func(*pb.Match) error) error {
-	if resp.GetProposal() == nil {
-		return errors.New("match function sent a RunResponse without a proposal")
-	}
-	return emit(resp.Proposal)
+// fieldBytes returns the last length-delimited field num of a message (nil if absent).
+func fieldBytes(b []byte, num protowire.Number) ([]byte, error) {
+	var out []byte
+	err := eachField(b, func(n protowire.Number, typ protowire.Type, v []byte) error {
+		if n == num && typ == protowire.BytesType {
+			out = v
+			if out == nil {
+				out = []byte{}
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // inprocStream is the server stream an in-process match function writes to.
 type inprocStream struct {
 	ctx  context.Context
-	emit func(*pb.Match) error
+	emit func(*proposal) error
 }
 
 func (s *inprocStream) Send(r *pb.RunResponse) error {
 	if err := s.ctx.Err(); err != nil {
 		return err
 	}
-	return emitProposal(r, s.emit)
+	if r.GetProposal() == nil {
+		return errors.New("match function sent a RunResponse without a proposal")
+	}
+	return s.emit(proposalFromMatch(r.Proposal))
 }
 func (s *inprocStream) SetHeader(metadata.MD) error  { return nil }
 func (s *inprocStream) SendHeader(metadata.MD) error { return nil }

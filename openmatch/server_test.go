@@ -11,13 +11,22 @@ import (
 
 // pairMMF pairs the tickets of the profile's first pool in query order.
 func pairMMF(q pb.QueryServiceClient) func(*pb.RunRequest, grpc.ServerStreamingServer[pb.RunResponse]) error {
+	return pairMMFWith(q, false)
+}
+
+// pairMMFWith is pairMMF; lean matches carry only the tickets' ids.
+func pairMMFWith(q pb.QueryServiceClient, lean bool) func(*pb.RunRequest, grpc.ServerStreamingServer[pb.RunResponse]) error {
 	return func(r *pb.RunRequest, s grpc.ServerStreamingServer[pb.RunResponse]) error {
 		ts, _, err := queryTickets(s.Context(), q, r.Profile.Pools[0])
 		if err != nil {
 			return err
 		}
 		for i := 0; i+1 < len(ts); i += 2 {
-			m := &pb.Match{MatchId: r.Profile.Name + "-" + ts[i].Id, MatchProfile: r.Profile.Name, Tickets: ts[i : i+2]}
+			pair := ts[i : i+2]
+			if lean {
+				pair = []*pb.Ticket{{Id: ts[i].Id}, {Id: ts[i+1].Id}}
+			}
+			m := &pb.Match{MatchId: r.Profile.Name + "-" + ts[i].Id, MatchProfile: r.Profile.Name, Tickets: pair}
 			if err := s.Send(&pb.RunResponse{Proposal: m}); err != nil {
 				return err
 			}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,7 +39,7 @@ type fetchCall struct {
 	left        bool
 	err         error // MMF error: the call fails with it; its proposals no longer count
 	syncErr     error // synchronizer error for this call only (proposal window)
-	results     []*pb.Match
+	results     []*proposal
 	wake        chan struct{} // signalled when results grow
 }
 
@@ -62,7 +61,7 @@ type cycle struct {
 	allLeft      chan struct{} // closed when every call left early
 	inflight     sync.WaitGroup
 	owner        map[string]*fetchCall
-	proposals    map[string]*pb.Match // forwarded to the evaluator, by match id
+	proposals    map[string]*proposal // forwarded to the evaluator, by match id
 	accepted     map[string]struct{}
 	err          error         // every call of the cycle fails with it
 	evalDone     chan struct{} // closed when the evaluator's output ended
@@ -150,7 +149,7 @@ func (sy *synchronizer) newCycle(base context.Context) *cycle {
 	ctx, cancel := context.WithCancel(base)
 	c := &cycle{sy: sy, ctx: ctx, cancel: cancel, start: time.Now(),
 		allDone: make(chan struct{}), allLeft: make(chan struct{}), evalDone: make(chan struct{}), done: make(chan struct{}),
-		owner: make(map[string]*fetchCall), proposals: make(map[string]*pb.Match), accepted: make(map[string]struct{})}
+		owner: make(map[string]*fetchCall), proposals: make(map[string]*proposal), accepted: make(map[string]struct{})}
 	sess, err := sy.ev.start(ctx)
 	if err != nil {
 		c.err = err
@@ -227,7 +226,7 @@ func (c *cycle) failLocked(err error) {
 
 // propose adds one proposal of fc to the cycle and forwards it to the evaluator. An error fails
 // only fc (its MMF stops); cycle-wide errors are recorded on the cycle.
-func (c *cycle) propose(fc *fetchCall, m *pb.Match) error {
+func (c *cycle) propose(fc *fetchCall, m *proposal) error {
 	c.mu.Lock()
 	if c.intakeClosed {
 		c.mu.Unlock()
@@ -237,7 +236,7 @@ func (c *cycle) propose(fc *fetchCall, m *pb.Match) error {
 		c.mu.Unlock()
 		return errors.New("match function sent a proposal after its Run returned")
 	}
-	id := m.GetMatchId()
+	id := m.id
 	if _, dup := fc.seen[id]; dup {
 		c.mu.Unlock()
 		return fmt.Errorf("MatchMakingFunction returned same match_id twice: %q", id)
@@ -323,20 +322,23 @@ func (c *cycle) commit(id string) {
 	}
 	now := time.Now()
 	nowNs := now.UnixNano()
-	tids := make([]string, len(m.GetTickets()))
-	for i, t := range m.GetTickets() {
-		tids[i] = t.GetId()
-	}
+	tids := m.tickets
 	if tid, busy := s.tickets.pendingOrAssigned(tids, nowNs); busy {
 		s.metrics.dropped.Inc()
 		s.log.Warn("accepted match dropped: ticket already pending or assigned", "match", id, "ticket", tid)
 		return
 	}
-	if bf := m.GetBackfill(); bf != nil {
+	if bf := m.backfill; bf != nil {
 		if bf.GetId() == "" {
 			// The caller learns the new backfill's id from the streamed match.
-			m = proto.CloneOf(m)
-			m.Backfill = s.backfills.create(bf, now, tids)
+			msg, err := m.match()
+			if err != nil {
+				c.failLocked(err)
+				return
+			}
+			msg = proto.CloneOf(msg)
+			msg.Backfill = s.backfills.create(bf, now, tids)
+			m = &proposal{id: m.id, tickets: m.tickets, backfill: msg.Backfill, msg: msg}
 		} else if _, ok = s.backfills.updateFromMatch(bf, tids, nowNs); !ok {
 			s.metrics.dropped.Inc()
 			s.log.Info("accepted match dropped: backfill missing, expired or at another generation", "match", id, "backfill", bf.GetId(), "generation", bf.GetGeneration())
@@ -354,7 +356,7 @@ func (c *cycle) commit(id string) {
 }
 
 // take returns and clears fc's pending results.
-func (c *cycle) take(fc *fetchCall) []*pb.Match {
+func (c *cycle) take(fc *fetchCall) []*proposal {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := fc.results

@@ -1,0 +1,297 @@
+package openmatch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"google.golang.org/grpc"
+)
+
+// smallTicket is the ticket every benchmark uses: one double, one string, one tag.
+func smallTicket(i int) *pb.Ticket {
+	return &pb.Ticket{SearchFields: &pb.SearchFields{
+		DoubleArgs: map[string]float64{"skill": float64(i % 100)},
+		StringArgs: map[string]string{"mode": "ranked"},
+		Tags:       []string{"eu"},
+	}}
+}
+
+// noopFrontend answers CreateTicket with the request's ticket: the gRPC ceiling.
+type noopFrontend struct {
+	pb.UnimplementedFrontendServiceServer
+}
+
+func (noopFrontend) CreateTicket(_ context.Context, r *pb.CreateTicketRequest) (*pb.Ticket, error) {
+	return r.Ticket, nil
+}
+
+// serveNoop runs noopFrontend with exactly the core's server options.
+func serveNoop(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := grpc.NewServer(serverOptions(slog.New(slog.DiscardHandler))...)
+	pb.RegisterFrontendServiceServer(g, noopFrontend{})
+	go g.Serve(l)
+	b.Cleanup(g.Stop)
+	return l.Addr().String()
+}
+
+// hammer makes n CreateTicket calls from `callers` goroutines over one connection and returns
+// the rate.
+func hammer(b *testing.B, c pb.FrontendServiceClient, n, callers int) float64 {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	ctx := context.Background()
+	start := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				if _, err := c.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(int(i))}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// BenchmarkCreateTicket measures CreateTicket/s with 32 concurrent callers over loopback gRPC,
+// against a no-op unary handler with the same server options in the same run. The two are
+// measured in alternating halves so machine noise hits both alike; ratio = core / no-op.
+func BenchmarkCreateTicket(b *testing.B) {
+	core := startCore(b, nil)
+	noop := pb.NewFrontendServiceClient(dial(b, serveNoop(b)))
+	const callers = 32
+	hammer(b, noop, 2000, callers) // warm both connections
+	hammer(b, core.fe, 2000, callers)
+	half := max(b.N/2, 1)
+	b.ResetTimer()
+	var noopRate, coreRate float64
+	for range 2 {
+		noopRate += hammer(b, noop, half, callers) / 2
+		coreRate += hammer(b, core.fe, half, callers) / 2
+	}
+	b.StopTimer()
+	b.ReportMetric(noopRate, "noop_calls/s")
+	b.ReportMetric(coreRate, "core_calls/s")
+	b.ReportMetric(coreRate/noopRate, "ratio")
+}
+
+// fillCore creates n small tickets through the frontend handler (in process, to keep set-up fast).
+func fillCore(b *testing.B, c *testCore, n int) {
+	f := &frontend{s: c.srv}
+	for i := range n {
+		if _, err := f.CreateTicket(context.Background(), &pb.CreateTicketRequest{Ticket: smallTicket(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkQueryTickets20k: one QueryTickets returning all of 20k tickets over gRPC. "decoded"
+// is what a Go match function pays (client-side proto decoding dominates); "wire" receives the
+// pages undecoded, i.e. the core's work plus transport.
+func BenchmarkQueryTickets20k(b *testing.B) {
+	c := startCore(b, func(cfg *Config) { cfg.QueryPageSize = 1000 })
+	fillCore(b, c, 20000)
+	pool := &pb.Pool{Name: "all", StringEqualsFilters: []*pb.StringEqualsFilter{{StringArg: "mode", Value: "ranked"}},
+		DoubleRangeFilters: []*pb.DoubleRangeFilter{{DoubleArg: "skill", Min: 0, Max: 100}}}
+	ctx := context.Background()
+	b.Run("decoded", func(b *testing.B) {
+		cpu0 := cpuTime()
+		defer reportCPU(b, cpu0)
+		for b.Loop() {
+			ts, _, err := queryTickets(ctx, c.q, pool)
+			if err != nil || len(ts) != 20000 {
+				b.Fatalf("%d tickets, %v", len(ts), err)
+			}
+		}
+		b.ReportMetric(20000*float64(b.N)/b.Elapsed().Seconds(), "tickets/s")
+	})
+	b.Run("wire", func(b *testing.B) {
+		conn := dial(b, c.srv.QueryAddr())
+		desc := &grpc.StreamDesc{ServerStreams: true}
+		cpu0 := cpuTime()
+		defer reportCPU(b, cpu0)
+		for b.Loop() {
+			s, err := conn.NewStream(ctx, desc, pb.QueryService_QueryTickets_FullMethodName, grpc.ForceCodecV2(newCodec()))
+			if err == nil {
+				err = s.SendMsg(&pb.QueryTicketsRequest{Pool: pool})
+			}
+			if err == nil {
+				err = s.CloseSend()
+			}
+			pages := 0
+			for err == nil {
+				var m rawMsg
+				if err = s.RecvMsg(&m); err == nil {
+					pages++
+				}
+			}
+			if !errors.Is(err, io.EOF) || pages != 20 {
+				b.Fatalf("%d pages, %v", pages, err)
+			}
+		}
+		b.ReportMetric(20000*float64(b.N)/b.Elapsed().Seconds(), "tickets/s")
+	})
+}
+
+// pairFetch runs one FetchMatches whose gRPC MMF queries the pool and pairs every ticket.
+func pairFetch(b *testing.B, c *testCore, fc *pb.FunctionConfig, want int) {
+	ms, err := fetch(context.Background(), c.be, fc, &pb.MatchProfile{Name: "pairs", Pools: []*pb.Pool{{Name: "all"}}})
+	if err != nil || len(ms) != want {
+		b.Fatalf("%d matches, want %d: %v", len(ms), want, err)
+	}
+}
+
+// BenchmarkFetchMatchesPairing20k: MMF (gRPC) queries 20k tickets and proposes 10k pairs; the
+// default evaluator accepts them all; 10k matches stream back. Tickets are released between runs.
+func BenchmarkFetchMatchesPairing20k(b *testing.B) {
+	c := startCore(b, func(cfg *Config) { cfg.ProposalCollectionInterval = time.Minute })
+	fillCore(b, c, 20000)
+	fc := serveMMF(b, pairMMF(c.q))
+	cpu0 := cpuTime()
+	for b.Loop() {
+		pairFetch(b, c, fc, 10000)
+		b.StopTimer()
+		c.srv.tickets.releaseAll()
+		b.StartTimer()
+	}
+	reportCPU(b, cpu0)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// cpuTime is the process's user+system CPU time: reported per op it shows the work a call costs
+// independent of how busy the shared machine is.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64((cpuTime()-start).Microseconds())/1000/float64(b.N), "cpu_ms/op")
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")
+}
+
+// BenchmarkFetchMatchesLatency1k: latency of one FetchMatches at 1k active tickets: registration
+// window, the MMF's query, 500 pair proposals, default evaluation, 500 matches streamed to the
+// caller and decoded. Variants: the MMF over gRPC putting whole tickets in its matches, over gRPC
+// putting only ticket ids (what a director needs for AssignTickets), and in process
+// (Server.RegisterMatchFunction + Server.QueryClient, the `kumi local` wiring).
+func BenchmarkFetchMatchesLatency1k(b *testing.B) {
+	for _, v := range []struct {
+		name      string
+		inprocess bool
+		lean      bool
+	}{{"grpc-mmf/whole-tickets", false, false}, {"grpc-mmf/id-only-tickets", false, true}, {"inprocess-mmf/id-only-tickets", true, true}} {
+		b.Run(v.name, func(b *testing.B) {
+			c := startCore(b, func(cfg *Config) { cfg.RegistrationInterval = Default().RegistrationInterval })
+			fillCore(b, c, 1000)
+			var fc *pb.FunctionConfig
+			if v.inprocess {
+				c.srv.RegisterMatchFunction("inprocess:1", &mmfFunc{f: pairMMFWith(c.srv.QueryClient(), true)})
+				fc = &pb.FunctionConfig{Host: "inprocess", Port: 1}
+			} else {
+				fc = serveMMF(b, pairMMFWith(c.q, v.lean))
+			}
+			var lat []time.Duration
+			cpu0 := cpuTime()
+			for b.Loop() {
+				t0 := time.Now()
+				pairFetch(b, c, fc, 500)
+				lat = append(lat, time.Since(t0))
+				b.StopTimer()
+				c.srv.tickets.releaseAll()
+				b.StartTimer()
+			}
+			reportCPU(b, cpu0)
+			reportLatency(b, lat)
+		})
+	}
+}
+
+// BenchmarkWatchAssignmentsDelivery: time from calling AssignTickets to the watcher's Recv
+// returning the assignment, with the watch already registered.
+func BenchmarkWatchAssignmentsDelivery(b *testing.B) {
+	c := startCore(b, nil)
+	ctx := context.Background()
+	var lat []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		tk, err := c.fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(0)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w, err := c.fe.WatchAssignments(wctx, &pb.WatchAssignmentsRequest{TicketId: tk.Id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.Header(); err != nil { // the watch is registered
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		if _, err := c.be.AssignTickets(ctx, &pb.AssignTicketsRequest{Assignments: []*pb.AssignmentGroup{{TicketIds: []string{tk.Id}, Assignment: &pb.Assignment{Connection: "gs:1"}}}}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.Recv(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		cancel()
+	}
+	reportLatency(b, lat)
+}
+
+// BenchmarkMemoryPerTicket stores 1M small tickets and reports heap in use per ticket.
+func BenchmarkMemoryPerTicket(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		b.StopTimer()
+		c := startCore(b, nil)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		fillCore(b, c, n)
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perTicket := float64(after.HeapInuse-before.HeapInuse) / n
+		b.ReportMetric(perTicket, "heap_bytes/ticket")
+		b.ReportMetric(perTicket*n/(1<<30), "GiB/1M_tickets")
+		runtime.KeepAlive(c)
+		b.StartTimer()
+	}
+}
