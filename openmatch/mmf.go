@@ -12,8 +12,8 @@ import (
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // mmfClients runs match functions: in-process ones from Config.MatchFunctions, otherwise over
