@@ -31,7 +31,7 @@ func testConfig() localsdk.Config {
 }
 
 // start runs a local SDK server and a client connected to it, both stopped by t.Cleanup.
-func start(t *testing.T, cfg localsdk.Config) (*localsdk.Server, *sdk.Client) {
+func start(t testing.TB, cfg localsdk.Config) (*localsdk.Server, *sdk.Client) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := localsdk.Start(ctx, slog.New(slog.DiscardHandler), cfg)
