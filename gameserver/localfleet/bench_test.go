@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/allocation"
+	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/gameserver/localsdk"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
