@@ -18,7 +18,11 @@ import (
 const childEnv = "LOCALFLEET_TEST_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
+	switch os.Getenv(childEnv) {
+	case "":
+	case "gameserver":
+		os.Exit(runRealGameServer())
+	default:
 		os.Exit(runChild())
 	}
 	os.Exit(m.Run())
