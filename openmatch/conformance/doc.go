@@ -16,8 +16,8 @@
 // embedded core is started with):
 //
 //	KUMI_OM_REGISTRATION_INTERVAL         (100ms)   registrationInterval
-//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL  (300ms)   proposalCollectionInterval
-//	KUMI_OM_PENDING_RELEASE_TIMEOUT       (500ms)   pendingReleaseTimeout
+//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL  (2s)      proposalCollectionInterval
+//	KUMI_OM_PENDING_RELEASE_TIMEOUT       (1.5s)    pendingReleaseTimeout
 //	KUMI_OM_ASSIGNED_DELETE_TIMEOUT       (200ms)   assignedDeleteTimeout
 //	KUMI_OM_QUERY_PAGE_SIZE               (10)      queryPageSize
 //
