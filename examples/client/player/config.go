@@ -14,7 +14,9 @@ import (
 
 // Config is every setting of one player.
 type Config struct {
-	Frontend string `flag:"frontend" help:"kumi frontend gRPC address (host:port)"`
+	Frontend     string        `flag:"frontend" help:"kumi frontend gRPC address (host:port)"`
+	FrontendHTTP string        `flag:"frontend-http" help:"base URL of the frontend's HTTP/JSON API (e.g. http://127.0.0.1:8080); when set it is used instead of gRPC, with the calls examples/unreal makes"`
+	PollWait     time.Duration `flag:"poll-wait" help:"long-poll duration (?wait=) of each HTTP assignment poll"`
 
 	Token  string        `flag:"token" help:"player JWT; empty mints a dev token with -key" secret:"true"`
 	Key    string        `flag:"key" help:"PEM private key (kumi token keygen) used to mint a dev player token when -token is empty"`
@@ -44,6 +46,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Frontend:      "127.0.0.1:50600",
+		PollWait:      25 * time.Second,
 		Key:           token.PrivateKeyFile,
 		Issuer:        token.DefaultIssuer,
 		TTL:           time.Hour,
@@ -60,8 +63,10 @@ func Default() Config {
 
 func (c *Config) validate() error {
 	switch {
-	case c.Frontend == "" && c.FrontendConn == nil:
-		return fmt.Errorf("player: -frontend is required (the kumi frontend's gRPC host:port)")
+	case c.Frontend == "" && c.FrontendConn == nil && c.FrontendHTTP == "":
+		return fmt.Errorf("player: -frontend is required (the kumi frontend's gRPC host:port), or -frontend-http")
+	case c.FrontendHTTP != "" && c.PollWait <= 0:
+		return fmt.Errorf("player: -poll-wait %s must be positive", c.PollWait)
 	case c.FrameInterval <= 0:
 		return fmt.Errorf("player: -frame-interval %s must be positive", c.FrameInterval)
 	case c.FrameBytes < frameHeader:

@@ -3,18 +3,17 @@ package player
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/internal/token"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -83,30 +82,28 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Report, error) {
 	rep := &Report{Player: playerID}
 	log = log.With("player", playerID)
 
-	conn := cfg.FrontendConn
-	if conn == nil {
+	var fe frontendAPI
+	switch {
+	case cfg.FrontendHTTP != "":
+		fe = &httpFrontend{base: strings.TrimRight(cfg.FrontendHTTP, "/"), auth: "Bearer " + raw, wait: cfg.PollWait, hc: &http.Client{}}
+	case cfg.FrontendConn != nil:
+		fe = &grpcFrontend{fe: client.NewFrontendClient(cfg.FrontendConn), auth: "Bearer " + raw}
+	default:
 		cc, err := grpc.NewClient(cfg.Frontend, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return rep, fmt.Errorf("player: frontend %q: %w", cfg.Frontend, err)
 		}
 		defer cc.Close()
-		conn = cc
+		fe = &grpcFrontend{fe: client.NewFrontendClient(cc), auth: "Bearer " + raw}
 	}
-	p := &run{
-		cfg:  cfg,
-		log:  log,
-		fe:   client.NewFrontendClient(conn),
-		auth: "Bearer " + raw,
-		rep:  rep,
-	}
+	p := &run{cfg: cfg, log: log, fe: fe, rep: rep}
 	return rep, p.play(ctx)
 }
 
 type run struct {
 	cfg      Config
 	log      *slog.Logger
-	fe       client.FrontendClient
-	auth     string
+	fe       frontendAPI
 	rep      *Report
 	deadline time.Time // set at the first ACCEPT when cfg.Talk > 0
 	seen     uint64    // relayed frames with a latency, for reservoir sampling
@@ -130,10 +127,6 @@ func (p *run) play(ctx context.Context) error {
 	}
 }
 
-func (p *run) withAuth(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, "authorization", p.auth)
-}
-
 // assign files a ticket and waits for its assignment.
 func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment, error) {
 	attrs, err := structpb.NewStruct(p.cfg.Attributes)
@@ -143,19 +136,19 @@ func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AssignTimeout)
 	defer cancel()
 	start := time.Now()
-	t, err := p.fe.CreateTicket(p.withAuth(ctx), &client.CreateTicketRequest{Attributes: attrs.GetFields()})
+	t, err := p.fe.create(ctx, attrs.GetFields())
 	if err != nil {
 		return Leg{}, nil, fmt.Errorf("player: create ticket: %w", err)
 	}
 	p.log.DebugContext(ctx, "ticket created", "ticket", t.GetId())
-	for t.GetState() != client.Ticket_ASSIGNED {
-		t, err = p.watch(ctx, t.GetId())
-		if err != nil {
+	if t.GetState() != client.Ticket_ASSIGNED {
+		id := t.GetId()
+		if t, err = p.fe.waitAssigned(ctx, id); err != nil {
 			// Leave no live ticket behind; the frontend would expire it, but a retry should start clean.
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_, _ = p.fe.CancelTicket(p.withAuth(cctx), &client.CancelTicketRequest{TicketId: t.GetId()})
+			_ = p.fe.cancel(cctx, id)
 			ccancel()
-			return Leg{}, nil, fmt.Errorf("player: wait for assignment of ticket %s: %w", t.GetId(), err)
+			return Leg{}, nil, fmt.Errorf("player: wait for assignment of ticket %s: %w", id, err)
 		}
 	}
 	as := t.GetAssignment()
@@ -163,28 +156,6 @@ func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment
 		TicketToAssignment: time.Since(start)}
 	p.log.DebugContext(ctx, "assigned", "ticket", t.GetId(), "session", leg.SessionID, "server", leg.Address, "after", leg.TicketToAssignment)
 	return leg, as, nil
-}
-
-// watch streams the ticket until it is assigned or the stream ends; it returns the last state seen.
-func (p *run) watch(ctx context.Context, id string) (*client.Ticket, error) {
-	stream, err := p.fe.WatchAssignment(p.withAuth(ctx), &client.WatchAssignmentRequest{TicketId: id})
-	if err != nil {
-		return &client.Ticket{Id: id}, err
-	}
-	last := &client.Ticket{Id: id}
-	for {
-		t, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return last, nil
-		}
-		if err != nil {
-			return last, err
-		}
-		last = t
-		if t.GetState() == client.Ticket_ASSIGNED {
-			return t, nil
-		}
-	}
 }
 
 // playerToken returns the player id and JWT: the configured token, or a dev token.

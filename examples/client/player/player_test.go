@@ -76,7 +76,7 @@ func startStack(t *testing.T, servers int) *stack {
 	waits = append(waits, mmf.Wait)
 
 	fcfg := frontend.Default()
-	fcfg.GRPCAddr, fcfg.HTTPAddr, fcfg.OpenMatchAddr = "127.0.0.1:0", "", core.FrontendAddr()
+	fcfg.GRPCAddr, fcfg.HTTPAddr, fcfg.OpenMatchAddr = "127.0.0.1:0", "127.0.0.1:0", core.FrontendAddr()
 	fcfg.JWT.Keys = []token.PublicKey{signer.PublicKey()}
 	fe, err := frontend.Start(ctx, log, fcfg, prometheus.NewRegistry())
 	if err != nil {
@@ -263,11 +263,13 @@ func runPlayers(ctx context.Context, cfgs ...player.Config) []chan result {
 	return out
 }
 
+// TestVoiceRoomEndToEnd puts two players of one chat group in one session: alice through the gRPC
+// API, bob through the HTTP/JSON API with long polls (the calls examples/unreal makes).
 func TestVoiceRoomEndToEnd(t *testing.T) {
 	st := startStack(t, 1)
-	res := runPlayers(t.Context(),
-		playerConfig(st, "alice", "guild-1", 600*time.Millisecond),
-		playerConfig(st, "bob", "guild-1", 600*time.Millisecond))
+	bob := playerConfig(st, "bob", "guild-1", 600*time.Millisecond)
+	bob.FrontendHTTP, bob.PollWait = "http://"+st.frontend.HTTPAddr(), 200*time.Millisecond
+	res := runPlayers(t.Context(), playerConfig(st, "alice", "guild-1", 600*time.Millisecond), bob)
 	var reps []*player.Report
 	for _, ch := range res {
 		r := <-ch

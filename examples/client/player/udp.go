@@ -102,13 +102,18 @@ func (p *run) connect(ctx context.Context, leg Leg, as *client.Assignment) (reco
 			if !moveStart.IsZero() {
 				continue // between servers: nothing to send to
 			}
-			leg.FramesSent++
 			binary.BigEndian.PutUint64(frame[0:], uint64(time.Now().UnixNano()))
-			binary.BigEndian.PutUint64(frame[8:], leg.FramesSent)
-			if err := conn.Send(frame); err != nil {
+			binary.BigEndian.PutUint64(frame[8:], leg.FramesSent+1)
+			err := conn.Send(frame)
+			if errors.Is(err, gsclient.ErrClosed) {
+				// The client already acted on a MOVE or RECONNECT whose event is on its way.
+				continue
+			}
+			if err != nil {
 				end(err.Error())
 				return false, fmt.Errorf("player: send to %s: %w", leg.Address, err)
 			}
+			leg.FramesSent++
 		case err := <-recvDone:
 			recvDone <- err // for the deferred wait
 			end(err.Error())
