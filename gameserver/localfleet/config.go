@@ -13,7 +13,8 @@ import (
 // Config is the fleet template, its buffer policy and the allocator's behaviour.
 type Config struct {
 	Name string `flag:"name" help:"fleet name: label agones.dev/fleet and prefix of GameServer names"`
-	// Command runs one game server; empty means this executable with "gameserver" and Args.
+	// Command runs one game server; empty means this executable with
+	// "gameserver -listen-addr=<Address>:0" and then Args.
 	Command []string `flag:"command" help:"game-server command and arguments (empty: this executable + gameserver + args)"`
 	Args    []string `flag:"args" help:"extra arguments for the default gameserver command"`
 	// Env is added to each process's environment (after the SDK variables).

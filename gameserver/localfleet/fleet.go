@@ -82,7 +82,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		if err != nil {
 			return nil, fmt.Errorf("localfleet: default command needs this executable's path: %w", err)
 		}
-		command = append([]string{exe, "gameserver"}, cfg.Args...)
+		// Port 0: the game server takes its port from the GameServer status (Passthrough-like).
+		// Args come after, so they can override it.
+		command = append([]string{exe, "gameserver", "-listen-addr=" + net.JoinHostPort(cfg.Address, "0")}, cfg.Args...)
 	}
 	sdkLog := log.With("fleet", cfg.Name)
 	log = log.With("component", "localfleet", "fleet", cfg.Name)
@@ -564,3 +566,6 @@ func labelsMatch(gs *sdkpb.GameServer, matchLabels map[string]string) bool {
 	}
 	return true
 }
+
+// Command is the command line each game server runs with.
+func (f *Fleet) Command() []string { return slices.Clone(f.command) }

@@ -588,3 +588,18 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+func TestDefaultCommandIsKumiGameServer(t *testing.T) {
+	cfg := localfleet.Default()
+	cfg.BufferSize = 0 // start nothing
+	cfg.Args = []string{"-director=127.0.0.1:1"}
+	h := startFleet(t, cfg)
+	exe, _ := os.Executable()
+	want := []string{exe, "gameserver", "-listen-addr=127.0.0.1:0", "-director=127.0.0.1:1"}
+	if got := h.f.Command(); !slices.Equal(got, want) {
+		t.Errorf("Command = %q, want %q", got, want)
+	}
+	if h.f.Name() != "local:kumi-local" {
+		t.Errorf("Name = %q", h.f.Name())
+	}
+}
