@@ -2,10 +2,12 @@
 // runs from the command line and `kumi local`'s demo crowd runs many times in one process.
 //
 //  1. a player JWT: given, or a dev token minted with a local key (like `kumi token issue`);
-//  2. CreateTicket on kumi's frontend (gRPC kumi.client.v1.Frontend, bearer token);
-//  3. WatchAssignment until the ticket is assigned (address, session id, server token);
-//  4. JOIN the game server over UDP with the server token (gameserver/wire protocol), retransmitted
-//     until ACCEPT or REFUSE;
+//  2. CreateTicket on kumi's frontend (gRPC kumi.client.v1.Frontend, bearer token), or POST
+//     /v1/tickets on its HTTP/JSON API when Config.FrontendHTTP is set;
+//  3. WatchAssignment (or GET /v1/tickets/{id}?wait= long polls) until the ticket is assigned
+//     (address, session id, server token);
+//  4. join the game server over UDP with the server token through gameserver/client (JOIN
+//     retransmitted until ACCEPT or REFUSE; MOVE followed by the client itself);
 //  5. send voice-like DATA frames (default 80 bytes every 20 ms, i.e. 50/s, like 32 kbit/s Opus) and
 //     count the frames other members' clients send, relayed by the server;
 //  6. follow MOVE (LEAVE to acknowledge, JOIN the new address with the new token) and RECONNECT
