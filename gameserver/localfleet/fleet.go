@@ -283,6 +283,8 @@ func (f *Fleet) startServer(ctx context.Context) error {
 		out = io.Discard
 	}
 	cmd.Stdout, cmd.Stderr = out, out
+	// A grandchild holding the output pipe must not keep Wait (and so the fleet's stop) hanging.
+	cmd.WaitDelay = time.Second
 	setDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
 		stopSDK()
@@ -466,6 +468,10 @@ func (f *Fleet) Allocate(ctx context.Context, spec allocation.Spec) (allocation.
 	}
 	if err := ctx.Err(); err != nil {
 		return allocation.Status{}, fmt.Errorf("localfleet: allocate: %w", err)
+	}
+	if f.ctx.Err() != nil {
+		// Not UnAllocated: a stopped fleet is an unreachable backend, not one without capacity.
+		return allocation.Status{}, errors.New("localfleet: allocate: fleet stopped")
 	}
 	f.allocMu.Lock()
 	defer f.allocMu.Unlock()

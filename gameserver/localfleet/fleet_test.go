@@ -468,6 +468,9 @@ func TestStopReapsEveryChild(t *testing.T) {
 	}
 	for range events {
 	} // the watch channel is closed once the fleet stops
+	if _, err := f.Allocate(context.Background(), allocation.Spec{}); err == nil || !strings.Contains(err.Error(), "fleet stopped") {
+		t.Errorf("Allocate on a stopped fleet = %v, want an error", err)
+	}
 }
 
 func TestAllocationLatency(t *testing.T) {
