@@ -335,3 +335,58 @@ func equalGroups(a, b map[string][][]string) bool {
 	}
 	return true
 }
+
+// BenchmarkProposeThroughCore measures one whole match function run against the real core over
+// gRPC (query 2000 voice tickets in 100 groups, group them, build matches) next to the query alone,
+// so the grouping's share of a run shows as a ratio. Proposals are not submitted, so every
+// iteration sees the same tickets.
+func BenchmarkProposeThroughCore(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ocfg := openmatch.Default()
+	ocfg.FrontendAddr, ocfg.BackendAddr, ocfg.QueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	core, err := openmatch.Start(ctx, quietLog(), ocfg, prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cancel(); core.Wait() }()
+	fcc, err := grpc.NewClient(core.FrontendAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer fcc.Close()
+	fe := pb.NewFrontendServiceClient(fcc)
+	for i := range 2000 {
+		if _, err := fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: &pb.Ticket{SearchFields: &pb.SearchFields{
+			StringArgs: map[string]string{"mode": "voice", "chat_group": "g" + strconv.Itoa(i%100)}}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	qcc, err := grpc.NewClient(core.QueryAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer qcc.Close()
+	q := pb.NewQueryServiceClient(qcc)
+	h, err := matchfunction.NewHandler(quietLog(), matchfunction.DefaultProfiles(), q, 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	profile := matchfunction.DefaultProfiles()[0].MatchProfile()
+	b.Run("query-only", func(b *testing.B) {
+		for b.Loop() {
+			byPool, err := matchfunction.QueryPools(ctx, q, profile.GetPools())
+			if err != nil || len(byPool["voice"]) != 2000 {
+				b.Fatalf("query: %d tickets, %v", len(byPool["voice"]), err)
+			}
+		}
+	})
+	b.Run("propose", func(b *testing.B) {
+		for b.Loop() {
+			ms, err := h.Propose(ctx, profile)
+			if err != nil || len(ms) != 200 { // 100 groups of 20, split 16 + 4
+				b.Fatalf("propose: %d matches, %v", len(ms), err)
+			}
+		}
+	})
+}
