@@ -205,7 +205,21 @@ func (c *cycle) closeIntake() {
 		}
 	}
 	c.mu.Unlock()
-	c.inflight.Wait()
+	// A proposal may be blocked on a slow evaluator; if nobody waits for the cycle any more (or
+	// the core stops) cancelling the evaluation unblocks it.
+	sent := make(chan struct{})
+	go func() {
+		c.inflight.Wait()
+		close(sent)
+	}()
+	select {
+	case <-sent:
+	case <-c.allLeft:
+		c.cancel()
+		<-sent
+	case <-c.sy.s.stopping:
+		<-sent // the base context is cancelled on stop
+	}
 	if c.sess != nil {
 		c.sess.closeSend(func(id string) bool {
 			c.mu.Lock()
