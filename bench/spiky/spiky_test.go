@@ -1,0 +1,107 @@
+package spiky
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// small is a trace short enough for a race-enabled test, with the same shape as the default.
+func small() Config {
+	cfg := Default()
+	cfg.Duration = 40 * time.Minute
+	cfg.Period = 20 * time.Minute
+	cfg.PeakRate = 2
+	cfg.MeanLifetime = 2 * time.Minute
+	cfg.Capacity = 20
+	cfg.Pool.HighWatermark = 20
+	cfg.Pool.MinFreeSlots = 4
+	return cfg
+}
+
+func TestSpikyTargets(t *testing.T) {
+	cfg := small()
+	shared, base, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md strings.Builder
+	Markdown(&md, cfg, shared, base)
+	t.Log("\n" + md.String())
+	if shared.Sessions == 0 || shared.Sessions != base.Sessions {
+		t.Fatalf("both policies must replay the same non-empty trace: %d vs %d", shared.Sessions, base.Sessions)
+	}
+	if shared.Rejected != 0 {
+		t.Errorf("rejected %d sessions, want 0", shared.Rejected)
+	}
+	if shared.AvgIdle > 0.25 {
+		t.Errorf("avg idle capacity %.1f%%, want ≤ 25%% on this small trace", 100*shared.AvgIdle)
+	}
+	if shared.P99 > 50*time.Millisecond {
+		t.Errorf("p99 placement %v, want ≤ 50ms", shared.P99)
+	}
+	if ratio := float64(base.PeakServers) / float64(shared.PeakServers); ratio < 10 {
+		t.Errorf("peak servers %d vs baseline %d: %.1fx, want ≥ 10x", shared.PeakServers, base.PeakServers, ratio)
+	}
+	if shared.Drains == 0 {
+		t.Error("the swing down must scale in by draining")
+	}
+	// Demand never exceeds capacity for long: every sample after warm-up has capacity for demand
+	// or sessions waiting at most RejectAfter (checked by Rejected == 0 above).
+	if shared.PeakDemand < cfg.Capacity {
+		t.Errorf("peak demand %d too small to exercise packing", shared.PeakDemand)
+	}
+}
+
+func TestSameSeedSameTrace(t *testing.T) {
+	cfg := small()
+	a, b := newTrace(cfg), newTrace(cfg)
+	if len(a) == 0 || len(a) != len(b) || a[len(a)/2] != b[len(b)/2] {
+		t.Fatal("a seed must give the same trace")
+	}
+	cfg.Seed++
+	if c := newTrace(cfg); len(c) == len(a) && c[len(c)/2] == a[len(a)/2] {
+		t.Fatal("another seed must give another trace")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"duration", func(c *Config) { c.Duration = 0 }, "duration"},
+		{"swing", func(c *Config) { c.Swing = 0.5 }, "swing"},
+		{"capacity", func(c *Config) { c.Capacity = 0 }, "capacity"},
+		{"peak", func(c *Config) { c.PeakRate = 0 }, "peak-rate"},
+	}
+	for _, tc := range tests {
+		cfg := Default()
+		tc.mutate(&cfg)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want error naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	cfg := small()
+	cfg.Duration = 10 * time.Minute
+	s, b, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WriteFiles(dir, cfg, s, b); err != nil {
+		t.Fatal(err)
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "spiky.md"))
+	svg, _ := os.ReadFile(filepath.Join(dir, "spiky.svg"))
+	if !strings.Contains(string(md), "| shared servers (kumi pool) |") || !strings.Contains(string(svg), "<polyline") {
+		t.Fatalf("report or plot incomplete:\n%s", md)
+	}
+}
