@@ -606,3 +606,106 @@ func TestDefaultCommandIsKumiGameServer(t *testing.T) {
 		t.Errorf("Name = %q", h.f.Name())
 	}
 }
+
+// TestConcurrentAllocationsNeverOverfill: allocations race each other (and the servers' own SDK
+// traffic); the counter bounds still hold exactly.
+func TestConcurrentAllocationsNeverOverfill(t *testing.T) {
+	cfg := fleetConfig(t)
+	cfg.BufferSize, cfg.MaxReplicas = 2, 2
+	cfg.SessionCapacity = 3
+	h := startFleet(t, cfg)
+	h.until("2 Ready", readyN(2))
+	inc, one := "Increment", int64(1)
+	spec := allocation.Spec{
+		Selectors: []allocation.Selector{
+			{GameServerState: "Allocated", Counters: map[string]allocation.CounterSelector{"sessions": {MinAvailable: 1}}},
+			{GameServerState: "Ready", Counters: map[string]allocation.CounterSelector{"sessions": {MinAvailable: 1}}},
+		},
+		Counters: map[string]allocation.CounterAction{"sessions": {Action: &inc, Amount: &one}},
+	}
+	type result struct {
+		st  allocation.Status
+		err error
+	}
+	results := make(chan result, 10)
+	for range 10 {
+		go func() {
+			st, err := h.f.Allocate(context.Background(), spec)
+			results <- result{st, err}
+		}()
+	}
+	perServer := map[string][]int64{}
+	unallocated := 0
+	for range 10 {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.st.State == allocation.AllocationUnAllocated {
+			unallocated++
+			continue
+		}
+		perServer[r.st.GameServerName] = append(perServer[r.st.GameServerName], r.st.Counters["sessions"].Count)
+	}
+	if unallocated != 4 || len(perServer) != 2 {
+		t.Fatalf("unallocated %d, servers %v; want 4 and 2 servers", unallocated, perServer)
+	}
+	for name, counts := range perServer {
+		slices.Sort(counts)
+		if !slices.Equal(counts, []int64{1, 2, 3}) {
+			t.Errorf("%s saw counts %v, want each of 1, 2, 3 once", name, counts)
+		}
+	}
+}
+
+// TestWatchLabelSelector: a server enters a label-selected watch when allocation labels it, and is
+// reported Deleted when a later allocation changes the label so it no longer matches.
+func TestWatchLabelSelector(t *testing.T) {
+	cfg := fleetConfig(t)
+	cfg.BufferSize = 1
+	h := startFleet(t, cfg)
+	h.until("1 Ready", readyN(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	owned, err := h.f.Watch(ctx, map[string]string{"kumi.dev/owner": "d1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := h.f.Allocate(ctx, allocation.Spec{Metadata: &allocation.MetaPatch{Labels: map[string]string{"kumi.dev/owner": "d1"}}})
+	if err != nil || st.State != allocation.AllocationAllocated {
+		t.Fatalf("Allocate = %+v, %v", st, err)
+	}
+	next := func() allocation.Event {
+		select {
+		case ev := <-owned:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event on the label-selected watch")
+			return allocation.Event{}
+		}
+	}
+	ev := next()
+	if ev.Deleted || ev.Server.Name != st.GameServerName || ev.Server.State != "Allocated" {
+		t.Fatalf("first event %+v", ev)
+	}
+	if l, _ := h.f.List(ctx, map[string]string{"kumi.dev/owner": "d1"}); len(l) != 1 || l[0].Name != st.GameServerName {
+		t.Fatalf("List by owner = %+v", l)
+	}
+	// Re-allocate the same server with another owner.
+	st2, err := h.f.Allocate(ctx, allocation.Spec{
+		Selectors: []allocation.Selector{{GameServerState: "Allocated", MatchLabels: map[string]string{"kumi.dev/owner": "d1"}}},
+		Metadata:  &allocation.MetaPatch{Labels: map[string]string{"kumi.dev/owner": "d2"}},
+	})
+	if err != nil || st2.GameServerName != st.GameServerName {
+		t.Fatalf("re-allocation = %+v, %v", st2, err)
+	}
+	for {
+		ev = next()
+		if ev.Deleted {
+			break
+		}
+	}
+	if ev.Server.Name != st.GameServerName || ev.Server.Labels["kumi.dev/owner"] != "d2" {
+		t.Errorf("deleted event %+v, want %s relabelled d2", ev, st.GameServerName)
+	}
+}
