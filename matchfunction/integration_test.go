@@ -18,7 +18,9 @@ import (
 	"github.com/kumi-dev/kumi/openmatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 // env is the real embedded Open Match core plus the match function served over gRPC on 127.0.0.1.
@@ -389,4 +391,31 @@ func BenchmarkProposeThroughCore(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestQueryFailureNamesPool: when the query service is unreachable the run fails with its gRPC code
+// and the pool's name, and counts a query error.
+func TestQueryFailureNamesPool(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens here now
+	reg := prometheus.NewRegistry()
+	h, err := matchfunction.NewHandler(quietLog(), testProfiles(), pb.NewQueryServiceClient(dial(t, addr)), 2*time.Second, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Propose(t.Context(), &pb.MatchProfile{Name: "voice"})
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `query pool "voice"`) {
+		t.Fatalf("err = %v, want Unavailable naming pool \"voice\"", err)
+	}
+	if n := counterSum(t, reg, "kumi_matchfunction_runs_total"); n != 1 {
+		t.Fatalf("runs counted %v, want 1", n)
+	}
+	// A missing profile is InvalidArgument.
+	if _, err := h.Propose(t.Context(), nil); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("nil profile: %v", err)
+	}
 }
