@@ -62,6 +62,8 @@ func bindStruct(fs *flag.FlagSet, prefix string, v reflect.Value) error {
 			fs.Int64Var(p, name, *p, help)
 		case *uint:
 			fs.UintVar(p, name, *p, help)
+		case *uint64:
+			fs.Uint64Var(p, name, *p, help)
 		case *float64:
 			fs.Float64Var(p, name, *p, help)
 		case *time.Duration:

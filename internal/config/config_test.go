@@ -18,6 +18,7 @@ type sample struct {
 	Addr    string        `flag:"addr" help:"listen address"`
 	Wait    time.Duration `flag:"wait" help:"how long"`
 	On      bool          `flag:"on" help:"switch"`
+	Seed    uint64        `flag:"seed" help:"seed"`
 	Ratio   float64       `flag:"ratio" help:"share"`
 	Names   []string      `flag:"names" help:"names"`
 	Key     string        `flag:"key" help:"secret key" secret:"true"`
@@ -32,8 +33,8 @@ func TestBindDefaultsAndOverrides(t *testing.T) {
 		want sample
 	}{
 		{"defaults kept", nil, sample{Addr: ":1", Wait: time.Second, Names: []string{"a"}, Inner: inner{Port: 7}}},
-		{"all overridden", []string{"-addr=:2", "-wait=3s", "-on", "-ratio=0.5", "-names=x, y", "-key=k", "-in.port=9"},
-			sample{Addr: ":2", Wait: 3 * time.Second, On: true, Ratio: 0.5, Names: []string{"x", "y"}, Key: "k", Inner: inner{Port: 9}}},
+		{"all overridden", []string{"-addr=:2", "-wait=3s", "-on", "-ratio=0.5", "-names=x, y", "-key=k", "-in.port=9", "-seed=5"},
+			sample{Addr: ":2", Wait: 3 * time.Second, On: true, Ratio: 0.5, Names: []string{"x", "y"}, Key: "k", Seed: 5, Inner: inner{Port: 9}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,7 +47,7 @@ func TestBindDefaultsAndOverrides(t *testing.T) {
 				t.Fatal(err)
 			}
 			if cfg.Addr != tc.want.Addr || cfg.Wait != tc.want.Wait || cfg.On != tc.want.On || cfg.Ratio != tc.want.Ratio ||
-				strings.Join(cfg.Names, ",") != strings.Join(tc.want.Names, ",") || cfg.Key != tc.want.Key || cfg.Inner != tc.want.Inner {
+				strings.Join(cfg.Names, ",") != strings.Join(tc.want.Names, ",") || cfg.Key != tc.want.Key || cfg.Seed != tc.want.Seed || cfg.Inner != tc.want.Inner {
 				t.Fatalf("got %+v want %+v", cfg, tc.want)
 			}
 		})
