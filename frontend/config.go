@@ -15,6 +15,7 @@ import (
 type Config struct {
 	GRPCAddr            string        `flag:"grpc-addr" help:"listen address of the gRPC kumi.client.v1.Frontend service"`
 	HTTPAddr            string        `flag:"http-addr" help:"listen address of the HTTP/JSON API (empty disables it)"`
+	MetricsAddr         string        `flag:"metrics-addr" help:"serve Prometheus /metrics here (empty: off); keep it off the public API port"`
 	OpenMatchAddr       string        `flag:"om-frontend-addr" help:"host:port of the Open Match v1 FrontendService (kumi openmatch or a real core)"`
 	OpenMatchQueryAddr  string        `flag:"om-query-addr" help:"host:port of the Open Match QueryService, used once at start to find live tickets again after a restart (empty skips)"`
 	OpenMatchRPCTimeout time.Duration `flag:"om-timeout" help:"timeout of each unary call to Open Match"`

@@ -12,6 +12,8 @@ import (
 
 	"github.com/kumi-dev/kumi/api/client"
 	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -360,5 +362,48 @@ func TestConfigValidate(t *testing.T) {
 	c := Default()
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMetrics: the counters move and /metrics serves them on its own port.
+func TestMetrics(t *testing.T) {
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := startCore(t)
+	cfg := testConfig(signer)
+	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg.OpenMatchAddr = core.FrontendAddr()
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := prometheus.NewRegistry()
+	fe, err := Start(ctx, testLog(t), cfg, reg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); fe.Wait() })
+	e := &env{t: t, fe: fe, signer: signer, base: "http://" + fe.HTTPAddr(), hc: &http.Client{Timeout: 10 * time.Second}}
+	e.createHTTP("p1", `{"attributes":{"mode":"duel"}}`)
+	e.do("POST", "/v1/tickets", "", `{}`)
+	resp, err := e.hc.Get("http://" + fe.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"kumi_frontend_tickets_created_total 1",
+		`kumi_frontend_auth_failures_total{reason="missing"} 1`,
+		`kumi_frontend_requests_total{code="OK",method="CreateTicket",transport="http"} 1`,
+		"kumi_frontend_live_players 1",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// A registerer that cannot be gathered is refused when metrics-addr is set.
+	if _, err := Start(ctx, testLog(t), cfg, prometheus.WrapRegistererWithPrefix("x_", reg)); err == nil || !strings.Contains(err.Error(), "cannot be gathered") {
+		t.Fatalf("ungatherable registerer: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -29,6 +30,7 @@ type Server struct {
 	done           chan struct{}
 	err            error
 	svc            *service
+	metrics        *telemetry.Server // nil when metrics-addr is empty
 }
 
 // defaultExpiryWorkers bounds concurrent expiry calls to Open Match.
@@ -52,8 +54,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		return nil, fmt.Errorf("frontend: open match %s: %w", cfg.OpenMatchAddr, err)
 	}
 	srvCtx, stop := context.WithCancel(ctx)
+	var metricsSrv *telemetry.Server
 	fail := func(err error) (*Server, error) {
 		stop()
+		metricsSrv.Wait()
 		conn.Close()
 		return nil, err
 	}
@@ -76,7 +80,16 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	lim := newLimiter(cfg, time.Now)
 	g := &gate{v: verifier, cache: newTokenCache(cfg.TokenCacheSize, cfg.TokenCacheTTL), lim: lim, m: s.m, now: time.Now}
 
-	srv := &Server{done: make(chan struct{}), svc: s}
+	if cfg.MetricsAddr != "" {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return fail(fmt.Errorf("frontend: metrics-addr %q set but the registerer (%T) cannot be gathered: pass a *prometheus.Registry", cfg.MetricsAddr, reg))
+		}
+		if metricsSrv, err = telemetry.Serve(srvCtx, log, cfg.MetricsAddr, g); err != nil {
+			return fail(fmt.Errorf("frontend: %w", err))
+		}
+	}
+	srv := &Server{done: make(chan struct{}), svc: s, metrics: metricsSrv}
 	var gs *grpc.Server
 	var hs *http.Server
 	if cfg.GRPCAddr != "" {
@@ -160,6 +173,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		cancel()
 		wg.Wait()
 		s.watches.wg.Wait()
+		if merr := srv.metrics.Wait(); err == nil && merr != nil {
+			err = fmt.Errorf("frontend: metrics: %w", merr)
+		}
 		conn.Close()
 		if err == nil {
 			select {
@@ -180,6 +196,14 @@ func (s *Server) GRPCAddr() string {
 		return ""
 	}
 	return s.grpcLn.Addr().String()
+}
+
+// MetricsAddr is the bound /metrics address ("" when off).
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr()
 }
 
 // HTTPAddr is the bound HTTP address ("" when disabled).

@@ -7,7 +7,7 @@ import (
 
 	"github.com/kumi-dev/kumi/frontend"
 	"github.com/kumi-dev/kumi/internal/config"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 )
 
 // runFrontend is `kumi frontend`: the player-facing ticket API in front of an Open Match core.
@@ -20,5 +20,5 @@ func runFrontend(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return frontend.Run(ctx, log, cfg, prometheus.NewRegistry())
+	return frontend.Run(ctx, log, cfg, telemetry.NewRegistry())
 }
