@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/kumi-dev/kumi/examples/client/player"
@@ -27,11 +28,17 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// cliConfig is every setting of the command: one player's settings plus how many to run.
+type cliConfig struct {
+	Player  player.Config
+	Players int  `flag:"players" help:"run this many players at once (ids <player>-1..N, or random), all with the same attributes"`
+	Verbose bool `flag:"v" help:"log every step"`
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg := player.Default()
+	cfg := cliConfig{Player: player.Default(), Players: 1}
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	verbose := fs.Bool("v", false, "log every step")
 	if err := config.Bind(fs, "", &cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -42,19 +49,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if cfg.Players < 1 {
+		fmt.Fprintf(stderr, "client: -players %d must be at least 1\n", cfg.Players)
+		return 2
+	}
 	level := slog.LevelInfo
-	if *verbose {
+	if cfg.Verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	config.Log(ctx, log, "client", &cfg)
-	rep, err := player.Run(ctx, log, cfg)
-	printReport(stdout, rep)
-	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "client:", err)
-		return 1
+
+	reps := make([]*player.Report, cfg.Players)
+	errs := make([]error, cfg.Players)
+	var wg sync.WaitGroup
+	for i := range cfg.Players {
+		pc := cfg.Player
+		if cfg.Players > 1 && pc.Player != "" {
+			pc.Player = fmt.Sprintf("%s-%d", pc.Player, i+1)
+		}
+		wg.Go(func() { reps[i], errs[i] = player.Run(ctx, log, pc) })
 	}
-	return 0
+	wg.Wait()
+	code := 0
+	for i, r := range reps {
+		printReport(stdout, r)
+		if err := errs[i]; err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "client: player %s: %v\n", r.Player, err)
+			code = 1
+		}
+	}
+	if cfg.Players > 1 {
+		printSummary(stdout, player.Summarize(reps))
+	}
+	return code
+}
+
+func printSummary(w io.Writer, s player.Summary) {
+	q := func(name string, v player.Quantiles) {
+		if v.N > 0 {
+			fmt.Fprintf(w, "  %-20s p50 %v p99 %v max %v (n=%d)\n", name, v.P50, v.P99, v.Max, v.N)
+		}
+	}
+	fmt.Fprintf(w, "summary of %d players: %d moves, %d reconnects, frames sent %d received %d\n",
+		s.Players, s.Moves, s.Reconnects, s.FramesSent, s.FramesReceived)
+	q("ticket -> assignment", s.TicketToAssignment)
+	q("assignment -> ACCEPT", s.AssignmentToAccept)
+	q("ACCEPT -> 1st frame", s.AcceptToFirstFrame)
+	q("frame latency", s.FrameLatency)
 }
 
 func printReport(w io.Writer, r *player.Report) {

@@ -193,8 +193,7 @@ func (r *Report) LatencyQuantile(q float64) time.Duration {
 	}
 	s := slices.Clone(r.FrameLatency)
 	slices.Sort(s)
-	i := int(q * float64(len(s)-1))
-	return s[max(0, min(i, len(s)-1))]
+	return s[int(max(0, min(q, 1))*float64(len(s)-1))]
 }
 
 // Totals adds up frames over all legs.
