@@ -97,7 +97,9 @@ type unit struct {
 func (u *unit) oldest() *openmatch.Ticket { return u.tickets[0] }
 
 // Matches builds matches of exactly p.Players players. Tickets are bucketed by the values of
-// p.GroupBy (mode, region, …); parties (string_args[p.PartyArg]) stay together. Within a bucket the
+// p.GroupBy (mode, region, …); parties (string_args[p.PartyArg]) stay together and count with their
+// members' mean skill; a party larger than a match, or (with PartySizeArg) still missing members,
+// waits. Within a bucket the
 // oldest waiting unit anchors a match and takes the units closest to its skill, as long as they are
 // within the window: SkillWindow + SkillWindowGrowth × (seconds the anchor waited), capped at
 // SkillWindowMax. An anchor that cannot fill a match stays available to younger anchors, which may
