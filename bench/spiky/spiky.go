@@ -43,7 +43,7 @@ func Default() Config {
 	return Config{
 		Duration:     4 * time.Hour,
 		Period:       2 * time.Hour,
-		PeakRate:     20,
+		PeakRate:     10,
 		Swing:        10,
 		MeanLifetime: 5 * time.Minute,
 		Members:      4,
