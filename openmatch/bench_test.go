@@ -50,11 +50,13 @@ func serveNoop(b *testing.B) string {
 }
 
 // hammer makes n CreateTicket calls from `callers` goroutines over one connection and returns
-// the rate.
-func hammer(b *testing.B, c pb.FrontendServiceClient, n, callers int) float64 {
+// the wall-clock rate and the process CPU time per call (client and server both live in this
+// process, so the CPU figure is what one call costs whatever else the machine runs).
+func hammer(b *testing.B, c pb.FrontendServiceClient, n, callers int) (rate float64, cpuPerCall time.Duration) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	ctx := context.Background()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for range callers {
 		wg.Go(func() {
@@ -71,29 +73,37 @@ func hammer(b *testing.B, c pb.FrontendServiceClient, n, callers int) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(n) / time.Since(start).Seconds()
+	return float64(n) / time.Since(start).Seconds(), (cpuTime() - cpu0) / time.Duration(n)
 }
 
 // BenchmarkCreateTicket measures CreateTicket/s with 32 concurrent callers over loopback gRPC,
 // against a no-op unary handler with the same server options in the same run. The two are
-// measured in alternating halves so machine noise hits both alike; ratio = core / no-op.
+// measured in alternating rounds so machine noise hits both alike. ratio = core/no-op calls per
+// second; cpu_ratio = no-op/core CPU per call, the same comparison freed from other processes'
+// load (on a dedicated machine throughput is CPU-bound).
 func BenchmarkCreateTicket(b *testing.B) {
 	core := startCore(b, nil)
 	noop := pb.NewFrontendServiceClient(dial(b, serveNoop(b)))
-	const callers = 32
+	const callers, rounds = 32, 4
 	hammer(b, noop, 2000, callers) // warm both connections
 	hammer(b, core.fe, 2000, callers)
-	half := max(b.N/2, 1)
+	per := max(b.N/rounds, 1)
 	b.ResetTimer()
 	var noopRate, coreRate float64
-	for range 2 {
-		noopRate += hammer(b, noop, half, callers) / 2
-		coreRate += hammer(b, core.fe, half, callers) / 2
+	var noopCPU, coreCPU time.Duration
+	for range rounds {
+		r, c := hammer(b, noop, per, callers)
+		noopRate, noopCPU = noopRate+r/rounds, noopCPU+c/rounds
+		r, c = hammer(b, core.fe, per, callers)
+		coreRate, coreCPU = coreRate+r/rounds, coreCPU+c/rounds
 	}
 	b.StopTimer()
 	b.ReportMetric(noopRate, "noop_calls/s")
 	b.ReportMetric(coreRate, "core_calls/s")
 	b.ReportMetric(coreRate/noopRate, "ratio")
+	b.ReportMetric(float64(noopCPU.Nanoseconds())/1000, "noop_cpu_us/call")
+	b.ReportMetric(float64(coreCPU.Nanoseconds())/1000, "core_cpu_us/call")
+	b.ReportMetric(float64(noopCPU)/float64(coreCPU), "cpu_ratio")
 }
 
 // fillCore creates n small tickets through the frontend handler (in process, to keep set-up fast).

@@ -2,6 +2,7 @@ package openmatch
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
@@ -25,29 +26,36 @@ func ticketNotFound(id string) error {
 }
 
 func (f *frontend) CreateTicket(ctx context.Context, req *pb.CreateTicketRequest) (*pb.Ticket, error) {
+	t, _, err := f.createTicket(req)
+	return t, err
+}
+
+// createTicket stores the request's ticket and returns it with its wire bytes (what the gRPC
+// handler sends, so the response is not marshalled a second time).
+func (f *frontend) createTicket(req *pb.CreateTicketRequest) (*pb.Ticket, []byte, error) {
 	t := req.GetTicket()
 	switch {
 	case t == nil:
-		return nil, status.Error(codes.InvalidArgument, ".ticket is required")
+		return nil, nil, status.Error(codes.InvalidArgument, ".ticket is required")
 	case t.Assignment != nil:
-		return nil, status.Error(codes.InvalidArgument, "tickets cannot be created with an assignment")
+		return nil, nil, status.Error(codes.InvalidArgument, "tickets cannot be created with an assignment")
 	case t.CreateTime != nil:
-		return nil, status.Error(codes.InvalidArgument, "tickets cannot be created with create time set")
+		return nil, nil, status.Error(codes.InvalidArgument, "tickets cannot be created with create time set")
 	}
 	now := time.Now()
-	// The request is ours after decoding, so the returned ticket is the request ticket itself.
+	// The request is ours after decoding, so the stored ticket is the request ticket itself.
 	t.Id = xid.NewWithTime(now).String()
 	t.CreateTime = timestamppb.New(now)
 	raw, err := proto.Marshal(t)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "ticket cannot be encoded: %v", err)
+		return nil, nil, status.Errorf(codes.InvalidArgument, "ticket cannot be encoded: %v", err)
 	}
 	if len(raw) > f.s.cfg.MaxTicketBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "ticket is %d bytes, more than the limit of %d (max-ticket-bytes): shrink its search fields or extensions", len(raw), f.s.cfg.MaxTicketBytes)
+		return nil, nil, status.Errorf(codes.InvalidArgument, "ticket is %d bytes, more than the limit of %d (max-ticket-bytes): shrink its search fields or extensions", len(raw), f.s.cfg.MaxTicketBytes)
 	}
 	f.s.tickets.put(t.Id, &ticketRec{raw: raw, created: now.UnixNano(), idx: newIndex(t.SearchFields)})
 	f.s.metrics.created.Inc()
-	return t, nil
+	return t, raw, nil
 }
 
 func (f *frontend) DeleteTicket(ctx context.Context, req *pb.DeleteTicketRequest) (*emptypb.Empty, error) {
@@ -59,15 +67,67 @@ func (f *frontend) DeleteTicket(ctx context.Context, req *pb.DeleteTicketRequest
 }
 
 func (f *frontend) GetTicket(ctx context.Context, req *pb.GetTicketRequest) (*pb.Ticket, error) {
-	raw, ok := f.s.tickets.get(req.GetTicketId())
-	if !ok {
-		return nil, ticketNotFound(req.GetTicketId())
+	raw, err := f.getTicket(req)
+	if err != nil {
+		return nil, err
 	}
 	t := &pb.Ticket{}
 	if err := proto.Unmarshal(raw, t); err != nil {
 		return nil, status.Errorf(codes.Internal, "ticket %s: stored bytes do not decode: %v", req.GetTicketId(), err)
 	}
 	return t, nil
+}
+
+func (f *frontend) getTicket(req *pb.GetTicketRequest) ([]byte, error) {
+	raw, ok := f.s.tickets.get(req.GetTicketId())
+	if !ok {
+		return nil, ticketNotFound(req.GetTicketId())
+	}
+	return raw, nil
+}
+
+// frontendDesc is openmatch.FrontendService with CreateTicket and GetTicket answering with the
+// stored wire bytes (the codec passes preEncoded through): same wire contract, one marshal less.
+func frontendDesc() *grpc.ServiceDesc {
+	d := pb.FrontendService_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i, m := range d.Methods {
+		switch m.MethodName {
+		case "CreateTicket":
+			d.Methods[i].Handler = rawUnary(pb.FrontendService_CreateTicket_FullMethodName, func(f *frontend, in *pb.CreateTicketRequest) ([]byte, error) {
+				_, raw, err := f.createTicket(in)
+				return raw, err
+			})
+		case "GetTicket":
+			d.Methods[i].Handler = rawUnary(pb.FrontendService_GetTicket_FullMethodName, (*frontend).getTicket)
+		}
+	}
+	return &d
+}
+
+// rawUnary builds a unary method handler like protoc-gen-go-grpc's, for a method whose result is
+// already encoded.
+func rawUnary[Req any, PReq interface {
+	*Req
+	proto.Message
+}](method string, call func(*frontend, PReq) ([]byte, error)) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		in := PReq(new(Req))
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		h := func(_ context.Context, req any) (any, error) {
+			raw, err := call(srv.(*frontend), req.(PReq))
+			if err != nil {
+				return nil, err
+			}
+			return &preEncoded{raw}, nil
+		}
+		if interceptor == nil {
+			return h(ctx, in)
+		}
+		return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, h)
+	}
 }
 
 // WatchAssignments streams the ticket's assignment each time it changes. It is woken by the

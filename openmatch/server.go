@@ -111,7 +111,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		healthpb.RegisterHealthServer(g, h)
 		s.grpcs[i], s.healths[i] = g, h
 	}
-	pb.RegisterFrontendServiceServer(s.grpcs[0], &frontend{s: s})
+	s.grpcs[0].RegisterService(frontendDesc(), &frontend{s: s})
 	s.healths[0].SetServingStatus(pb.FrontendService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	pb.RegisterBackendServiceServer(s.grpcs[1], &backend{s: s})
 	s.healths[1].SetServingStatus(pb.BackendService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
