@@ -46,6 +46,8 @@ func BenchmarkSelect(b *testing.B) {
 			}
 		}
 		b.Run(fmt.Sprintf("baseline-match/n=%d", n), func(b *testing.B) {
+			cpu0 := cpuTime()
+			defer func() { reportCPU(b, cpu0) }()
 			for b.Loop() {
 				matched := 0
 				for _, gs := range servers {
@@ -61,6 +63,8 @@ func BenchmarkSelect(b *testing.B) {
 		b.Run(fmt.Sprintf("match-order-apply/n=%d", n), func(b *testing.B) {
 			rnd := rand.New(rand.NewPCG(1, 2))
 			b.ReportAllocs()
+			cpu0 := cpuTime()
+			defer func() { reportCPU(b, cpu0) }()
 			for b.Loop() {
 				var matched []*sdkpb.GameServer
 				for _, gs := range servers {
@@ -132,11 +136,12 @@ func BenchmarkFleetAllocate(b *testing.B) {
 	}
 	spec := highDensitySpec()
 	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		st, err := f.Allocate(ctx, spec)
 		if err != nil || st.State != allocation.AllocationAllocated {
 			b.Fatalf("Allocate = %+v, %v", st, err)
 		}
 	}
+	reportCPU(b, cpu0)
 }
