@@ -120,6 +120,10 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 		if err != nil {
 			return err
 		}
+		if protowire.SizeTag(1)+protowire.SizeBytes(len(raw)) == len(resp.b) {
+			// RunResponse, EvaluateRequest and FetchMatchesResponse all carry the Match as field 1.
+			p.wrapped = resp.b
+		}
 		if err := emit(p); err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ type proposal struct {
 	backfill *pb.Backfill
 	msg      *pb.Match // set when the MMF ran in process
 	raw      []byte    // the Match's wire bytes when it came over gRPC
+	wrapped  []byte    // raw as field 1 of a message, when the RunResponse was exactly that
 }
 
 const scoreType = "openmatch.DefaultEvaluationCriteria"
@@ -178,6 +179,9 @@ func (p *proposal) match() (*pb.Match, error) {
 // wrap returns a message whose field 1 is the proposal (FetchMatchesResponse.match,
 // EvaluateRequest.match and RunResponse.proposal all have this shape).
 func (p *proposal) wrap() *preEncoded {
+	if p.wrapped != nil {
+		return &preEncoded{p.wrapped}
+	}
 	b := make([]byte, 0, len(p.raw)+6)
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
 	return &preEncoded{protowire.AppendBytes(b, p.raw)}

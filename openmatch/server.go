@@ -138,7 +138,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		<-ctx.Done()
 		s.stop(ev)
 	})
-	log.Info("openmatch core serving", "frontend", s.FrontendAddr(), "backend", s.BackendAddr(), "query", s.QueryAddr())
+	log.Info("openmatch core serving", "frontend", s.FrontendAddr(), "backend", s.BackendAddr(), "query", s.QueryAddr(), "metrics", s.MetricsAddr())
 	return s, nil
 }
 
