@@ -520,8 +520,8 @@ func (p *Pool) Sweep(now time.Time) []string {
 
 // accepting reports whether s takes new sessions now.
 func (p *Pool) accepting(s *server, now time.Time) bool {
-	if s.state != Accepting || s.drain {
-		return false
+	if s.state != Accepting || s.drain || s.Address == "" {
+		return false // no address yet: an assignment would have nowhere to send the player
 	}
 	if s.reported && now.Sub(s.lastReport) >= p.cfg.ReportTimeout {
 		return false

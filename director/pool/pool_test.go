@@ -69,6 +69,7 @@ func TestPackingFullestFirst(t *testing.T) {
 			p := New(testConfig())
 			for _, s := range tc.servers {
 				s.Backend = "local"
+				s.Address = "127.0.0.1:7000"
 				p.AddServer(s, t0)
 			}
 			for i, want := range tc.want {
@@ -92,8 +93,8 @@ func TestPackingFullestFirst(t *testing.T) {
 
 func TestGroupsStayTogether(t *testing.T) {
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 10}, t0)
-	p.AddServer(ServerInfo{Name: "b", Backend: "local", Capacity: 10}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 10}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "b", Backend: "local", Capacity: 10}, t0)
 
 	first := mustPlace(t, p, "room-1", []string{"u1", "u2"}, 4, t0)
 	if first.Joined {
@@ -127,7 +128,7 @@ func TestGroupsStayTogether(t *testing.T) {
 
 func TestGroupMappingDroppedWhenSessionEnds(t *testing.T) {
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 10}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 10}, t0)
 	first := mustPlace(t, p, "g", []string{"u1"}, 0, t0)
 	now := t0.Add(time.Second)
 	p.Report(Report{Server: "a", Capacity: 10, Sessions: []SessionLoad{{ID: first.SessionID, Players: []string{"u1"}}}}, now)
@@ -202,6 +203,17 @@ func TestReportsAndReservations(t *testing.T) {
 				t.Fatalf("late arrival after restart went to %+v, want session %s", late, id)
 			}
 		}},
+		{"server without an address takes no sessions", func(t *testing.T, p *Pool) {
+			p.AddServer(ServerInfo{Name: "b", Backend: "local", Capacity: 5}, t0)
+			p.Report(Report{Server: "a", State: Draining, Capacity: 2}, t0)
+			if _, err := p.Place(Request{SessionID: "n", Players: []string{"u"}}, t0); !errors.Is(err, ErrNoRoom) {
+				t.Fatalf("placed on a server without address: %v", err)
+			}
+			p.Report(Report{Server: "b", Address: "127.0.0.1:7777", Capacity: 5}, t0)
+			if pl := mustPlace(t, p, "", []string{"u"}, 0, t0); pl.Address != "127.0.0.1:7777" {
+				t.Fatalf("placement %+v", pl)
+			}
+		}},
 		{"report from a server not in the pool is ignored", func(t *testing.T, p *Pool) {
 			res := p.Report(Report{Server: "stranger", Capacity: 5}, t0)
 			if res.Known || p.HasServer("stranger") {
@@ -246,7 +258,7 @@ func TestReportsAndReservations(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := New(cfg)
-			p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 2}, t0)
+			p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 2}, t0)
 			tc.run(t, p)
 		})
 	}
@@ -279,8 +291,8 @@ func TestTargetAndDeficit(t *testing.T) {
 			if err := p.SetWeights(tc.weights); err != nil {
 				t.Fatal(err)
 			}
-			p.AddServer(ServerInfo{Name: "big", Backend: "local", Capacity: 1000}, t0)
-			p.AddServer(ServerInfo{Name: "big2", Backend: "agones", Capacity: 1000}, t0)
+			p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "big", Backend: "local", Capacity: 1000}, t0)
+			p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "big2", Backend: "agones", Capacity: 1000}, t0)
 			for i := range tc.placements {
 				mustPlace(t, p, "", []string{fmt.Sprint(i)}, 0, t0.Add(time.Duration(i)*50*time.Millisecond))
 			}
@@ -296,7 +308,7 @@ func TestTargetAndDeficit(t *testing.T) {
 		})
 	}
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 3}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 3}, t0)
 	if d := p.Deficit("local", t0); d != 1 {
 		t.Fatalf("deficit %d, want 1 (target 4, free 3)", d)
 	}
@@ -321,6 +333,7 @@ func TestScaleIn(t *testing.T) {
 			p := New(cfg)
 			for _, s := range tc.servers {
 				s.Backend = "local"
+				s.Address = "127.0.0.1:7000"
 				p.AddServer(s, t0)
 			}
 			if got := p.ScaleIn(t0); len(got) != 0 {
@@ -355,9 +368,9 @@ func TestScaleIn(t *testing.T) {
 
 func TestMove(t *testing.T) {
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 4}, t0)
-	p.AddServer(ServerInfo{Name: "b", Backend: "local", Capacity: 1}, t0)
-	p.AddServer(ServerInfo{Name: "c", Backend: "local", Capacity: 4}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 4}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "b", Backend: "local", Capacity: 1}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "c", Backend: "local", Capacity: 4}, t0)
 	pl := mustPlace(t, p, "voice", []string{"u1", "u2"}, 0, t0) // b: fullest with room (1 free)
 	if pl.Server != "b" {
 		t.Fatalf("placed on %s, want b", pl.Server)
@@ -389,7 +402,7 @@ func TestMove(t *testing.T) {
 
 	// Nowhere with room.
 	q := New(testConfig())
-	q.AddServer(ServerInfo{Name: "only", Backend: "local", Capacity: 4}, t0)
+	q.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "only", Backend: "local", Capacity: 4}, t0)
 	one := mustPlace(t, q, "", []string{"u"}, 0, t0)
 	if _, err := q.Move("only", one.SessionID, []string{"u"}, t0); !errors.Is(err, ErrNoRoom) {
 		t.Fatalf("move with no other server: %v", err)
@@ -453,8 +466,8 @@ func TestWeights(t *testing.T) {
 
 func TestWeightZeroStopsNewSessionsOnly(t *testing.T) {
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "k1", Backend: "agones", Capacity: 100}, t0)
-	p.AddServer(ServerInfo{Name: "l1", Backend: "local", Capacity: 100}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "k1", Backend: "agones", Capacity: 100}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "l1", Backend: "local", Capacity: 100}, t0)
 	if err := p.SetWeights(map[string]int{"agones": 10000, "local": 0}); err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +502,7 @@ func TestWeightZeroStopsNewSessionsOnly(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	p := New(testConfig())
-	p.AddServer(ServerInfo{Name: "a", Backend: "local", Capacity: 4}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 4}, t0)
 	if _, err := p.Place(Request{SessionID: "s"}, t0); err == nil {
 		t.Fatal("match without players accepted")
 	}
