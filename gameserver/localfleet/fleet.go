@@ -411,6 +411,8 @@ func (f *Fleet) terminate(s *server) {
 	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	// A stopped (frozen) process would hold SIGTERM pending until the grace runs out.
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 	t := time.NewTimer(f.cfg.StopGrace)
 	defer t.Stop()
 	select {

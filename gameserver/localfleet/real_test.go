@@ -96,3 +96,29 @@ func TestRealGameServerDrainAndReplace(t *testing.T) {
 		t.Errorf("drained game server process %d not reaped", pid)
 	}
 }
+
+// TestRealGameServerHangIsReplaced freezes the real game server (SIGSTOP): its health pings stop,
+// its SDK endpoint marks it Unhealthy, and the fleet deletes it (the process is resumed to take
+// its SIGTERM) and starts a replacement.
+func TestRealGameServerHangIsReplaced(t *testing.T) {
+	cfg := fleetConfig(t)
+	cfg.Env = []string{"LOCALFLEET_TEST_CHILD=gameserver", "GORACE=atexit_sleep_ms=0"}
+	cfg.BufferSize = 1
+	h := startFleet(t, cfg)
+	h.until("1 Ready", readyN(1))
+	list, _ := h.f.List(context.Background(), nil)
+	gs := list[0]
+	pid := pidOf(t, h.f, gs.Name)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if ev := h.waitDeleted(gs.Name); ev.Server.State != "Unhealthy" {
+		t.Errorf("hung server deleted in state %s, want Unhealthy", ev.Server.State)
+	}
+	if !pidGone(pid) {
+		t.Errorf("hung process %d not reaped", pid)
+	}
+	h.until("replacement Ready", func(l []allocation.GameServer) bool {
+		return len(l) == 1 && l[0].Name != gs.Name && l[0].State == "Ready"
+	})
+}
