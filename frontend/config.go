@@ -35,9 +35,10 @@ type Config struct {
 	GlobalBurst  int     `flag:"global-burst" help:"burst above global-rate"`
 	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body; larger gets 413"`
 
-	MaxWait       time.Duration `flag:"max-wait" help:"longest long-poll (?wait=) a client may ask for"`
-	SSEHeartbeat  time.Duration `flag:"sse-heartbeat" help:"interval of keep-alive comments on server-sent event streams"`
-	ShutdownGrace time.Duration `flag:"shutdown-grace" help:"how long a stopping server lets in-flight requests finish"`
+	MaxWatchesPerPlayer int           `flag:"max-watches-per-player" help:"open watch streams, event streams and long-polls one player may hold at once"`
+	MaxWait             time.Duration `flag:"max-wait" help:"longest long-poll (?wait=) a client may ask for"`
+	SSEHeartbeat        time.Duration `flag:"sse-heartbeat" help:"interval of keep-alive comments on server-sent event streams"`
+	ShutdownGrace       time.Duration `flag:"shutdown-grace" help:"how long a stopping server lets in-flight requests finish"`
 
 	expiryWorkers int // tests use 1 to make expiry order deterministic
 }
@@ -68,6 +69,7 @@ func Default() Config {
 		GlobalBurst:         50000,
 		MaxBodyBytes:        16 << 10,
 		MaxWait:             60 * time.Second,
+		MaxWatchesPerPlayer: 4,
 		SSEHeartbeat:        15 * time.Second,
 		ShutdownGrace:       5 * time.Second,
 	}
@@ -89,6 +91,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("frontend: max-body-bytes %d is too small (min 64)", c.MaxBodyBytes)
 	case c.MaxStringBytes < 1:
 		return fmt.Errorf("frontend: max-string-bytes %d must be positive", c.MaxStringBytes)
+	case c.MaxWatchesPerPlayer < 1:
+		return fmt.Errorf("frontend: max-watches-per-player %d must be at least 1", c.MaxWatchesPerPlayer)
 	case c.MaxWait <= 0 || c.SSEHeartbeat <= 0:
 		return fmt.Errorf("frontend: max-wait and sse-heartbeat must be positive")
 	case c.OpenMatchRPCTimeout <= 0:

@@ -407,3 +407,43 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("ungatherable registerer: %v", err)
 	}
 }
+
+// TestWatchCap: one player cannot hold more than max-watches-per-player streams and long-polls.
+func TestWatchCap(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxWatchesPerPlayer = 2 })
+	ct := e.createHTTP("p1", `{"attributes":{"mode":"duel"}}`)
+	var cancels []context.CancelFunc
+	for range 2 {
+		ctx, cancel := context.WithCancel(e.as("p1"))
+		cancels = append(cancels, cancel)
+		s, err := e.api.WatchAssignment(ctx, &client.WatchAssignmentRequest{TicketId: ct.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, b := e.do("GET", "/v1/tickets/"+ct.GetId()+"?wait=5s", "p1", "")
+	if code != http.StatusTooManyRequests || !strings.Contains(string(b), "max-watches-per-player") {
+		t.Fatalf("third watch: %d %s", code, b)
+	}
+	// Another player is unaffected; a plain GET (no wait) is not a watch.
+	if code, _, _ := e.do("GET", "/v1/tickets/"+ct.GetId(), "p1", ""); code != http.StatusOK {
+		t.Fatalf("plain get: %d", code)
+	}
+	cancels[0]()
+	waitFor(t, func() bool {
+		e.fe.svc.watchers.mu.Lock()
+		defer e.fe.svc.watchers.mu.Unlock()
+		return e.fe.svc.watchers.n["p1"] == 1
+	})
+	if code, _, b := e.do("GET", "/v1/tickets/"+ct.GetId()+"?wait=10ms", "p1", ""); code != http.StatusOK {
+		t.Fatalf("watch after one closed: %d %s", code, b)
+	}
+	cancels[1]()
+	// Over-long ids are refused without a lookup.
+	if code, _, _ := e.do("GET", "/v1/tickets/"+strings.Repeat("x", 100), "p1", ""); code != http.StatusNotFound {
+		t.Fatalf("long id: %d", code)
+	}
+}

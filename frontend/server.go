@@ -64,6 +64,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	s := &service{
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
 		players: newPlayers(), expiry: newExpiryQueue(), now: time.Now,
+		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)
 	if s.m, err = newMetrics(reg,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/kumi-dev/kumi/api/client"
@@ -26,6 +27,9 @@ const (
 	AttributesExtension = "kumi.attributes"
 )
 
+// maxTicketIDBytes bounds ticket ids taken from clients.
+const maxTicketIDBytes = 64
+
 // currentTicket is the ticket id alias for "the caller's live ticket".
 const currentTicket = "current"
 
@@ -38,8 +42,10 @@ type service struct {
 	players *players
 	expiry  *expiryQueue
 	watches *watchHub
-	m       *metrics
-	now     func() time.Time
+	// watchers caps each player's concurrent watches and long-polls.
+	watchers *watcherCount
+	m        *metrics
+	now      func() time.Time
 }
 
 func (s *service) omCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -99,6 +105,10 @@ func (s *service) create(ctx context.Context, player string, req *client.CreateT
 // resolve maps "" and "current" to the player's live ticket.
 func (s *service) resolve(player, id string) (string, error) {
 	if id != "" && id != currentTicket {
+		if len(id) > maxTicketIDBytes {
+			// Open Match ids are 20-character xids; longer ones cannot exist, so skip the lookup.
+			return "", errorf(codes.NotFound, "ticket %q not found", id[:maxTicketIDBytes]+"…")
+		}
 		return id, nil
 	}
 	if cur := s.players.current(player); cur != "" {
@@ -141,7 +151,12 @@ func (s *service) get(ctx context.Context, player, id string) (*client.Ticket, e
 
 // watch sends the ticket, then (if it was not yet assigned) the assigned ticket.
 func (s *service) watch(ctx context.Context, player, id string, send func(*client.Ticket) error) error {
-	id, err := s.resolve(player, id)
+	release, err := s.watchers.acquire(player)
+	if err != nil {
+		return err
+	}
+	defer release()
+	id, err = s.resolve(player, id)
 	if err != nil {
 		return err
 	}
@@ -167,6 +182,13 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 
 // longPoll returns the ticket once assigned, or as it is when wait ends.
 func (s *service) longPoll(ctx context.Context, player, id string, wait time.Duration) (*client.Ticket, error) {
+	if wait > 0 {
+		release, err := s.watchers.acquire(player)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	id, err := s.resolve(player, id)
 	if err != nil {
 		return nil, err
@@ -308,4 +330,28 @@ func (s *service) fillAssignment(ct *client.Ticket, a *openmatch.Assignment) {
 		}
 	}
 	ct.State, ct.Assignment = client.Ticket_ASSIGNED, ca
+}
+
+// watcherCount caps the watches (streams, SSE, long-polls) one player holds open at once, so a
+// player cannot pin an unbounded number of goroutines and connections.
+type watcherCount struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func (w *watcherCount) acquire(player string) (func(), error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n[player] >= w.max {
+		return nil, errorf(codes.ResourceExhausted, "player %q already has %d open watches or long-polls (max-watches-per-player); close one first", player, w.max)
+	}
+	w.n[player]++
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.n[player]--; w.n[player] <= 0 {
+			delete(w.n, player)
+		}
+	}, nil
 }
