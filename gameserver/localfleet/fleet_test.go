@@ -3,6 +3,7 @@ package localfleet_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/kumi-dev/kumi/allocation"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/gameserver/localsdk"
+	"github.com/kumi-dev/kumi/internal/config"
 )
 
 func fleetConfig(t *testing.T) localfleet.Config {
@@ -707,5 +709,20 @@ func TestWatchLabelSelector(t *testing.T) {
 	}
 	if ev.Server.Name != st.GameServerName || ev.Server.Labels["kumi.dev/owner"] != "d2" {
 		t.Errorf("deleted event %+v, want %s relabelled d2", ev, st.GameServerName)
+	}
+}
+
+// TestConfigBindsToFlags: every tagged setting is a flag (so `kumi local` can expose them).
+func TestConfigBindsToFlags(t *testing.T) {
+	cfg := localfleet.Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	if err := config.Bind(fs, "fleet.", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"-fleet.buffer-size=7", "-fleet.health-period=250ms", "-fleet.args=-a,-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BufferSize != 7 || cfg.Health.Period != 250*time.Millisecond || !slices.Equal(cfg.Args, []string{"-a", "-b"}) {
+		t.Errorf("bound config = %+v", cfg)
 	}
 }

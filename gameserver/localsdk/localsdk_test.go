@@ -3,6 +3,7 @@ package localsdk_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/kumi-dev/kumi/allocation"
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/gameserver/localsdk"
+	"github.com/kumi-dev/kumi/internal/config"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -157,5 +159,19 @@ func TestStartPortInUse(t *testing.T) {
 	cfg.ListenAddr = srv.Addr()
 	if _, err := localsdk.Start(context.Background(), slog.New(slog.DiscardHandler), cfg); err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("second Start on %s = %v, want a listen error", srv.Addr(), err)
+	}
+}
+
+func TestConfigBindsToFlags(t *testing.T) {
+	cfg := localsdk.Default()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse([]string{"-name=gs1", "-health-failure-threshold=2", "-listen-addr=127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "gs1" || cfg.Health.FailureThreshold != 2 || cfg.ListenAddr != "127.0.0.1:0" {
+		t.Errorf("bound config = %+v", cfg)
 	}
 }
