@@ -447,3 +447,48 @@ func TestWatchCap(t *testing.T) {
 		t.Fatalf("long id: %d", code)
 	}
 }
+
+// TestShutdownEndsWatches: stopping the frontend ends open watches with UNAVAILABLE (so clients
+// reconnect elsewhere) and releases everything promptly.
+func TestShutdownEndsWatches(t *testing.T) {
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := startCore(t)
+	fe, stop := startFrontend(t, core, testConfig(signer))
+	e := &env{t: t, fe: fe, signer: signer, api: client.NewFrontendClient(dial(t, fe.GRPCAddr())),
+		base: "http://" + fe.HTTPAddr(), hc: &http.Client{Timeout: 10 * time.Second}}
+	ct := e.createHTTP("p1", `{"attributes":{"mode":"duel"}}`)
+	s, err := e.api.WatchAssignment(e.as("p1"), &client.WatchAssignmentRequest{TicketId: ct.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan int, 1)
+	req, _ := http.NewRequest("GET", e.base+"/v1/tickets/"+ct.GetId()+"?wait=30s", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token("p1"))
+	go func() {
+		resp, err := e.hc.Do(req)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
+	waitFor(t, func() bool { return fe.svc.watches.refs(ct.GetId()) == 2 })
+	start := time.Now()
+	stop()
+	if _, err := s.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("watch at shutdown: %v", err)
+	}
+	if code := <-polled; code != http.StatusServiceUnavailable {
+		t.Fatalf("long-poll at shutdown: %d", code)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown took %s", d)
+	}
+}
