@@ -1,0 +1,180 @@
+package director
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+// Config is every setting of the director.
+type Config struct {
+	ControlAddr string   `flag:"control-addr" help:"gRPC address serving kumi.control.v1.Director to game servers (host:port; port 0 picks one)"`
+	AdminAddr   string   `flag:"admin-addr" help:"HTTP address of the admin API (GET/PUT /weights, GET /pool, POST /drain); empty disables it"`
+	BackendAddr string   `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
+	MMFHost     string   `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
+	MMFPort     int      `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
+	Profiles    []string `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop"`
+
+	PoolName     string   `flag:"pool" help:"value of the kumi.dev/pool label this director puts on (and lists) its servers"`
+	ServerLabels []string `flag:"server-labels" help:"key=value labels every kumi game server carries; allocations select on them"`
+	PortName     string   `flag:"port-name" help:"GameServer port clients use (the first port when empty or absent)"`
+	Weights      string   `flag:"weights" help:"traffic weights as backend=percent with 0.01 resolution, e.g. local=99.99,agones=0.01; empty splits evenly"`
+
+	TokenKeyFile string        `flag:"token-key" help:"PEM private key signing server tokens (kumi token keygen)"`
+	TokenKID     string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
+	TokenIssuer  string        `flag:"token-issuer" help:"iss of server tokens"`
+	TokenTTL     time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
+
+	ReportInterval  time.Duration `flag:"report-interval" help:"how often game servers report their load (told to them in every reply)"`
+	RebuildTimeout  time.Duration `flag:"rebuild-timeout" help:"at start, longest wait for the listed pool servers' first reports before placing"`
+	MaxAllocations  int           `flag:"max-allocations" help:"most allocations in flight per backend"`
+	AllocBackoffMax time.Duration `flag:"alloc-backoff-max" help:"longest pause between allocation attempts after failures or UnAllocated"`
+	FetchBackoffMax time.Duration `flag:"fetch-backoff-max" help:"longest pause between FetchMatches attempts after errors"`
+	MinFetchGap     time.Duration `flag:"min-fetch-gap" help:"least time between two FetchMatches calls that returned nothing (guards a core that answers instantly)"`
+	RPCTimeout      time.Duration `flag:"rpc-timeout" help:"bound on one AssignTickets or ReleaseTickets call"`
+	ShutdownGrace   time.Duration `flag:"shutdown-grace" help:"on stop, how long the current FetchMatches stream may finish so its matches are placed or released"`
+	LockFile        string        `flag:"lock-file" help:"file locked (flock) so only one director runs on this machine; empty disables"`
+
+	Pool pool.Config `prefix:"pool-"`
+
+	// Signer signs server tokens; when nil one is loaded from TokenKeyFile. Set by callers that
+	// share a key in process (kumi local, tests).
+	Signer *token.Signer
+}
+
+// Default returns the defaults: upstream Open Match's backend port 50505 and MMF port 50502.
+func Default() Config {
+	return Config{
+		ControlAddr:     ":50600",
+		AdminAddr:       "127.0.0.1:50601",
+		BackendAddr:     "127.0.0.1:50505",
+		MMFHost:         "127.0.0.1",
+		MMFPort:         50502,
+		Profiles:        []string{"voice"},
+		PoolName:        "default",
+		PortName:        "default",
+		TokenIssuer:     "kumi-director",
+		TokenTTL:        token.DefaultServerTokenTTL,
+		ReportInterval:  time.Second,
+		RebuildTimeout:  3 * time.Second,
+		MaxAllocations:  4,
+		AllocBackoffMax: 5 * time.Second,
+		FetchBackoffMax: 2 * time.Second,
+		MinFetchGap:     10 * time.Millisecond,
+		RPCTimeout:      5 * time.Second,
+		ShutdownGrace:   5 * time.Second,
+		Pool:            pool.DefaultConfig(),
+	}
+}
+
+// Validate names the first bad setting.
+func (c Config) Validate() error {
+	switch {
+	case c.ControlAddr == "":
+		return errors.New("director: control-addr is empty")
+	case c.BackendAddr == "":
+		return errors.New("director: backend-addr is empty")
+	case c.MMFHost == "" || c.MMFPort <= 0 || c.MMFPort > 65535:
+		return fmt.Errorf("director: mmf-host %q / mmf-port %d: want a host and a port 1..65535", c.MMFHost, c.MMFPort)
+	case len(c.Profiles) == 0:
+		return errors.New("director: profiles is empty: name at least one MatchProfile")
+	case c.PoolName == "":
+		return errors.New("director: pool is empty")
+	case c.TokenTTL <= 0:
+		return fmt.Errorf("director: token-ttl %s must be > 0", c.TokenTTL)
+	case c.Signer == nil && c.TokenKeyFile == "":
+		return errors.New("director: token-key is empty: give the PEM key that signs server tokens (kumi token keygen)")
+	case c.ReportInterval <= 0 || c.RebuildTimeout < 0 || c.RPCTimeout <= 0 || c.ShutdownGrace < 0:
+		return errors.New("director: report-interval and rpc-timeout must be > 0, rebuild-timeout and shutdown-grace ≥ 0")
+	case c.MaxAllocations <= 0:
+		return fmt.Errorf("director: max-allocations %d must be > 0", c.MaxAllocations)
+	case c.AllocBackoffMax <= 0 || c.FetchBackoffMax <= 0 || c.MinFetchGap < 0:
+		return errors.New("director: alloc-backoff-max and fetch-backoff-max must be > 0, min-fetch-gap ≥ 0")
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Profiles {
+		if p == "" || seen[p] {
+			return fmt.Errorf("director: profiles %v: names must be non-empty and distinct", c.Profiles)
+		}
+		seen[p] = true
+	}
+	if _, err := ParseLabels(c.ServerLabels); err != nil {
+		return err
+	}
+	if _, err := ParseWeights(c.Weights); err != nil {
+		return err
+	}
+	return c.Pool.Validate()
+}
+
+// ParseLabels turns ["k=v", …] into a map.
+func ParseLabels(kvs []string) (map[string]string, error) {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("director: server-labels entry %q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// ParseWeights parses "backend=percent,…" (percent 0..100 with at most two decimals, i.e. 0.01 %
+// resolution) into weights in 0.01 % units. Empty gives nil (even split).
+func ParseWeights(s string) (map[string]int, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		b, p, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || b == "" {
+			return nil, fmt.Errorf("director: weights entry %q: want backend=percent", part)
+		}
+		f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(p), "%"), 64)
+		if err != nil {
+			return nil, fmt.Errorf("director: weights entry %q: percent is not a number", part)
+		}
+		u, err := PercentToUnits(f)
+		if err != nil {
+			return nil, fmt.Errorf("director: weights entry %q: %w", part, err)
+		}
+		out[b] = u
+	}
+	return out, nil
+}
+
+// PercentToUnits converts a percentage to 0.01 % units, refusing finer resolution or a value
+// outside 0..100.
+func PercentToUnits(p float64) (int, error) {
+	if math.IsNaN(p) || p < 0 || p > 100 {
+		return 0, fmt.Errorf("percent %v is outside 0..100", p)
+	}
+	u := math.Round(p * 100)
+	if math.Abs(p*100-u) > 1e-6 {
+		return 0, fmt.Errorf("percent %v is finer than the 0.01 %% resolution", p)
+	}
+	return int(u), nil
+}
+
+// FormatWeights is ParseWeights' inverse, backends in name order.
+func FormatWeights(w map[string]int) string {
+	names := make([]string, 0, len(w))
+	for b := range w {
+		names = append(names, b)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, b := range names {
+		parts[i] = fmt.Sprintf("%s=%s", b, strconv.FormatFloat(float64(w[b])/100, 'f', -1, 64))
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,356 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/api/control"
+	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kumi-dev/kumi/api/openmatch"
+)
+
+// Director is a running director.
+type Director struct {
+	cfg      Config
+	log      *slog.Logger
+	pool     *pool.Pool
+	signer   *token.Signer
+	m        *metrics
+	om       openmatch.BackendServiceClient
+	conn     *grpc.ClientConn
+	backends map[string]*backendLoop
+	labels   map[string]string
+	spec     allocation.Spec
+
+	grpcSrv *grpc.Server
+	ctlLn   net.Listener
+	adminLn net.Listener
+	admin   *http.Server
+	lock    *fileLock
+
+	reported chan struct{} // poked on every known report (rebuild waits on it)
+	mainDone chan struct{} // closed when the match, refill and housekeeping loops have ended
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	errMu     sync.Mutex
+	errs      []error
+	stopped   chan struct{}
+}
+
+// Start builds the director over the given allocation backends (at least one; names distinct),
+// rebuilds its pool from them, and returns once the control API (and admin API, when configured)
+// listen. Matches are fetched only after the pool servers' reports arrived or RebuildTimeout
+// passed. Everything stops when ctx ends; Wait returns then.
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer, backends ...allocation.Backend) (*Director, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(backends) == 0 {
+		return nil, errors.New("director: no allocation backend given")
+	}
+	config.Log(ctx, log, "director", &cfg)
+	d := &Director{cfg: cfg, log: log, backends: map[string]*backendLoop{}, reported: make(chan struct{}, 1),
+		mainDone: make(chan struct{}), stopped: make(chan struct{})}
+	d.labels, _ = ParseLabels(cfg.ServerLabels)
+	d.spec = pool.AllocationSpec(cfg.PoolName, d.labels)
+	d.pool = pool.New(cfg.Pool)
+	for _, b := range backends {
+		if _, dup := d.backends[b.Name()]; dup || b.Name() == "" {
+			return nil, fmt.Errorf("director: backend name %q is empty or used twice", b.Name())
+		}
+		d.backends[b.Name()] = &backendLoop{b: b, wake: make(chan struct{}, 1)}
+		d.pool.AddBackend(b.Name())
+	}
+	if w, _ := ParseWeights(cfg.Weights); w != nil {
+		if err := d.pool.SetWeights(w); err != nil {
+			return nil, fmt.Errorf("director: weights: %w", err)
+		}
+	}
+	d.signer = cfg.Signer
+	if d.signer == nil {
+		s, err := token.LoadSigner(cfg.TokenKeyFile, cfg.TokenKID, cfg.TokenIssuer)
+		if err != nil {
+			return nil, fmt.Errorf("director: token-key: %w", err)
+		}
+		d.signer = s
+	}
+	m, err := newMetrics(reg, d.pool)
+	if err != nil {
+		return nil, fmt.Errorf("director: metrics: %w", err)
+	}
+	d.m = m
+
+	if cfg.LockFile != "" {
+		if d.lock, err = lockFile(cfg.LockFile); err != nil {
+			return nil, err
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeAll()
+		}
+	}()
+
+	d.conn, err = grpc.NewClient(cfg.BackendAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("director: open match backend %s: %w", cfg.BackendAddr, err)
+	}
+	d.om = openmatch.NewBackendServiceClient(d.conn)
+
+	// Rebuild the pool from the backends before serving anything.
+	sel := map[string]string{allocation.LabelPool: cfg.PoolName}
+	listed := map[string]bool{}
+	now := time.Now()
+	for name, bl := range d.backends {
+		servers, err := bl.b.List(ctx, sel)
+		if err != nil {
+			return nil, fmt.Errorf("director: rebuild from backend %s: %w", name, err)
+		}
+		for _, gs := range servers {
+			if terminal(gs.State) {
+				continue
+			}
+			d.pool.AddServer(pool.ServerFromGameServer(name, cfg.PortName, gs), now)
+			listed[gs.Name] = true
+		}
+	}
+	log.Info("pool rebuilt from backends", "servers", len(listed), "pool", cfg.PoolName)
+
+	d.ctlLn, err = net.Listen("tcp", cfg.ControlAddr)
+	if err != nil {
+		return nil, fmt.Errorf("director: control-addr %s: %w", cfg.ControlAddr, err)
+	}
+	d.grpcSrv = grpc.NewServer()
+	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
+	if cfg.AdminAddr != "" {
+		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return nil, fmt.Errorf("director: admin-addr %s: %w", cfg.AdminAddr, err)
+		}
+		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	ok = true
+
+	d.goRun("control", func() error {
+		if err := d.grpcSrv.Serve(d.ctlLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	})
+	if d.admin != nil {
+		d.goRun("admin", func() error {
+			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	for _, bl := range d.backends {
+		d.goRun("watch "+bl.b.Name(), func() error { return d.watch(ctx, bl.b) })
+	}
+	d.goRun("main", func() error {
+		d.waitReports(ctx, listed)
+		var inner sync.WaitGroup
+		for _, bl := range d.backends {
+			inner.Go(func() { d.refill(ctx, bl) })
+		}
+		inner.Go(func() { d.housekeep(ctx) })
+		for _, p := range cfg.Profiles {
+			inner.Go(func() { d.matchLoop(ctx, p) })
+		}
+		inner.Wait()
+		return nil
+	})
+	go func() {
+		<-ctx.Done()
+		d.wg.Wait() // loops first: the match loop may still assign during its grace
+		d.closeAll()
+		close(d.stopped)
+	}()
+	go func() {
+		<-ctx.Done()
+		// Stop serving control and admin only after the match loops ended (they finish in-flight work).
+		<-d.mainDone
+		d.grpcSrv.GracefulStop()
+		if d.admin != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = d.admin.Shutdown(sctx)
+			cancel()
+		}
+	}()
+	log.Info("director started", "control", d.ctlLn.Addr().String(), "admin", d.AdminAddr(), "profiles", cfg.Profiles)
+	return d, nil
+}
+
+func (d *Director) goRun(name string, f func() error) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		err := f()
+		if name == "main" {
+			close(d.mainDone)
+		}
+		if err != nil {
+			d.errMu.Lock()
+			d.errs = append(d.errs, fmt.Errorf("director %s: %w", name, err))
+			d.errMu.Unlock()
+		}
+	}()
+}
+
+func (d *Director) closeAll() {
+	d.closeOnce.Do(d.close)
+}
+
+func (d *Director) close() {
+	if d.conn != nil {
+		_ = d.conn.Close()
+	}
+	if d.ctlLn != nil {
+		_ = d.ctlLn.Close()
+	}
+	if d.adminLn != nil {
+		_ = d.adminLn.Close()
+	}
+	if d.lock != nil {
+		d.lock.release()
+	}
+}
+
+// Wait blocks until the director has stopped: loops ended, listeners closed, lock released.
+func (d *Director) Wait() error {
+	<-d.stopped
+	d.errMu.Lock()
+	defer d.errMu.Unlock()
+	return errors.Join(d.errs...)
+}
+
+// ControlAddr is the control API's bound address.
+func (d *Director) ControlAddr() string { return d.ctlLn.Addr().String() }
+
+// AdminAddr is the admin API's bound address ("" when disabled).
+func (d *Director) AdminAddr() string {
+	if d.adminLn == nil {
+		return ""
+	}
+	return d.adminLn.Addr().String()
+}
+
+// Pool is the director's pool (read it for state; it is safe for concurrent use).
+func (d *Director) Pool() *pool.Pool { return d.pool }
+
+// SetWeights changes the traffic weights at runtime (0.01 % units; see pool.SetWeights).
+func (d *Director) SetWeights(w map[string]int) error {
+	if err := d.pool.SetWeights(w); err != nil {
+		return err
+	}
+	d.log.Info("traffic weights changed", "weights", FormatWeights(d.pool.Weights()))
+	for _, bl := range d.backends {
+		bl.poke()
+	}
+	return nil
+}
+
+func terminal(state string) bool {
+	switch state {
+	case allocation.StateShutdown, allocation.StateUnhealthy, allocation.StateError:
+		return true
+	}
+	return false
+}
+
+// waitReports holds placement back until every listed server has reported (restoring its live
+// sessions and their groups) or RebuildTimeout passed.
+func (d *Director) waitReports(ctx context.Context, listed map[string]bool) {
+	if len(listed) == 0 || d.cfg.RebuildTimeout == 0 {
+		return
+	}
+	deadline := time.NewTimer(d.cfg.RebuildTimeout)
+	defer deadline.Stop()
+	for {
+		missing := 0
+		for _, s := range d.pool.Snapshot(time.Now()).Servers {
+			if listed[s.Name] && !s.Reported {
+				missing++
+			}
+		}
+		if missing == 0 {
+			d.log.Info("every pooled server reported; placing")
+			return
+		}
+		select {
+		case <-d.reported:
+		case <-deadline.C:
+			d.log.Warn("placing before every pooled server reported", "missing", missing)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// watch keeps the pool in step with the backend's servers: new pool members, state changes,
+// servers gone.
+func (d *Director) watch(ctx context.Context, b allocation.Backend) error {
+	ch, err := b.Watch(ctx, map[string]string{allocation.LabelPool: d.cfg.PoolName})
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", b.Name(), err)
+	}
+	for ev := range ch {
+		gs := ev.Server
+		switch {
+		case ev.Deleted || terminal(gs.State):
+			if d.pool.HasServer(gs.Name) {
+				gone := d.pool.RemoveServer(gs.Name)
+				d.log.Info("server left the pool", "server", gs.Name, "backend", b.Name(), "state", gs.State, "sessions_lost", len(gone))
+			}
+		case gs.State == allocation.StateAllocated && gs.Labels[allocation.LabelPool] == d.cfg.PoolName:
+			d.pool.AddServer(pool.ServerFromGameServer(b.Name(), d.cfg.PortName, gs), time.Now())
+		}
+	}
+	return nil
+}
+
+// housekeep expires reservations and drains on scale-in.
+func (d *Director) housekeep(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if gone := d.pool.Sweep(now); len(gone) > 0 {
+				d.log.Debug("reservations expired", "sessions", gone)
+			}
+			for _, name := range d.pool.ScaleIn(now) {
+				d.m.drains.WithLabelValues(d.backendOf(name)).Inc()
+				d.log.Info("draining server on scale-in", "server", name)
+			}
+		}
+	}
+}
+
+func (d *Director) backendOf(server string) string {
+	for _, s := range d.pool.Snapshot(time.Now()).Servers {
+		if s.Name == server {
+			return s.Backend
+		}
+	}
+	return ""
+}

@@ -1,0 +1,242 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+// PlayerExtension is the Ticket.extensions key (StringValue) under which kumi's frontend records the
+// ticket's player (frontend.PlayerExtension). Tickets without it use the ticket id as player id.
+const PlayerExtension = "kumi.player"
+
+// maxBatch bounds how many matches share one AssignTickets call.
+const maxBatch = 256
+
+// matchLoop fetches matches for one profile back to back: the next FetchMatches starts as soon as
+// the previous stream ended, so the core's own cycle paces it; errors back off exponentially.
+func (d *Director) matchLoop(ctx context.Context, profile string) {
+	var backoff time.Duration
+	for ctx.Err() == nil {
+		start := time.Now()
+		n, err := d.fetchOnce(ctx, profile)
+		if err != nil {
+			d.m.fetches.WithLabelValues(profile, "error").Inc()
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 50*time.Millisecond), d.cfg.FetchBackoffMax)
+			d.log.Warn("fetch matches failed", "profile", profile, "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			continue
+		}
+		d.m.fetches.WithLabelValues(profile, "ok").Inc()
+		backoff = 0
+		if n == 0 {
+			sleep(ctx, d.cfg.MinFetchGap-time.Since(start))
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// fetchOnce runs one FetchMatches stream to its end, placing matches in batches as they arrive.
+// When ctx ends mid-stream the stream may finish for ShutdownGrace, so the matches Open Match has
+// already marked pending are placed (or released) rather than left pending until its timeout.
+func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d.cfg.ShutdownGrace, cancel)
+		context.AfterFunc(fctx, func() { t.Stop() })
+	})
+	defer stop()
+	stream, err := d.om.FetchMatches(fctx, &openmatch.FetchMatchesRequest{
+		Config:  &openmatch.FunctionConfig{Host: d.cfg.MMFHost, Port: int32(d.cfg.MMFPort), Type: openmatch.FunctionConfig_GRPC},
+		Profile: &openmatch.MatchProfile{Name: profile},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("FetchMatches(%s): %w", profile, err)
+	}
+	matches := make(chan *openmatch.Match, maxBatch)
+	recvErr := make(chan error, 1)
+	go func() {
+		defer close(matches)
+		for {
+			res, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				recvErr <- err
+				return
+			}
+			matches <- res.GetMatch()
+		}
+	}()
+	n := 0
+	for m := range matches {
+		batch := []*openmatch.Match{m}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case m2, ok := <-matches:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, m2)
+			default:
+				break drain
+			}
+		}
+		n += len(batch)
+		d.placeBatch(ctx, profile, batch)
+	}
+	if err := <-recvErr; err != nil {
+		return n, fmt.Errorf("FetchMatches(%s) stream: %w", profile, err)
+	}
+	return n, nil
+}
+
+// placeBatch places each match, assigns every placed ticket in one AssignTickets call and
+// releases the tickets of matches that could not be placed in one ReleaseTickets call.
+func (d *Director) placeBatch(ctx context.Context, profile string, batch []*openmatch.Match) {
+	now := time.Now()
+	var (
+		groups  []*openmatch.AssignmentGroup
+		release []string
+		created = map[string]time.Time{}
+	)
+	for _, m := range batch {
+		tickets := m.GetTickets()
+		if len(tickets) == 0 {
+			continue
+		}
+		ids := make([]string, len(tickets))
+		players := make([]string, len(tickets))
+		for i, t := range tickets {
+			ids[i] = t.GetId()
+			players[i] = t.GetId()
+			if p, ok, err := omext.String(t.GetExtensions(), PlayerExtension); ok && err == nil && p != "" {
+				players[i] = p
+			}
+			if ct := t.GetCreateTime(); ct != nil {
+				created[t.GetId()] = ct.AsTime()
+			}
+		}
+		group, _, gerr := omext.String(m.GetExtensions(), omext.Group)
+		maxMembers, _, merr := omext.Int(m.GetExtensions(), omext.MaxMembers)
+		if err := errors.Join(gerr, merr); err != nil {
+			d.log.Warn("match has malformed extensions; releasing its tickets", "match", m.GetMatchId(), "profile", profile, "err", err)
+			d.m.unplaced.WithLabelValues("bad_extensions").Inc()
+			release = append(release, ids...)
+			continue
+		}
+		pl, err := d.pool.Place(pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, now)
+		if err != nil {
+			reason := "error"
+			if errors.Is(err, pool.ErrNoRoom) {
+				reason = "no_room"
+			}
+			d.m.unplaced.WithLabelValues(reason).Inc()
+			d.log.Warn("match not placed; releasing its tickets", "match", m.GetMatchId(), "profile", profile, "tickets", len(ids), "err", err)
+			release = append(release, ids...)
+			d.pokeAll()
+			continue
+		}
+		gs, err := d.assignmentGroups(pl, ids, players, now)
+		if err != nil {
+			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
+			d.m.unplaced.WithLabelValues("token").Inc()
+			release = append(release, ids...)
+			continue
+		}
+		groups = append(groups, gs...)
+		kind := "new"
+		if pl.Joined {
+			kind = "joined"
+		}
+		d.m.placements.WithLabelValues(pl.Backend, kind).Inc()
+		d.log.Debug("match placed", "match", m.GetMatchId(), "session", pl.SessionID, "server", pl.Server,
+			"backend", pl.Backend, "group", group, "joined", pl.Joined, "tickets", len(ids))
+		if bl := d.backends[pl.Backend]; bl != nil {
+			bl.poke()
+		}
+	}
+	// The core's answers must arrive even when ctx ended: these tickets are pending in Open Match.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.RPCTimeout)
+	defer cancel()
+	if len(groups) > 0 {
+		res, err := d.om.AssignTickets(rctx, &openmatch.AssignTicketsRequest{Assignments: groups})
+		if err != nil {
+			d.log.Error("AssignTickets failed; releasing the batch", "profile", profile, "tickets", len(groups), "err", err)
+			for _, g := range groups {
+				release = append(release, g.GetTicketIds()...)
+			}
+		} else {
+			failed := map[string]bool{}
+			for _, f := range res.GetFailures() {
+				failed[f.GetTicketId()] = true
+				d.m.assignFailed.WithLabelValues(f.GetCause().String()).Inc()
+				d.log.Info("ticket not assigned", "ticket", f.GetTicketId(), "cause", f.GetCause().String())
+			}
+			done := time.Now()
+			for _, g := range groups {
+				id := g.GetTicketIds()[0]
+				if failed[id] {
+					continue
+				}
+				d.m.assigned.Inc()
+				if c, ok := created[id]; ok {
+					d.m.assignLatency.Observe(done.Sub(c).Seconds())
+				}
+			}
+		}
+	}
+	if len(release) > 0 {
+		if _, err := d.om.ReleaseTickets(rctx, &openmatch.ReleaseTicketsRequest{TicketIds: release}); err != nil {
+			d.log.Error("ReleaseTickets failed; the tickets return after Open Match's pending timeout", "tickets", len(release), "err", err)
+		}
+	}
+}
+
+// assignmentGroups mints one server token per player and builds one assignment per ticket.
+func (d *Director) assignmentGroups(pl pool.Placement, ids, players []string, now time.Time) ([]*openmatch.AssignmentGroup, error) {
+	out := make([]*openmatch.AssignmentGroup, len(ids))
+	for i := range ids {
+		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: players[i], SessionID: pl.SessionID,
+			Server: pl.Server, ExpiresAt: now.Add(d.cfg.TokenTTL)})
+		if err != nil {
+			return nil, err
+		}
+		ext := omext.PutString(nil, omext.Session, pl.SessionID)
+		omext.PutString(ext, omext.ServerToken, tok)
+		omext.PutTime(ext, omext.TokenExpiry, claims.ExpiresAt)
+		out[i] = &openmatch.AssignmentGroup{TicketIds: []string{ids[i]},
+			Assignment: &openmatch.Assignment{Connection: pl.Address, Extensions: ext}}
+	}
+	return out, nil
+}
+
+func (d *Director) pokeAll() {
+	for _, bl := range d.backends {
+		bl.poke()
+	}
+}
