@@ -22,6 +22,8 @@ func TestMain(m *testing.M) {
 	case "":
 	case "gameserver":
 		os.Exit(runRealGameServer())
+	case "fleet-parent":
+		os.Exit(runFleetParent())
 	default:
 		os.Exit(runChild())
 	}
