@@ -281,9 +281,9 @@ func Apply(spec allocation.Spec, gs *sdkpb.GameServer, now time.Time) (warnings 
 		if a.Action != nil && a.Amount != nil {
 			switch *a.Action {
 			case ActionIncrement:
-				c.Count = min(c.Count+*a.Amount, c.Capacity)
+				c.Count = max(min(c.Count+*a.Amount, c.Capacity), 0)
 			case ActionDecrement:
-				c.Count = max(c.Count-*a.Amount, 0)
+				c.Count = max(min(c.Count-*a.Amount, c.Capacity), 0)
 			default:
 				warnings = append(warnings, fmt.Sprintf("CounterActionError: action %q for counter %q is not Increment or Decrement", *a.Action, k))
 			}
