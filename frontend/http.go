@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -231,65 +232,54 @@ func (h *httpAPI) events(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := mergeCancel(r.Context(), h.stop)
 	defer cancel()
 	rc := http.NewResponseController(w)
-	var writes chan []byte // nil until the first event; then a goroutine owns w
-	var writerDone chan error
-	writer := func() {
-		tick := time.NewTicker(h.s.cfg.SSEHeartbeat)
-		defer tick.Stop()
-		for {
-			var b []byte
-			select {
-			case m, ok := <-writes:
-				if !ok {
-					writerDone <- nil
-					return
-				}
-				b = m
-			case <-tick.C:
-				b = []byte(": keep-alive\n\n")
-			}
-			_, err := w.Write(b)
-			if err == nil {
-				err = rc.Flush()
-			}
-			if err != nil {
-				writerDone <- err
-				for range writes { // drain so senders never block
-				}
-				return
-			}
+	// Events are written by this goroutine; heartbeats by a ticker goroutine started with the
+	// stream. mu orders their writes; the ticker is stopped before the handler returns.
+	var mu sync.Mutex
+	write := func(b []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := w.Write(b); err != nil {
+			return err
 		}
+		return rc.Flush()
 	}
+	var beatStop chan struct{}
+	var beatDone sync.WaitGroup
 	send := func(t *client.Ticket) error {
 		b, err := jsonOut.Marshal(t)
 		if err != nil {
 			return err
 		}
-		msg := append(append([]byte("event: ticket\ndata: "), b...), '\n', '\n')
-		if writes == nil {
+		if beatStop == nil {
 			w.Header().Set("Content-Type", "text/event-stream")
 			w.Header().Set("Cache-Control", "no-cache")
 			w.Header().Set("X-Accel-Buffering", "no")
 			w.WriteHeader(http.StatusOK)
-			if _, err := w.Write(msg); err != nil {
-				return err
-			}
-			writes, writerDone = make(chan []byte), make(chan error, 1)
-			go writer()
-			return rc.Flush()
+			beatStop = make(chan struct{})
+			beatDone.Add(1)
+			go func() {
+				defer beatDone.Done()
+				tick := time.NewTicker(h.s.cfg.SSEHeartbeat)
+				defer tick.Stop()
+				for {
+					select {
+					case <-beatStop:
+						return
+					case <-tick.C:
+						if write([]byte(": keep-alive\n\n")) != nil {
+							return
+						}
+					}
+				}
+			}()
 		}
-		select {
-		case writes <- msg:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		return write(append(append([]byte("event: ticket\ndata: "), b...), '\n', '\n'))
 	}
 	err := h.s.watch(ctx, player, r.PathValue("id"), send)
 	if err != nil && h.stop.Err() != nil {
 		err = errorf(codes.Unavailable, "frontend is shutting down; watch again")
 	}
-	if writes == nil {
+	if beatStop == nil {
 		if err == nil {
 			err = errorf(codes.Internal, "watch ended without an event")
 		}
@@ -301,13 +291,10 @@ func (h *httpAPI) events(w http.ResponseWriter, r *http.Request) {
 		var body errorBody
 		body.Error.Code, body.Error.Status, body.Error.Message = httpStatus(ae.code), statusName(ae.code), ae.msg
 		b, _ := json.Marshal(body)
-		select {
-		case writes <- append(append([]byte("event: error\ndata: "), b...), '\n', '\n'):
-		case <-r.Context().Done():
-		}
+		write(append(append([]byte("event: error\ndata: "), b...), '\n', '\n'))
 	}
-	close(writes)
-	<-writerDone
+	close(beatStop)
+	beatDone.Wait()
 	code := codes.OK
 	if err != nil {
 		code = asAPI(err).code

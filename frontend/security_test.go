@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -490,5 +491,40 @@ func TestShutdownEndsWatches(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("shutdown took %s", d)
+	}
+}
+
+// TestSSEHeartbeat: an idle event stream carries keep-alive comments, then the assignment.
+func TestSSEHeartbeat(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SSEHeartbeat = 10 * time.Millisecond })
+	ct := e.createHTTP("p1", `{"attributes":{"mode":"duel"}}`)
+	req, _ := http.NewRequest("GET", e.base+"/v1/tickets/"+ct.GetId()+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+e.token("p1"))
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	beats := 0
+	for beats < 2 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == ": keep-alive\n" {
+			beats++
+		}
+	}
+	e.assign(assignment("10.0.0.2:2", "s", "t", time.Now().Add(time.Minute)), ct.GetId())
+	ev := &sse{r: r}
+	for {
+		name, data, err := ev.next()
+		if err != nil {
+			t.Fatalf("stream ended before the assignment: %v", err)
+		}
+		if name == "ticket" && decodeTicket(t, []byte(data)).GetState() == client.Ticket_ASSIGNED {
+			break
+		}
 	}
 }
