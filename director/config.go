@@ -60,7 +60,7 @@ func Default() Config {
 		Profiles:        []string{"voice"},
 		PoolName:        "default",
 		PortName:        "default",
-		TokenIssuer:     "kumi-director",
+		TokenIssuer:     token.DefaultIssuer,
 		TokenTTL:        token.DefaultServerTokenTTL,
 		ReportInterval:  time.Second,
 		RebuildTimeout:  3 * time.Second,
