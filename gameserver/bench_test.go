@@ -1,0 +1,626 @@
+package gameserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/ipv4"
+
+	"github.com/kumi-dev/kumi/gameserver/client"
+	"github.com/kumi-dev/kumi/gameserver/wire"
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+// The relay benchmarks run the server in a child process (this test binary re-executed with
+// KUMI_RELAY_CHILD set) so its CPU time can be read with getrusage apart from the load generator's,
+// which shares this machine's cores. The generator ("crowd") multiplexes many members on one UDP
+// socket per member slot and uses sendmmsg/recvmmsg itself, so it is cheap enough to drive the relay.
+
+var (
+	benchSessions = flag.Int("relay.sessions", 250, "sessions in BenchmarkRelay")
+	benchMembers  = flag.Int("relay.members", 4, "members per session in BenchmarkRelay")
+	benchRate     = flag.Float64("relay.rate", 40000, "offered DATA packets per second (all members together) in BenchmarkRelay")
+	benchDur      = flag.Duration("relay.dur", 3*time.Second, "measurement window of each BenchmarkRelay run")
+	benchPayload  = flag.Int("relay.payload", 100, "DATA payload bytes (voice-like)")
+)
+
+const childEnv = "KUMI_RELAY_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(relayChild())
+	}
+	os.Exit(m.Run())
+}
+
+// relayChild is the relay process: a game server with the requested I/O mode, answering
+// "stats" on stdin with its CPU time and counters, exiting at EOF.
+func relayChild() int {
+	cfg := Default()
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.Name = "bench"
+	cfg.IO = os.Getenv("KUMI_RELAY_IO")
+	cfg.Capacity, _ = strconv.Atoi(os.Getenv("KUMI_RELAY_CAPACITY"))
+	cfg.MaxMembers = 8
+	cfg.JoinRate, cfg.JoinBurst, cfg.JoinBacklog = 1e6, 1e6, 1<<16
+	cfg.Keepalive, cfg.MemberTimeout = 30*time.Second, 5*time.Minute
+	cfg.Token.JWKSFile = os.Getenv("KUMI_RELAY_JWKS")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := Start(ctx, log, cfg, prometheus.NewRegistry())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("ADDR %s\n", s.Addr())
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		switch in.Text() {
+		case "stats":
+			var ru syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+			cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			st := s.Stats()
+			var dropped uint64
+			for _, n := range st.Dropped {
+				dropped += n
+			}
+			runtime.GC()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("STATS %d %d %d %d %d %d %d\n", cpu, st.Relayed, st.Received, dropped, ms.HeapAlloc, st.Sessions, st.Members)
+		}
+	}
+	cancel()
+	if err := s.Wait(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+type relayProc struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Scanner
+	addr netip.AddrPort
+}
+
+type relayStats struct {
+	cpu                        time.Duration
+	relayed, received, dropped uint64
+	heap                       uint64
+	sessions, members          int
+}
+
+func startRelay(b *testing.B, ioMode string, capacity int, jwks string) *relayProc {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", "KUMI_RELAY_IO="+ioMode, "KUMI_RELAY_CAPACITY="+strconv.Itoa(capacity), "KUMI_RELAY_JWKS="+jwks)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	p := &relayProc{cmd: cmd, in: in, out: bufio.NewScanner(outPipe)}
+	b.Cleanup(func() {
+		in.Close()
+		_ = cmd.Wait()
+	})
+	line := p.line(b, "ADDR")
+	if p.addr, err = netip.ParseAddrPort(strings.TrimSpace(line)); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func (p *relayProc) line(b *testing.B, prefix string) string {
+	b.Helper()
+	for p.out.Scan() {
+		if rest, ok := strings.CutPrefix(p.out.Text(), prefix+" "); ok {
+			return rest
+		}
+	}
+	b.Fatalf("relay process ended before %s", prefix)
+	return ""
+}
+
+func (p *relayProc) stats(b *testing.B) relayStats {
+	b.Helper()
+	fmt.Fprintln(p.in, "stats")
+	f := strings.Fields(p.line(b, "STATS"))
+	n := make([]uint64, len(f))
+	for i := range f {
+		n[i], _ = strconv.ParseUint(f[i], 10, 64)
+	}
+	return relayStats{cpu: time.Duration(n[0]), relayed: n[1], received: n[2], dropped: n[3], heap: n[4], sessions: int(n[5]), members: int(n[6])}
+}
+
+// crowd is the load generator: member slot j of every session sends and receives on socket j.
+type crowd struct {
+	socks   []*net.UDPConn
+	pcs     []*ipv4.PacketConn
+	members [][]*crowdMember // [slot][session]
+	hist    latencyHist
+	got     atomic.Uint64
+}
+
+type crowdMember struct {
+	id  uint32
+	key *wire.Key
+	seq uint64
+}
+
+// latencyHist counts latencies in 10 µs buckets up to 100 ms.
+type latencyHist struct {
+	mu      sync.Mutex
+	buckets [10000]uint64
+	n       uint64
+}
+
+func (h *latencyHist) add(local *[10000]uint64, d time.Duration) {
+	i := int(d / (10 * time.Microsecond))
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(local) {
+		i = len(local) - 1
+	}
+	local[i]++
+}
+
+func (h *latencyHist) merge(local *[10000]uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, n := range local {
+		h.buckets[i] += n
+		h.n += n
+	}
+}
+
+func (h *latencyHist) quantile(q float64) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := uint64(q * float64(h.n))
+	var acc uint64
+	for i, n := range h.buckets {
+		acc += n
+		if acc > want {
+			return time.Duration(i+1) * 10 * time.Microsecond
+		}
+	}
+	return 100 * time.Millisecond
+}
+
+func (h *latencyHist) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.buckets[:])
+	h.n = 0
+}
+
+func newCrowd(b *testing.B, slots int) *crowd {
+	b.Helper()
+	c := &crowd{}
+	for range slots {
+		s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = s.SetReadBuffer(8 << 20)
+		_ = s.SetWriteBuffer(8 << 20)
+		b.Cleanup(func() { s.Close() })
+		c.socks = append(c.socks, s)
+		c.pcs = append(c.pcs, ipv4.NewPacketConn(s))
+		c.members = append(c.members, nil)
+	}
+	return c
+}
+
+// join admits every member (slot j of session i), resending JOINs until all are ACCEPTed.
+func (c *crowd) join(b *testing.B, server netip.AddrPort, signer *token.Signer, name string, sessions int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(c.socks))
+	for j, sock := range c.socks {
+		toks := make([][]byte, sessions)
+		for i := range sessions {
+			toks[i] = []byte(mint(b, signer, name, fmt.Sprintf("sess-%d", i), fmt.Sprintf("p%d-%d", i, j), 5*time.Minute))
+		}
+		c.members[j] = make([]*crowdMember, sessions)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- c.joinSlot(sock, server, c.members[j], toks)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func (c *crowd) joinSlot(sock *net.UDPConn, server netip.AddrPort, ms []*crowdMember, toks [][]byte) error {
+	deadline := time.Now().Add(30 * time.Second)
+	buf := make([]byte, 2048)
+	left := len(ms)
+	for left > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("crowd: %d members not admitted", left)
+		}
+		for i, m := range ms {
+			if m != nil {
+				continue
+			}
+			var j wire.Join
+			binary.BigEndian.PutUint64(j.Nonce[:], uint64(i))
+			j.Token = toks[i]
+			p, _ := wire.AppendJoin(nil, j)
+			if _, err := sock.WriteToUDPAddrPort(p, server); err != nil {
+				return err
+			}
+			if i%256 == 255 {
+				time.Sleep(time.Millisecond) // pace: let the server's socket buffer drain
+			}
+		}
+		_ = sock.SetReadDeadline(time.Now().Add(2 * time.Second))
+		for left > 0 {
+			n, _, err := sock.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break // resend the missing ones
+			}
+			if typ, _ := wire.PeekType(buf[:n]); typ == wire.TypeRefuse {
+				r, _ := wire.ParseRefuse(buf[:n])
+				return fmt.Errorf("crowd: join refused: %s %s", r.Code, r.Text)
+			}
+			a, err := wire.ParseAccept(buf[:n])
+			if err != nil {
+				continue
+			}
+			i := binary.BigEndian.Uint64(a.Nonce[:])
+			if i < uint64(len(ms)) && ms[i] == nil {
+				ms[i] = &crowdMember{id: a.MemberID, key: wire.NewKey(a.Key)}
+				left--
+			}
+		}
+	}
+	_ = sock.SetReadDeadline(time.Time{})
+	return nil
+}
+
+// run offers rate DATA packets/s in total for dur (members take turns), to server or, when
+// direct, straight to the next slot's socket (the no-relay baseline), and counts what arrives.
+func (c *crowd) run(server netip.AddrPort, rate float64, dur time.Duration, payload int, direct bool) (sent uint64) {
+	c.hist.reset()
+	c.got.Store(0)
+	stop := make(chan struct{})
+	var rwg, swg sync.WaitGroup
+	for j := range c.socks {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			c.receive(j, stop)
+		}()
+	}
+	var total atomic.Uint64
+	perSlot := rate / float64(len(c.socks))
+	for j := range c.socks {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			to := server
+			if direct {
+				to = c.socks[(j+1)%len(c.socks)].LocalAddr().(*net.UDPAddr).AddrPort()
+			}
+			total.Add(c.send(j, to, perSlot, dur, payload))
+		}()
+	}
+	swg.Wait()
+	// Let in-flight packets land, then stop the receivers.
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	for _, s := range c.socks {
+		_ = s.SetReadDeadline(time.Now())
+	}
+	rwg.Wait()
+	for _, s := range c.socks {
+		_ = s.SetReadDeadline(time.Time{})
+	}
+	return total.Load()
+}
+
+func (c *crowd) send(slot int, to netip.AddrPort, rate float64, dur time.Duration, payload int) uint64 {
+	const batch = 64
+	ms := make([]ipv4.Message, batch)
+	bufs := make([][]byte, batch)
+	ua := net.UDPAddrFromAddrPort(to)
+	for i := range ms {
+		bufs[i] = make([]byte, 0, wire.Overhead+payload)
+		ms[i].Buffers = [][]byte{nil}
+		ms[i].Addr = ua
+	}
+	body := make([]byte, payload)
+	members := c.members[slot]
+	var scratch wire.Scratch
+	start := time.Now()
+	var sent uint64
+	next := 0
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for range tick.C {
+		el := time.Since(start)
+		if el >= dur {
+			break
+		}
+		target := uint64(rate * el.Seconds())
+		if target <= sent {
+			continue
+		}
+		due := target - sent
+		for due > 0 {
+			n := int(min(due, batch))
+			ts := uint64(time.Now().UnixNano())
+			for k := range n {
+				m := members[next]
+				next = (next + 1) % len(members)
+				m.seq++
+				binary.BigEndian.PutUint64(body, ts)
+				bufs[k] = m.key.SealWith(&scratch, bufs[k][:0], wire.ToServer, wire.Header{Type: wire.TypeData, Member: m.id, Seq: m.seq}, body)
+				ms[k].Buffers[0] = bufs[k]
+			}
+			for off := 0; off < n; {
+				w, err := c.pcs[slot].WriteBatch(ms[off:n], 0)
+				if err != nil {
+					w = max(w, 0) + 1
+				}
+				off += w
+			}
+			sent += uint64(n)
+			due -= uint64(n)
+		}
+	}
+	return sent
+}
+
+func (c *crowd) receive(slot int, stop chan struct{}) {
+	const batch = 64
+	ms := make([]ipv4.Message, batch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	var local [10000]uint64
+	defer c.hist.merge(&local)
+	for {
+		n, err := c.pcs[slot].ReadBatch(ms, 0)
+		if err != nil {
+			select {
+			case <-stop:
+				return
+			default:
+				continue
+			}
+		}
+		now := time.Now().UnixNano()
+		for i := range n {
+			p := ms[i].Buffers[0][:ms[i].N]
+			if len(p) < wire.Overhead+8 {
+				continue
+			}
+			ts := int64(binary.BigEndian.Uint64(p[wire.HeaderLen:]))
+			c.hist.add(&local, time.Duration(now-ts))
+		}
+		c.got.Add(uint64(n))
+	}
+}
+
+func benchSigner(b *testing.B) (*token.Signer, string) {
+	b.Helper()
+	signer := newSigner(b)
+	jwks, err := signer.JWKS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, jwks, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return signer, path
+}
+
+// BenchmarkRelay measures forwarded datagrams per CPU-second of the relay process, batched
+// (recvmmsg/sendmmsg) and one syscall per datagram, plus delivery and end-to-end latency, and
+// a direct socket-to-socket baseline for the latency the relay adds.
+//
+//	go test -run '^$' -bench BenchmarkRelay -benchtime 1x ./gameserver
+func BenchmarkRelay(b *testing.B) {
+	signer, jwks := benchSigner(b)
+	sessions, members := *benchSessions, *benchMembers
+	for _, mode := range []string{"direct", IOBatch, IOSingle} {
+		b.Run(fmt.Sprintf("%s/%dx%d/%.0fpps", mode, sessions, members, *benchRate), func(b *testing.B) {
+			c := newCrowd(b, members)
+			if mode == "direct" {
+				for j := range c.members {
+					c.members[j] = make([]*crowdMember, sessions)
+					for i := range c.members[j] {
+						var raw [wire.KeyLen]byte
+						c.members[j][i] = &crowdMember{id: uint32(i), key: wire.NewKey(raw)}
+					}
+				}
+				sent := c.run(netip.AddrPort{}, *benchRate, *benchDur, *benchPayload, true)
+				b.ReportMetric(float64(c.got.Load())/float64(sent), "delivered/sent")
+				b.ReportMetric(float64(c.hist.quantile(0.5).Microseconds()), "p50-µs")
+				b.ReportMetric(float64(c.hist.quantile(0.99).Microseconds()), "p99-µs")
+				return
+			}
+			p := startRelay(b, mode, sessions, jwks)
+			c.join(b, p.addr, signer, "bench", sessions)
+			before := p.stats(b)
+			sent := c.run(p.addr, *benchRate, *benchDur, *benchPayload, false)
+			after := p.stats(b)
+			fwd := after.relayed - before.relayed
+			cpu := (after.cpu - before.cpu).Seconds()
+			want := sent * uint64(members-1)
+			b.ReportMetric(float64(fwd)/cpu, "fwd/relay-cpu-s")
+			b.ReportMetric(float64(fwd)/(*benchDur).Seconds(), "fwd/s")
+			b.ReportMetric(cpu/(*benchDur).Seconds(), "relay-cpus")
+			b.ReportMetric(float64(c.got.Load())/float64(want), "delivered/expected")
+			b.ReportMetric(float64(c.hist.quantile(0.5).Microseconds()), "p50-µs")
+			b.ReportMetric(float64(c.hist.quantile(0.99).Microseconds()), "p99-µs")
+			if after.dropped != before.dropped {
+				b.Logf("relay dropped %d datagrams", after.dropped-before.dropped)
+			}
+		})
+	}
+}
+
+// BenchmarkIdleSessionMemory measures the relay process's heap per idle session (members joined,
+// no traffic), for 1 and 4 members per session.
+//
+//	go test -run '^$' -bench BenchmarkIdleSessionMemory -benchtime 1x ./gameserver
+func BenchmarkIdleSessionMemory(b *testing.B) {
+	signer, jwks := benchSigner(b)
+	const sessions = 1000
+	for _, members := range []int{1, 4} {
+		b.Run(fmt.Sprintf("%dx%d", sessions, members), func(b *testing.B) {
+			p := startRelay(b, IOBatch, sessions, jwks)
+			before := p.stats(b)
+			c := newCrowd(b, members)
+			c.join(b, p.addr, signer, "bench", sessions)
+			after := p.stats(b)
+			if after.sessions != sessions || after.members != sessions*members {
+				b.Fatalf("relay holds %d sessions, %d members", after.sessions, after.members)
+			}
+			per := float64(after.heap-before.heap) / sessions
+			b.ReportMetric(per, "heap-B/session")
+			b.ReportMetric(per/float64(members), "heap-B/member")
+		})
+	}
+}
+
+var drainMembers = flag.Int("drain.members", 4, "members per session in BenchmarkDrainMoves")
+
+// BenchmarkDrainMoves drains a server holding 200 sessions: after the grace period every session
+// is moved through a real director peer to a second server, every member gets MOVE and rejoins
+// there (the Go client follows MOVE). Reports the time from Drain to empty and how far past the
+// grace period that was.
+//
+//	go test -run '^$' -bench BenchmarkDrainMoves -benchtime 1x ./gameserver
+func BenchmarkDrainMoves(b *testing.B) {
+	const sessions = 200
+	members := *drainMembers
+	for b.Loop() {
+		signer := newSigner(b)
+		d, daddr := startDirector(b, signer)
+		bsrv := startServer(b, benchDrainConfig("gs-b", ""), signer)
+		d.mu.Lock()
+		d.target = bsrv
+		d.mu.Unlock()
+		cfg := benchDrainConfig("gs-a", daddr)
+		a := startServer(b, cfg, signer)
+
+		conns := make([]*client.Conn, sessions*members)
+		var wg sync.WaitGroup
+		work := make(chan int)
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range work {
+					tok := mint(b, signer, "gs-a", fmt.Sprintf("s%d", k/members), fmt.Sprintf("p%d", k), time.Minute)
+					c, err := client.Dial(context.Background(), a.Addr(), tok, client.Default())
+					if err != nil {
+						b.Error(err)
+						continue
+					}
+					conns[k] = c
+				}
+			}()
+		}
+		for k := range conns {
+			work <- k
+		}
+		close(work)
+		wg.Wait()
+		if b.Failed() {
+			return
+		}
+		for _, c := range conns {
+			b.Cleanup(func() { c.Close() })
+		}
+		var moved atomic.Int64
+		var ewg sync.WaitGroup
+		for _, c := range conns {
+			ewg.Add(1)
+			go func() {
+				defer ewg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainGrace+10*time.Second)
+				defer cancel()
+				for {
+					e, err := c.Recv(ctx)
+					if err != nil {
+						return
+					}
+					if e.Kind == client.EventMoved && e.Err == nil {
+						moved.Add(1)
+						return
+					}
+				}
+			}()
+		}
+		start := time.Now()
+		a.Drain("benchmark")
+		<-a.Drained()
+		took := time.Since(start)
+		ewg.Wait()
+		if got := moved.Load(); got != int64(len(conns)) {
+			b.Fatalf("%d of %d members moved", got, len(conns))
+		}
+		if st := bsrv.Stats(); st.Sessions != sessions || st.Members != len(conns) {
+			b.Fatalf("target holds %+v", st)
+		}
+		b.ReportMetric(took.Seconds(), "drain-s")
+		b.ReportMetric(float64((took - cfg.DrainGrace).Milliseconds()), "ms-past-grace")
+		b.ReportMetric(float64(moved.Load()), "members-moved")
+	}
+}
+
+func benchDrainConfig(name, director string) Config {
+	cfg := testConfig(name)
+	cfg.Director = director
+	cfg.DrainGrace = time.Second
+	cfg.MemberTimeout = 30 * time.Second
+	cfg.Keepalive = 5 * time.Second
+	cfg.JoinRate, cfg.JoinBurst = 1e5, 1e5
+	return cfg
+}
