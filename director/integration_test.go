@@ -3,6 +3,9 @@ package director_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,4 +204,218 @@ func TestRestartMidLoad(t *testing.T) {
 	if len(ts.all) != groups*perGroup {
 		t.Fatalf("%d tickets", len(ts.all))
 	}
+}
+
+// TestTrafficWeights: two fleets weighted 90/10 get new sessions in that ratio (within binomial
+// tolerance); moving all weight to one fleet through the admin API sends every new session there
+// at once, while a live group on the other fleet keeps receiving its late arrivals.
+func TestTrafficWeights(t *testing.T) {
+	e := newEnv(t)
+	fa := e.startFleet(fleetOpts{name: "a", capacity: 100, buffer: 2, max: 6})
+	fb := e.startFleet(fleetOpts{name: "b", capacity: 100, buffer: 1, max: 4})
+	cfg := e.directorConfig()
+	cfg.Weights = fa.Name() + "=90," + fb.Name() + "=10"
+	cfg.Pool.MinFreeSlots = 100
+	d, _ := e.startDirector(e.ctx, cfg, fa, fb)
+	waitFor(t, "warm pools", 30*time.Second, func() bool {
+		now := time.Now()
+		return d.Pool().Free(fa.Name(), now) >= 90 && d.Pool().Free(fb.Name(), now) >= 10
+	})
+	backendOf := func(session string) string {
+		srv, ok := d.Pool().SessionServer(session)
+		if !ok {
+			t.Fatalf("session %s unknown", session)
+		}
+		for _, s := range d.Pool().Snapshot(time.Now()).Servers {
+			if s.Name == srv {
+				return s.Backend
+			}
+		}
+		t.Fatalf("server %s unknown", srv)
+		return ""
+	}
+
+	ts := e.tickets()
+	const n = 300
+	for i := range n {
+		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("solo-%d", i))
+	}
+	count := map[string]int{}
+	for _, a := range ts.await(n, 30*time.Second) {
+		count[backendOf(a.session)]++
+	}
+	// b's share is Binomial(300, 0.1): mean 30, sd 5.2; accept ±4 sd.
+	if b := count[fb.Name()]; b < 30-21 || b > 30+21 {
+		t.Fatalf("fleet b got %d of %d new sessions at weight 10 %% (counts %v)", b, n, count)
+	}
+	t.Logf("90/10 weights: %v", count)
+
+	// A live room on b.
+	var room *assignment
+	for room == nil || backendOf(room.session) != fb.Name() {
+		i := len(ts.all)
+		ts.create(fmt.Sprintf("r%d", i), fmt.Sprintf("room-%d", i))
+		room = ts.await(1, 10*time.Second)[0]
+	}
+
+	// Roll back: all new sessions to a, at once.
+	body := fmt.Sprintf(`{"weights": {%q: 100, %q: 0}}`, fa.Name(), fb.Name())
+	req, _ := http.NewRequestWithContext(e.ctx, http.MethodPut, "http://"+d.AdminAddr()+"/weights", strings.NewReader(body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /weights: %s", res.Status)
+	}
+	for i := range 50 {
+		ts.create(fmt.Sprintf("q%d", i), fmt.Sprintf("after-%d", i))
+	}
+	for _, a := range ts.await(50, 30*time.Second) {
+		if b := backendOf(a.session); b != fa.Name() {
+			t.Fatalf("new session on %s after its weight went to 0", b)
+		}
+	}
+	ts.create("late", room.group)
+	if late := ts.await(1, 10*time.Second)[0]; late.session != room.session {
+		t.Fatalf("late arrival of a live room on the weight-0 fleet went to %s, want its session %s", late.session, room.session)
+	}
+
+	// Bad weights are refused with the reason and change nothing.
+	req, _ = http.NewRequestWithContext(e.ctx, http.MethodPut, "http://"+d.AdminAddr()+"/weights",
+		strings.NewReader(fmt.Sprintf(`{"weights": {%q: 0.001}}`, fa.Name())))
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), "0.01") {
+		t.Fatalf("bad weight answered %s %s", res.Status, msg)
+	}
+	if w := d.Pool().Weights(); w[fa.Name()] != 10000 || w[fb.Name()] != 0 {
+		t.Fatalf("weights after a refused change: %v", w)
+	}
+}
+
+// TestScaleInUnderLoad: when most sessions end, free slots stay above the watermark and the
+// director drains the least-loaded servers; their live sessions move as units to other servers
+// and every remaining player follows the MOVE: no session is dropped.
+func TestScaleInUnderLoad(t *testing.T) {
+	e := newEnv(t)
+	f := e.startFleet(fleetOpts{name: "scale", capacity: 20, buffer: 2, max: 8})
+	cfg := e.directorConfig()
+	cfg.Pool.MinFreeSlots = 10
+	cfg.Pool.RateShare = 0
+	cfg.Pool.HighWatermark = 5
+	cfg.Pool.ScaleInAfter = 500 * time.Millisecond
+	d, _ := e.startDirector(e.ctx, cfg, f)
+
+	ts := e.tickets()
+	const sessions = 45
+	for i := range sessions {
+		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
+	}
+	got := ts.await(sessions, 30*time.Second)
+	conns := map[string]*client.Conn{}
+	for _, a := range got {
+		c, err := client.Dial(e.ctx, a.conn, a.token, client.Default())
+		if err != nil {
+			t.Fatalf("join %s: %v", a.player, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[a.session] = c
+	}
+	serversBefore := len(d.Pool().Snapshot(time.Now()).Servers)
+
+	// Load drops: all but one session per server end; the rest stay connected.
+	keep := map[string]*assignment{}
+	for _, a := range got {
+		if _, ok := keep[a.conn]; !ok {
+			keep[a.conn] = a
+			continue
+		}
+		if err := conns[a.session].Leave(); err != nil {
+			t.Fatal(err)
+		}
+		delete(conns, a.session)
+	}
+	if len(keep) < 2 {
+		t.Fatalf("sessions packed on %d server(s); the test needs at least 2", len(keep))
+	}
+	// Every remaining player must stay in a session: moved, never told to reconnect or lost.
+	type outcome struct {
+		session string
+		ev      client.Event
+	}
+	events := make(chan outcome, 100)
+	for s, c := range conns {
+		go func() {
+			for {
+				ev, err := c.Recv(e.ctx)
+				if err != nil {
+					return
+				}
+				events <- outcome{s, ev}
+			}
+		}()
+	}
+	moved := map[string]bool{}
+	deadline := time.After(60 * time.Second)
+	for {
+		snap := d.Pool().Snapshot(time.Now())
+		if len(snap.Servers) < serversBefore && len(moved) > 0 {
+			break
+		}
+		select {
+		case o := <-events:
+			switch o.ev.Kind {
+			case client.EventMoved:
+				if o.ev.Err != nil {
+					t.Fatalf("session %s: rejoin after MOVE failed: %v", o.session, o.ev.Err)
+				}
+				moved[o.session] = true
+			case client.EventReconnect, client.EventLost:
+				t.Fatalf("session %s dropped: %s %s", o.session, o.ev.Kind, o.ev.Text)
+			}
+		case <-deadline:
+			t.Fatalf("no scale-in within 60 s (servers %d → %d, moved %d)", serversBefore, len(snap.Servers), len(moved))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Each remaining session lives on a server the director still pools, where its player is.
+	waitFor(t, "moved sessions reported at their new homes", 10*time.Second, func() bool {
+		for s, c := range conns {
+			srv, ok := d.Pool().SessionServer(s)
+			if !ok || srv == "" {
+				return false
+			}
+			addr := ""
+			for _, st := range d.Pool().Snapshot(time.Now()).Servers {
+				if st.Name == srv {
+					addr = st.Address
+				}
+			}
+			if addr != c.Server() {
+				return false
+			}
+		}
+		return true
+	})
+	for drained := false; !drained; {
+		select {
+		case o := <-events:
+			if o.ev.Kind == client.EventReconnect || o.ev.Kind == client.EventLost || (o.ev.Kind == client.EventMoved && o.ev.Err != nil) {
+				t.Fatalf("session %s dropped after the move: %s %s %v", o.session, o.ev.Kind, o.ev.Text, o.ev.Err)
+			}
+			if o.ev.Kind == client.EventMoved {
+				moved[o.session] = true
+			}
+		default:
+			drained = true
+		}
+	}
+	t.Logf("%d servers → %d; %d of %d live sessions moved, none dropped", serversBefore,
+		len(d.Pool().Snapshot(time.Now()).Servers), len(moved), len(conns))
 }
