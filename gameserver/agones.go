@@ -83,6 +83,11 @@ func (s *Server) fromGameServer() (string, error) {
 		return "", fmt.Errorf("gameserver: GameServer from the SDK has no name")
 	}
 	s.name = name
+	// The fleet's declared counter capacity is authoritative for allocation; never advertise more.
+	if c := gs.GetStatus().GetCounters()[allocation.CounterSessions]; c.GetCapacity() > 0 && c.GetCapacity() < int64(s.cfg.Capacity) {
+		s.log.Info("capacity lowered to the GameServer's declared counter capacity", "counter", allocation.CounterSessions, "capacity", c.GetCapacity(), "configured", s.cfg.Capacity)
+		s.cfg.Capacity = int(c.GetCapacity())
+	}
 	host, port, _ := net.SplitHostPort(s.cfg.ListenAddr)
 	var statusPort int32
 	var names []string

@@ -41,7 +41,7 @@ func TestAgonesSDK(t *testing.T) {
 	lcfg.Health.Period = 500 * time.Millisecond
 	port := freeUDPPort(t)
 	lcfg.Ports = []allocation.Port{{Name: "default", Port: port}}
-	lcfg.Counters = map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: 0, Capacity: 10}}
+	lcfg.Counters = map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: 0, Capacity: 30}}
 	lsdk, err := localsdk.Start(ctx, testLog(t), lcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -68,8 +68,9 @@ func TestAgonesSDK(t *testing.T) {
 		return lsdk.GameServer().GetStatus().GetCounters()[allocation.CounterSessions]
 	}
 	eventually(t, 2*time.Second, "Ready", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateReady })
-	if c := counter(); c.GetCapacity() != 50 {
-		t.Fatalf("counter %v", c)
+	// The GameServer declares 30: the server never advertises more than that.
+	if c := counter(); c.GetCapacity() != 30 || s.cfg.Capacity != 30 {
+		t.Fatalf("counter %v, capacity %d", c, s.cfg.Capacity)
 	}
 	c1 := dial(t, s, mint(t, signer, "gs-sdk-7", "s1", "p1", time.Minute))
 	dial(t, s, mint(t, signer, "gs-sdk-7", "s2", "p2", time.Minute))
