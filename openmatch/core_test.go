@@ -435,3 +435,41 @@ func TestWatchStreamsEachChange(t *testing.T) {
 		t.Fatalf("stream should be over: %v", err)
 	}
 }
+
+// A caller that leaves during the registration window must not cancel the evaluation for a
+// caller that joins the same cycle after it.
+func TestLeaverDoesNotCancelLaterJoiner(t *testing.T) {
+	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = 300 * time.Millisecond })
+	ctx := testCtx(t)
+	tk, err := c.fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	fc := serveMMF(t, func(r *pb.RunRequest, s grpc.ServerStreamingServer[pb.RunResponse]) error {
+		if r.Profile.Name == "leaver" {
+			close(started)
+			<-s.Context().Done()
+			return s.Context().Err()
+		}
+		return s.Send(&pb.RunResponse{Proposal: &pb.Match{MatchId: "m", Tickets: []*pb.Ticket{{Id: tk.Id}}}})
+	})
+	lctx, cancel := context.WithCancel(ctx)
+	ls, err := c.be.FetchMatches(lctx, &pb.FetchMatchesRequest{Config: fc, Profile: &pb.MatchProfile{Name: "leaver"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	cancel()
+	if _, err := ls.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("leaver: %v", err)
+	}
+	ms, err := fetch(ctx, c.be, fc, &pb.MatchProfile{Name: "stayer"})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("stayer: %v %v", ms, err)
+	}
+	ok, failed := testutil.ToFloat64(c.srv.metrics.cycles.WithLabelValues("ok")), testutil.ToFloat64(c.srv.metrics.cycles.WithLabelValues("error"))
+	if ok+failed != 1 {
+		t.Fatalf("%v cycles ran (ok %v, error %v): the stayer should have joined the leaver's cycle", ok+failed, ok, failed)
+	}
+}

@@ -51,21 +51,22 @@ type cycle struct {
 	sess   evalSession
 	start  time.Time
 
-	mu           sync.Mutex
-	calls        []*fetchCall
-	running      int // MMFs not finished
-	live         int // calls still waiting for results
-	windowClosed bool
-	intakeClosed bool
-	allDone      chan struct{} // closed once the window closed and every MMF finished
-	allLeft      chan struct{} // closed when every call left early
-	inflight     sync.WaitGroup
-	owner        map[string]*fetchCall
-	proposals    map[string]*proposal // forwarded to the evaluator, by match id
-	accepted     map[string]struct{}
-	err          error         // every call of the cycle fails with it
-	evalDone     chan struct{} // closed when the evaluator's output ended
-	done         chan struct{} // closed when the cycle is over
+	mu            sync.Mutex
+	calls         []*fetchCall
+	running       int // MMFs not finished
+	live          int // calls still waiting for results
+	windowClosed  bool
+	intakeClosed  bool
+	allDone       chan struct{} // closed once the window closed and every MMF finished
+	allLeft       chan struct{} // closed when every call left early (after the window)
+	allLeftClosed bool
+	inflight      sync.WaitGroup
+	owner         map[string]*fetchCall
+	proposals     map[string]*proposal // forwarded to the evaluator, by match id
+	accepted      map[string]struct{}
+	err           error         // every call of the cycle fails with it
+	evalDone      chan struct{} // closed when the evaluator's output ended
+	done          chan struct{} // closed when the cycle is over
 }
 
 func newSynchronizer(s *Server, ev evaluator) *synchronizer {
@@ -179,7 +180,14 @@ func (c *cycle) leave(fc *fetchCall) {
 	}
 	fc.left = true
 	c.live--
-	if c.live == 0 {
+	c.checkAllLeftLocked()
+}
+
+// checkAllLeftLocked closes allLeft once the window is closed (no one can join any more) and
+// every call has left.
+func (c *cycle) checkAllLeftLocked() {
+	if c.windowClosed && c.live == 0 && !c.allLeftClosed {
+		c.allLeftClosed = true
 		close(c.allLeft)
 	}
 }
@@ -191,6 +199,7 @@ func (c *cycle) closeWindow() {
 	if c.running == 0 {
 		close(c.allDone)
 	}
+	c.checkAllLeftLocked()
 }
 
 // closeIntake ends proposal collection: MMFs still running are cancelled and their calls fail;
