@@ -72,7 +72,6 @@ func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-var runDesc = &grpc.StreamDesc{StreamName: "Run", ServerStreams: true}
 
 // run calls the match function fc names with profile and passes every proposal to emit; it
 // returns the first error of the function or of emit. Proposals from a gRPC MMF are received
@@ -90,7 +89,7 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 	if err != nil {
 		return err
 	}
-	stream, err := c.NewStream(ctx, runDesc, pb.MatchFunction_Run_FullMethodName, grpc.ForceCodecV2(newCodec()))
+	stream, err := c.NewStream(ctx, &grpc.StreamDesc{StreamName: "Run", ServerStreams: true}, pb.MatchFunction_Run_FullMethodName, grpc.ForceCodecV2(newCodec()))
 	if err != nil {
 		return err
 	}
