@@ -1,0 +1,97 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kumi-dev/kumi/gameserver"
+	"github.com/kumi-dev/kumi/gameserver/client"
+	"github.com/kumi-dev/kumi/gameserver/wire"
+	"github.com/kumi-dev/kumi/internal/token"
+)
+
+func startServer(t *testing.T) (*gameserver.Server, *token.Signer, context.CancelFunc) {
+	t.Helper()
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := gameserver.Default()
+	cfg.ListenAddr, cfg.Name = "127.0.0.1:0", "gs-c"
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := gameserver.Start(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, prometheus.NewRegistry(),
+		gameserver.WithVerifier(signer.Verifier("", time.Second)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = s.Wait() })
+	return s, signer, cancel
+}
+
+func mint(t *testing.T, signer *token.Signer, session, player string) string {
+	t.Helper()
+	raw, err := signer.ServerToken(token.ServerClaims{PlayerID: player, SessionID: session, Server: "gs-c", ExpiresAt: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestDialNobodyListening(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := c.LocalAddr().String()
+	c.Close()
+	cfg := client.Default()
+	cfg.JoinTimeout = 200 * time.Millisecond
+	cfg.JoinRetry = 50 * time.Millisecond
+	if _, err := client.Dial(context.Background(), addr, "tok", cfg); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	if _, err := client.Dial(context.Background(), "no-port", "tok", cfg); err == nil || !strings.Contains(err.Error(), "no-port") {
+		t.Fatalf("bad address: %v", err)
+	}
+}
+
+func TestRefusedError(t *testing.T) {
+	s, _, _ := startServer(t)
+	_, err := client.Dial(context.Background(), s.Addr(), "not.a.jwt", client.Default())
+	var re *client.RefusedError
+	if !errors.As(err, &re) || re.Code != wire.RefuseBadToken || !strings.Contains(err.Error(), "bad_token") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A server that stops tells its members RECONNECT(shutdown).
+func TestServerShutdown(t *testing.T) {
+	s, signer, stop := startServer(t)
+	c, err := client.Dial(context.Background(), s.Addr(), mint(t, signer, "s1", "p1"), client.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.MemberID() == 0 || c.Server() == "" {
+		t.Fatalf("member %d server %q", c.MemberID(), c.Server())
+	}
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := c.Recv(ctx)
+	if err != nil || e.Kind != client.EventReconnect || e.Code != wire.ReconnectShutdown {
+		t.Fatalf("event %+v err %v", e, err)
+	}
+	if err := c.Send([]byte("x")); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("send after reconnect: %v", err)
+	}
+}
