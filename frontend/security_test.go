@@ -18,6 +18,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -443,6 +444,11 @@ func TestWatchCap(t *testing.T) {
 		t.Fatalf("watch after one closed: %d %s", code, b)
 	}
 	cancels[1]()
+	// gRPC health answers SERVING.
+	hr, err := healthpb.NewHealthClient(dial(t, e.fe.GRPCAddr())).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", hr, err)
+	}
 	// Over-long ids are refused without a lookup.
 	if code, _, _ := e.do("GET", "/v1/tickets/"+strings.Repeat("x", 100), "p1", ""); code != http.StatusNotFound {
 		t.Fatalf("long id: %d", code)

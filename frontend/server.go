@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -99,6 +101,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		gs = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
 		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
+		// Standard gRPC health (grpc.health.v1) for load balancers and Kubernetes probes.
+		healthpb.RegisterHealthServer(gs, health.NewServer())
 	}
 	if cfg.HTTPAddr != "" {
 		if srv.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
