@@ -129,6 +129,9 @@ func (h *httpAPI) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// A body trickled in slowly would pin the connection; the server-wide ReadTimeout is not used
+	// because it would also cut long-polls and event streams.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
 	var mbe *http.MaxBytesError
 	switch {
@@ -157,6 +160,9 @@ func (h *httpAPI) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.reply(w, method, start, code, t)
 }
+
+// bodyReadTimeout bounds reading one request body.
+const bodyReadTimeout = 10 * time.Second
 
 func tooLarge(limit int64) *apiError {
 	return &apiError{code: codes.ResourceExhausted, msg: "request body larger than " + strconv.FormatInt(limit, 10) + " bytes (max-body-bytes)", field: "body", httpCode: http.StatusRequestEntityTooLarge}
