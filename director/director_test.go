@@ -1,0 +1,256 @@
+package director_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/api/control"
+	"github.com/kumi-dev/kumi/director"
+	"github.com/kumi-dev/kumi/director/agones"
+	"github.com/kumi-dev/kumi/director/agones/agonestest"
+	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+func TestParseWeights(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want map[string]int
+		err  string
+	}{
+		{"", nil, ""},
+		{"local=99.99,agones=0.01", map[string]int{"local": 9999, "agones": 1}, ""},
+		{"a=100%, b=0", map[string]int{"a": 10000, "b": 0}, ""},
+		{"a=0.001", nil, "finer than the 0.01"},
+		{"a=101", nil, "outside 0..100"},
+		{"a", nil, "want backend=percent"},
+		{"a=x", nil, "not a number"},
+	} {
+		got, err := director.ParseWeights(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseWeights(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("ParseWeights(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if tc.want != nil {
+			back, _ := director.ParseWeights(director.FormatWeights(got))
+			if fmt.Sprint(back) != fmt.Sprint(got) {
+				t.Errorf("FormatWeights round trip of %v gave %v", got, back)
+			}
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := director.Default()
+	base.TokenKeyFile = "key.pem"
+	if err := base.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mod  func(*director.Config)
+		want string
+	}{
+		{func(c *director.Config) { c.TokenKeyFile = "" }, "token-key"},
+		{func(c *director.Config) { c.Profiles = nil }, "profiles"},
+		{func(c *director.Config) { c.Profiles = []string{"a", "a"} }, "distinct"},
+		{func(c *director.Config) { c.ServerLabels = []string{"novalue"} }, "key=value"},
+		{func(c *director.Config) { c.Weights = "a=200" }, "outside"},
+		{func(c *director.Config) { c.MMFPort = 0 }, "mmf-port"},
+		{func(c *director.Config) { c.Pool.RateWindow = 0 }, "rate-window"},
+	} {
+		c := base
+		tc.mod(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate() = %v, want an error naming %q", err, tc.want)
+		}
+	}
+}
+
+// TestOnAgonesStandIn runs the director over the Agones backend against the Kubernetes API stand-in:
+// the pool fills by GameServerAllocation, matches are placed on the allocated servers' status
+// address, a restarted director rebuilds its pool from the labelled GameServers, and the
+// single-instance lock refuses a second director.
+func TestOnAgonesStandIn(t *testing.T) {
+	e := newEnv(t)
+	api := agonestest.New("games")
+	t.Cleanup(api.Close)
+	for i := range 4 {
+		api.Put(allocation.GameServer{Name: fmt.Sprintf("gs-%d", i), State: allocation.StateReady, Address: "10.1.0.1",
+			Labels: map[string]string{"agones.dev/fleet": "voice"}, Ports: []allocation.Port{{Name: "default", Port: int32(7000 + i)}},
+			Counters: map[string]allocation.CounterStatus{allocation.CounterSessions: {Capacity: 10}}})
+	}
+	acfg := agones.DefaultConfig()
+	acfg.Namespace = "games"
+	kb, err := agones.NewForRESTConfig(api.RESTConfig(), acfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.directorConfig()
+	cfg.ServerLabels = []string{"agones.dev/fleet=voice"}
+	cfg.Pool.MinFreeSlots = 15
+	cfg.LockFile = filepath.Join(t.TempDir(), "director.lock")
+	cfg.RebuildTimeout = 0 // the stand-in's servers do not report
+	ctx1, cancel1 := context.WithCancel(e.ctx)
+	defer cancel1()
+	d, stop1 := e.startDirector(ctx1, cfg, kb)
+	waitFor(t, "pool filled by allocations", 10*time.Second, func() bool { return d.Pool().Free("agones", time.Now()) >= 15 })
+
+	// A second director on this machine is refused while the first holds the lock.
+	if _, err := director.Start(e.ctx, testLog(t), cfg, prometheus.NewRegistry(), kb); err == nil || !strings.Contains(err.Error(), "another director") {
+		t.Fatalf("second director: %v", err)
+	}
+
+	ts := e.tickets()
+	for i := range 12 {
+		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
+	}
+	got := ts.await(12, 20*time.Second)
+	perServer := map[string]int{}
+	for _, a := range got {
+		if !strings.HasPrefix(a.conn, "10.1.0.1:700") {
+			t.Fatalf("assignment %q is not an allocated server's status address", a.conn)
+		}
+		perServer[a.conn]++
+	}
+	if len(perServer) != 2 { // packed: 10 on the fullest, the rest on the next
+		t.Fatalf("12 sessions spread over %v, want packing onto 2 servers", perServer)
+	}
+	for _, spec := range api.Allocations() {
+		if spec.Metadata.Labels[allocation.LabelPool] != "it" || spec.Selectors[1].MatchLabels["agones.dev/fleet"] != "voice" {
+			t.Fatalf("allocation spec %+v", spec)
+		}
+	}
+
+	// Restart: the pool comes back from the labelled GameServers and their counters.
+	cancel1()
+	stop1()
+	pooled := map[string]bool{}
+	for _, name := range []string{"gs-0", "gs-1", "gs-2", "gs-3"} {
+		if gs, ok := api.Get(name); ok && gs.Labels[allocation.LabelPool] == "it" {
+			c := gs.Counters[allocation.CounterSessions]
+			c.Count = 4 // the game server counts its live sessions
+			gs.Counters[allocation.CounterSessions] = c
+			api.Put(gs)
+			pooled[name] = true
+		}
+	}
+	if len(pooled) < 2 {
+		t.Fatalf("%d pooled servers before the restart", len(pooled))
+	}
+	d2, _ := e.startDirector(e.ctx, cfg, kb)
+	found := 0
+	for _, s := range d2.Pool().Snapshot(time.Now()).Servers {
+		if !pooled[s.Name] {
+			continue
+		}
+		found++
+		if s.Used != 4 || s.Capacity != 10 || s.Address == "" {
+			t.Fatalf("rebuilt server %+v: want used 4 of 10 from its counter, with its address", s)
+		}
+	}
+	if found != len(pooled) {
+		t.Fatalf("restarted pool holds %d of the %d labelled servers", found, len(pooled))
+	}
+}
+
+func poolServer(name string) pool.ServerInfo {
+	return pool.ServerInfo{Name: name, Backend: "agones", Capacity: 1, Address: "127.0.0.1:" + map[string]string{"one": "9001", "two": "9002"}[name]}
+}
+
+// TestControlAPI checks the game servers' API answers: reports from outside the pool, bad input,
+// and moves with and without room.
+func TestControlAPI(t *testing.T) {
+	e := newEnv(t)
+	api := agonestest.New("games")
+	t.Cleanup(api.Close)
+	kb, err := agones.NewForRESTConfig(api.RESTConfig(), func() agones.Config { c := agones.DefaultConfig(); c.Namespace = "games"; return c }(), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.directorConfig()
+	cfg.RebuildTimeout = 0
+	d, _ := e.startDirector(e.ctx, cfg, kb)
+	conn, err := grpc.NewClient(d.ControlAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := control.NewDirectorClient(conn)
+	ctx := e.ctx
+
+	for _, tc := range []struct {
+		r    *control.LoadReport
+		want codes.Code
+	}{
+		{&control.LoadReport{}, codes.InvalidArgument},
+		{&control.LoadReport{Server: "x"}, codes.InvalidArgument}, // no state
+		{&control.LoadReport{Server: "x", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: -1}, codes.InvalidArgument},
+		{&control.LoadReport{Server: "x", State: control.ServerState_SERVER_STATE_ACCEPTING, Sessions: []*control.SessionLoad{{}}}, codes.InvalidArgument},
+		{&control.LoadReport{Server: "stranger", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}, codes.OK},
+	} {
+		rep, err := c.Report(ctx, tc.r)
+		if status.Code(err) != tc.want {
+			t.Errorf("Report(%v) = %v, want %s", tc.r, err, tc.want)
+		}
+		if err == nil && (rep.GetDrain() || rep.GetReportInterval().AsDuration() != cfg.ReportInterval) {
+			t.Errorf("reply %v", rep)
+		}
+	}
+	if d.Pool().HasServer("stranger") {
+		t.Fatal("a report put an unallocated server into the pool")
+	}
+	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "x"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("move without session: %v", err)
+	}
+	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "ghost", SessionId: "s"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("move from unknown server: %v", err)
+	}
+
+	// Two pooled servers; one drains and moves its session to the other.
+	now := time.Now()
+	for _, n := range []string{"one", "two"} {
+		d.Pool().AddServer(poolServer(n), now)
+		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Report(ctx, &control.LoadReport{Server: "one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
+		Sessions: []*control.SessionLoad{{SessionId: "s1", Players: []string{"a", "b"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	mv, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s1", Players: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mv.GetServer() != "two" || mv.GetSessionId() != "s1" || len(mv.GetTokens()) != 2 {
+		t.Fatalf("move reply %v", mv)
+	}
+	for _, tk := range mv.GetTokens() {
+		cl, err := e.signer.Verifier("", 0).VerifyServerToken(tk.GetToken(), "two")
+		if err != nil || cl.PlayerID != tk.GetPlayerId() || cl.SessionID != "s1" {
+			t.Fatalf("moved token %v: %+v %v", tk, cl, err)
+		}
+	}
+	// "two" is now full: nowhere to move another session.
+	if _, err := c.Report(ctx, &control.LoadReport{Server: "one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
+		Sessions: []*control.SessionLoad{{SessionId: "s2", Players: []string{"c"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("move with no room: %v", err)
+	}
+}
