@@ -241,7 +241,7 @@ func Order(spec allocation.Spec, cands []*sdkpb.GameServer, rnd *rand.Rand) {
 
 // Apply performs the allocation on gs as Agones' allocator does: state Allocated (also when it
 // already was), metadata merged, agones.dev/last-allocated stamped, then Counter actions (capacity,
-// then Increment/Decrement clamped to [0, capacity]) and List actions (capacity with truncation,
+// lowering a larger count to it, then Increment/Decrement clamped to [0, capacity]) and List actions (capacity with truncation,
 // deletes of present values, adds skipping duplicates and truncated at capacity). Problems with
 // actions (an undeclared key) never fail the allocation; they are returned as warnings, the
 // counterpart of Agones' CounterActionError/ListActionError events.
@@ -276,6 +276,7 @@ func Apply(spec allocation.Spec, gs *sdkpb.GameServer, now time.Time) (warnings 
 				warnings = append(warnings, fmt.Sprintf("CounterActionError: capacity %d for counter %q is negative", *a.Capacity, k))
 			} else {
 				c.Capacity = *a.Capacity
+				c.Count = min(c.Count, c.Capacity) // as Agones' UpdateCounterCapacity
 			}
 		}
 		if a.Action != nil && a.Amount != nil {

@@ -160,6 +160,8 @@ func TestApply(t *testing.T) {
 			[2]int64{0, 10}, []string{"a", "b"}, 4, nil},
 		{"capacity then increment", allocation.Spec{Counters: map[string]allocation.CounterAction{"sessions": {Action: ptr("Increment"), Amount: ptr[int64](5), Capacity: ptr[int64](6)}}},
 			[2]int64{6, 6}, []string{"a", "b"}, 4, nil},
+		{"capacity below count lowers the count", allocation.Spec{Counters: map[string]allocation.CounterAction{"sessions": {Capacity: ptr[int64](2)}}},
+			[2]int64{2, 2}, []string{"a", "b"}, 4, nil},
 		{"unknown counter warns", allocation.Spec{Counters: map[string]allocation.CounterAction{"rooms": {Action: ptr("Increment"), Amount: ptr[int64](1)}}},
 			[2]int64{3, 10}, []string{"a", "b"}, 4, []string{`CounterActionError: counter "rooms" not found`}},
 		{"list add skips duplicates and truncates", allocation.Spec{Lists: map[string]allocation.ListAction{"players": {AddValues: []string{"b", "c", "d", "e"}}}},

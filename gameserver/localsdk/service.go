@@ -164,6 +164,9 @@ func (h *betaService) UpdateCounter(_ context.Context, in *betapb.UpdateCounterR
 				return fmt.Errorf("out of range. Count must be within range [0,Capacity]. Found Count: %d, Capacity: %d", next.Count, next.Capacity)
 			}
 		}
+		// A capacity below the count lowers the count, as the GameServer status ends up in the cluster
+		// (Agones' UpdateCounterCapacity); Agones' own local server leaves the count above.
+		next.Count = min(next.Count, next.Capacity)
 		c.Count, c.Capacity = next.Count, next.Capacity
 		out = next
 		return nil

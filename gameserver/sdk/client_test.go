@@ -338,6 +338,9 @@ func TestCounters(t *testing.T) {
 		{"set capacity negative", func() (*betapb.Counter, error) {
 			return nil, c.SetCounterCapacity(ctx, "sessions", -1)
 		}, [2]int64{}, "out of range. Capacity must be greater than or equal to 0. Found Capacity: -1"},
+		{"capacity below count lowers the count", func() (*betapb.Counter, error) {
+			return nil, c.SetCounterCapacity(ctx, "sessions", 5)
+		}, [2]int64{5, 5}, ""},
 	}
 	for _, st := range steps {
 		got, err := st.do()
@@ -367,8 +370,8 @@ func TestCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cs := gs.GetStatus().GetCounters()["sessions"]; cs.GetCount() != 7 || cs.GetCapacity() != 7 {
-		t.Errorf("status counter = %v, want 7/7", cs)
+	if cs := gs.GetStatus().GetCounters()["sessions"]; cs.GetCount() != 5 || cs.GetCapacity() != 5 {
+		t.Errorf("status counter = %v, want 5/5", cs)
 	}
 }
 
