@@ -32,7 +32,9 @@ type Server struct {
 
 	// stopping is closed when the server begins to stop; long streams (WatchAssignments,
 	// FetchMatches waiting for a cycle) end on it so GracefulStop does not wait for them.
-	stopping chan struct{}
+	stopping <-chan struct{}
+	stopCtx  context.Context // done when stopping is closed; parent of every cycle's context
+	stopFn   context.CancelFunc
 
 	listeners [3]net.Listener // frontend, backend, query
 	httpSrv   *http.Server
@@ -68,15 +70,18 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		cfg:       cfg,
 		tickets:   newTicketStore(cfg.PendingReleaseTimeout, cfg.AssignedDeleteTimeout),
 		backfills: newBackfillStore(cfg.PendingReleaseTimeout),
-		stopping:  make(chan struct{}),
 	}
+	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
+	s.stopping = s.stopCtx.Done()
 	var err error
 	if s.metrics, err = newMetrics(reg, s.tickets, s.backfills); err != nil {
+		s.stopFn()
 		return nil, err
 	}
 	s.mmfs = newMMFClients(cfg.MatchFunctions)
 	ev, err := newEvaluator(cfg.EvaluatorAddr)
 	if err != nil {
+		s.stopFn()
 		return nil, err
 	}
 	s.sync = newSynchronizer(s, ev)
@@ -91,6 +96,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			}
 			ev.close()
 			s.mmfs.close()
+			s.stopFn()
 			return nil, fmt.Errorf("openmatch: listen %s on %q: %w", names[i], a, err)
 		}
 		s.listeners[i] = l
@@ -102,6 +108,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			}
 			ev.close()
 			s.mmfs.close()
+			s.stopFn()
 			return nil, err
 		}
 	}
@@ -152,7 +159,7 @@ func (s *Server) stop(ev evaluator) {
 	for _, h := range s.healths {
 		h.Shutdown()
 	}
-	close(s.stopping)
+	s.stopFn()
 	var wg sync.WaitGroup
 	for _, g := range s.grpcs {
 		wg.Go(func() {

@@ -86,12 +86,7 @@ func (sy *synchronizer) register(fc *fetchCall) (*cycle, error) {
 }
 
 func (sy *synchronizer) run() {
-	base, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-sy.s.stopping
-		cancel()
-	}()
+	base := sy.s.stopCtx
 	for {
 		var first *fetchCall
 		select {
