@@ -72,7 +72,6 @@ func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-
 // run calls the match function fc names with profile and passes every proposal to emit; it
 // returns the first error of the function or of emit. Proposals from a gRPC MMF are received
 // undecoded (see proposal).
