@@ -252,6 +252,24 @@ func freeUDPPort(addr string) (int, error) {
 	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
+// pickPort takes a free UDP port that no server of this fleet holds yet: the kernel may hand out
+// a port again once the probe socket is closed, before the server that got it has bound it.
+func (f *Fleet) pickPort() (int, error) {
+	for range 20 {
+		port, err := freeUDPPort(f.cfg.Address)
+		if err != nil {
+			return 0, fmt.Errorf("free UDP port on %s: %w", f.cfg.Address, err)
+		}
+		f.mu.Lock()
+		taken := slices.ContainsFunc(slices.Collect(maps.Values(f.servers)), func(s *server) bool { return s.port == port })
+		f.mu.Unlock()
+		if !taken {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no free UDP port on %s not already given to a server", f.cfg.Address)
+}
+
 func (f *Fleet) startServer(ctx context.Context) error {
 	f.mu.Lock()
 	if f.stopping {
@@ -262,9 +280,9 @@ func (f *Fleet) startServer(ctx context.Context) error {
 	name := f.cfg.Name + "-" + strconv.Itoa(f.seq)
 	f.mu.Unlock()
 
-	port, err := freeUDPPort(f.cfg.Address)
+	port, err := f.pickPort()
 	if err != nil {
-		return fmt.Errorf("free UDP port on %s: %w", f.cfg.Address, err)
+		return err
 	}
 	sdkCtx, stopSDK := context.WithCancel(context.WithoutCancel(ctx))
 	srv, err := localsdk.Start(sdkCtx, f.sdkLog, f.cfg.sdkConfig(name, port))
