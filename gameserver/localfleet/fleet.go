@@ -26,6 +26,8 @@ import (
 	"github.com/kumi-dev/kumi/internal/config"
 )
 
+var _ allocation.Backend = (*Fleet)(nil)
+
 // Fleet runs game-server processes and allocates them. It implements allocation.Backend.
 type Fleet struct {
 	log     *slog.Logger
