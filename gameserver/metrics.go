@@ -24,12 +24,13 @@ const (
 	dropBadType                         // a server-to-client type sent to the server
 	dropJoinBacklog                     // JOIN queue full
 	dropSendError                       // the kernel refused an outgoing datagram
+	dropSendBuffer                      // socket send buffer full (batch mode does not wait)
 	dropReasons
 )
 
 func (r dropReason) String() string {
 	return [...]string{"oversized", "short", "version", "unknown_type", "malformed_join", "unknown_member",
-		"replay", "auth", "bad_type", "join_backlog", "send_error"}[r]
+		"replay", "auth", "bad_type", "join_backlog", "send_error", "send_buffer_full"}[r]
 }
 
 // leaveReason says why a member left.

@@ -1,8 +1,10 @@
 package gameserver
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv4"
@@ -236,16 +238,23 @@ func (r *relayer) send(to *member, t wire.Type, from uint32, body []byte) {
 func (r *relayer) flush() {
 	sent := 0
 	for sent < r.k {
-		n, err := r.s.bconn.WriteBatch(r.oms[sent:r.k], 0)
+		// MSG_DONTWAIT: a full socket send buffer drops this batch's rest instead of stalling
+		// every session behind it (late voice frames are worthless anyway).
+		n, err := r.s.bconn.WriteBatch(r.oms[sent:r.k], syscall.MSG_DONTWAIT)
 		if err != nil {
 			if errClosed(err) {
 				break
 			}
-			// Skip the datagram the kernel refused and carry on with the rest.
 			n = max(n, 0)
 			r.relayed += uint64(n)
+			sent += n
+			if errors.Is(err, syscall.EAGAIN) {
+				r.dropped[dropSendBuffer] += uint64(r.k - sent)
+				break
+			}
+			// Skip the datagram the kernel refused and carry on with the rest.
 			r.dropped[dropSendError]++
-			sent += n + 1
+			sent++
 			continue
 		}
 		r.relayed += uint64(n)
