@@ -473,3 +473,79 @@ func TestLeaverDoesNotCancelLaterJoiner(t *testing.T) {
 		t.Fatalf("%v cycles ran (ok %v, error %v): the stayer should have joined the leaver's cycle", ok+failed, ok, failed)
 	}
 }
+
+// Concurrent creates, assignments, deletes, releases, queries, watches and fetches (run with
+// -race): every call succeeds or fails cleanly and no ticket ends up in two matches.
+func TestConcurrentTraffic(t *testing.T) {
+	c := startCore(t, nil)
+	ctx := testCtx(t)
+	fc := serveMMF(t, pairMMFWith(c.q, true))
+	var mu sync.Mutex
+	matched, released := map[string]bool{}, map[string]bool{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				tk, err := c.fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(w*100 + i)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				switch i % 5 {
+				case 1:
+					if _, err := c.fe.DeleteTicket(ctx, &pb.DeleteTicketRequest{TicketId: tk.Id}); err != nil {
+						t.Error(err)
+					}
+				case 2:
+					wctx, cancel := context.WithCancel(ctx)
+					ws, err := c.fe.WatchAssignments(wctx, &pb.WatchAssignmentsRequest{TicketId: tk.Id})
+					if err == nil {
+						_, err = c.be.AssignTickets(ctx, &pb.AssignTicketsRequest{Assignments: []*pb.AssignmentGroup{{TicketIds: []string{tk.Id}, Assignment: &pb.Assignment{Connection: "x"}}}})
+					}
+					if err == nil {
+						_, err = ws.Recv()
+					}
+					cancel()
+					if err != nil && status.Code(err) != codes.NotFound {
+						t.Error(err)
+					}
+				case 3:
+					// A released ticket may legitimately be matched again.
+					mu.Lock()
+					released[tk.Id] = true
+					mu.Unlock()
+					if _, err := c.be.ReleaseTickets(ctx, &pb.ReleaseTicketsRequest{TicketIds: []string{tk.Id}}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	for f := range 3 {
+		wg.Go(func() {
+			for range 10 {
+				// Distinct profile names: the pairing MMF derives match ids from them, and two
+				// calls of one cycle proposing the same id would (correctly) fail the cycle.
+				ms, err := fetch(ctx, c.be, fc, &pb.MatchProfile{Name: string(rune('a' + f)), Pools: []*pb.Pool{{}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, m := range ms {
+					for _, tk := range m.Tickets {
+						if matched[tk.Id] && !released[tk.Id] {
+							t.Errorf("ticket %s matched twice", tk.Id)
+						}
+						matched[tk.Id] = true
+					}
+				}
+				mu.Unlock()
+				if _, err := queryIDs(ctx, c.q, &pb.Pool{TagPresentFilters: []*pb.TagPresentFilter{{Tag: "eu"}}}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
