@@ -40,6 +40,9 @@ type Config struct {
 	FrontendConn grpc.ClientConnInterface
 	// Signer, when set and Token is empty, mints the dev player token in process.
 	Signer *token.Signer
+	// OnJoined, when set, is called after every ACCEPT (first join, move, reconnect) with the leg
+	// so far, from the player's goroutine; a crowd or a test uses it to follow players live.
+	OnJoined func(player string, leg Leg)
 }
 
 // Default returns a voice player: chat group "lobby", 50 frames/s of 80 bytes for 10 s.

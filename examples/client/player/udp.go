@@ -49,6 +49,7 @@ func (p *run) connect(ctx context.Context, leg Leg, as *client.Assignment) (reco
 		p.deadline = accepted.Add(p.cfg.Talk)
 	}
 	p.log.DebugContext(ctx, "joined", "session", leg.SessionID, "server", leg.Address, "member", leg.MemberID, "after", leg.AssignmentToAccept)
+	p.joined(leg)
 	// end closes the current leg into the report.
 	end := func(why string) {
 		leg.Ended = why
@@ -144,6 +145,7 @@ func (p *run) connect(ctx context.Context, leg Leg, as *client.Assignment) (reco
 				leg.MemberID = conn.MemberID()
 				leg.AssignmentToAccept = accepted.Sub(moveStart)
 				moveStart = time.Time{}
+				p.joined(leg)
 			case gsclient.EventReconnect:
 				// The client has acknowledged with LEAVE; the session ended here.
 				p.log.InfoContext(ctx, "told to reconnect", "session", leg.SessionID, "server", leg.Address, "code", ev.Code.String())
@@ -154,6 +156,12 @@ func (p *run) connect(ctx context.Context, leg Leg, as *client.Assignment) (reco
 				return true, nil
 			}
 		}
+	}
+}
+
+func (p *run) joined(leg Leg) {
+	if p.cfg.OnJoined != nil {
+		p.cfg.OnJoined(p.rep.Player, leg)
 	}
 }
 
