@@ -1,7 +1,11 @@
-// Package teststack starts kumi's real player path on 127.0.0.1 for the example client's tests: the
-// embedded Open Match core, the match function, the frontend (gRPC and HTTP) and game servers, plus
-// Director, a stand-in for kumi's director (a separate component) that places every voice match of a
-// chat group into one session, mints server tokens and answers the game servers' MoveSession.
+// Package teststack starts kumi's player path on 127.0.0.1 for the example client's tests.
+//
+// StartProduct (product.go) runs the whole product with nothing stood in: the embedded Open Match
+// core, the match function, the frontend, the real director and a local fleet of game-server
+// processes. Start runs the same core, match function, frontend and in-process game servers with
+// Director, a small stand-in for kumi's director, because it can force what the real one avoids
+// on purpose, deterministically: "no room anywhere" on a move (so a draining server sends RECONNECT)
+// and the choice of the server a session lands on.
 package teststack
 
 import (
