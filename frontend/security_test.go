@@ -128,7 +128,9 @@ func TestRateLimits(t *testing.T) {
 		}
 	}
 	code, h, b := e.do("GET", "/v1/tickets/current", "flood", "")
-	if code != http.StatusTooManyRequests || h.Get("Retry-After") != "2" || !strings.Contains(string(b), `too many requests from player \"flood\"`) {
+	// 1 token at 0.5/s is 2 s away, less whatever the three requests took (more than 1 s only on
+	// a starved machine).
+	if ra := h.Get("Retry-After"); code != http.StatusTooManyRequests || (ra != "2" && ra != "1") || !strings.Contains(string(b), `too many requests from player \"flood\"`) {
 		t.Fatalf("flood: %d %v %s", code, h.Get("Retry-After"), b)
 	}
 	if code, _, _ := e.do("POST", "/v1/tickets", "calm", `{"attributes":{"mode":"duel"}}`); code != http.StatusCreated {
@@ -238,12 +240,19 @@ func TestExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = stream.Recv()
-	if status.Code(err) != codes.NotFound {
-		t.Fatalf("watch of an expiring ticket: %v", err)
+	// Under load the ticket may already be gone when the watch starts: then the first Recv is the
+	// NOT_FOUND; otherwise a SEARCHING message comes first. Never an assignment.
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) != codes.NotFound {
+				t.Fatalf("watch of an expiring ticket: %v", err)
+			}
+			break
+		}
+		if m.GetState() != client.Ticket_SEARCHING {
+			t.Fatalf("watch of an expiring ticket got %v", m)
+		}
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("expired after %s", d)
