@@ -49,7 +49,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	cfg.JWT.Log = log
 	verifier, err := token.NewVerifier(ctx, cfg.JWT)
 	if err != nil {
-		return nil, fmt.Errorf("frontend: player token keys: %w", err)
+		return nil, fmt.Errorf("frontend: player token keys (flags jwt-public-keys, jwt-jwks-file, jwt-jwks-url): %w", err)
 	}
 	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
