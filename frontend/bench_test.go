@@ -2,7 +2,10 @@ package frontend
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -36,7 +39,7 @@ func reportLatency(b *testing.B, prefix string, lat []time.Duration) {
 // frontend and core), which does not depend on what else the shared machine is running.
 func BenchmarkCreateTicket(b *testing.B) {
 	for _, conc := range []int{16, 64} {
-		for _, via := range []string{"frontend", "direct"} {
+		for _, via := range []string{"frontend", "http", "direct"} {
 			b.Run("via="+via+"/clients="+strconv.Itoa(conc), func(b *testing.B) {
 				e := newEnv(b, nil)
 				var create func(i int) error
@@ -52,6 +55,35 @@ func BenchmarkCreateTicket(b *testing.B) {
 					}
 					req := &client.CreateTicketRequest{Attributes: attrs("mode", "duel", "region", "eu", "skill", 1200.0)}
 					create = func(i int) error { _, err := e.api.CreateTicket(ctxs[i], req); return err }
+				case "http":
+					toks := make([]string, b.N)
+					for i := range toks {
+						tok, err := e.signer.PlayerToken("bench-"+strconv.Itoa(i), time.Hour)
+						if err != nil {
+							b.Fatal(err)
+						}
+						toks[i] = "Bearer " + tok
+					}
+					hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
+					b.Cleanup(hc.CloseIdleConnections)
+					body := []byte(`{"attributes":{"mode":"duel","region":"eu","skill":1200}}`)
+					create = func(i int) error {
+						req, err := http.NewRequest("POST", e.base+"/v1/tickets", bytes.NewReader(body))
+						if err != nil {
+							return err
+						}
+						req.Header.Set("Authorization", toks[i])
+						resp, err := hc.Do(req)
+						if err != nil {
+							return err
+						}
+						_, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusCreated {
+							return fmt.Errorf("status %d", resp.StatusCode)
+						}
+						return err
+					}
 				case "direct":
 					create = func(i int) error {
 						_, err := e.om.CreateTicket(context.Background(), &pb.CreateTicketRequest{Ticket: &pb.Ticket{SearchFields: &pb.SearchFields{
