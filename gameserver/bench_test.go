@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ var (
 	benchRate     = flag.Float64("relay.rate", 40000, "offered DATA packets per second (all members together) in BenchmarkRelay")
 	benchDur      = flag.Duration("relay.dur", 3*time.Second, "measurement window of each BenchmarkRelay run")
 	benchPayload  = flag.Int("relay.payload", 100, "DATA payload bytes (voice-like)")
+	benchBatch    = flag.Int("relay.batch", Default().BatchSize, "relay batch-size in BenchmarkRelay")
 )
 
 const childEnv = "KUMI_RELAY_CHILD"
@@ -61,16 +63,27 @@ func relayChild() int {
 	cfg.IO = os.Getenv("KUMI_RELAY_IO")
 	cfg.Capacity, _ = strconv.Atoi(os.Getenv("KUMI_RELAY_CAPACITY"))
 	cfg.MaxMembers = 8
+	if n, err := strconv.Atoi(os.Getenv("KUMI_RELAY_BATCH")); err == nil {
+		cfg.BatchSize = n
+	}
 	cfg.JoinRate, cfg.JoinBurst, cfg.JoinBacklog = 1e6, 1e6, 1<<16
 	cfg.Keepalive, cfg.MemberTimeout = 30*time.Second, 5*time.Minute
 	cfg.Token.JWKSFile = os.Getenv("KUMI_RELAY_JWKS")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := Start(ctx, log, cfg, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	s, err := Start(ctx, log, cfg, reg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if path := os.Getenv("KUMI_RELAY_CPUPROFILE"); path != "" {
+		// Profile the relay process for the whole run (go tool pprof <test binary> <path>).
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	fmt.Printf("ADDR %s\n", s.Addr())
 	in := bufio.NewScanner(os.Stdin)
@@ -89,7 +102,8 @@ func relayChild() int {
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			fmt.Printf("STATS %d %d %d %d %d %d %d\n", cpu, st.Relayed, st.Received, dropped, ms.HeapAlloc, st.Sessions, st.Members)
+			bounds, counts := batchHist(reg)
+			fmt.Printf("STATS %d %d %d %d %d %d %d %s %s\n", cpu, st.Relayed, st.Received, dropped, ms.HeapAlloc, st.Sessions, st.Members, joinInts(bounds), joinInts(counts))
 		}
 	}
 	cancel()
@@ -98,6 +112,53 @@ func relayChild() int {
 		return 1
 	}
 	return 0
+}
+
+func joinInts[T int64 | uint64](v []T) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatUint(uint64(x), 10)
+	}
+	return strings.Join(append(s, ""), ",")
+}
+
+func splitInts(s string) []uint64 {
+	var out []uint64
+	for _, f := range strings.Split(s, ",") {
+		if f != "" {
+			n, _ := strconv.ParseUint(f, 10, 64)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// batchHist returns relay_batch_seconds' bucket bounds (ns) and cumulative counts.
+func batchHist(reg *prometheus.Registry) (bounds []int64, counts []uint64) {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if strings.HasSuffix(mf.GetName(), "relay_batch_seconds") {
+			for _, bk := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+				bounds = append(bounds, int64(bk.GetUpperBound()*1e9))
+				counts = append(counts, bk.GetCumulativeCount())
+			}
+		}
+	}
+	return bounds, counts
+}
+
+// histP99 is the 99th percentile (bucket upper bound) of the batches between two snapshots.
+func histP99(bounds []int64, before, after []uint64) time.Duration {
+	if len(after) == 0 || len(before) != len(after) {
+		return -1
+	}
+	total := after[len(after)-1] - before[len(before)-1]
+	for i := range after {
+		if float64(after[i]-before[i]) >= 0.99*float64(total) {
+			return time.Duration(bounds[i])
+		}
+	}
+	return -1
 }
 
 type relayProc struct {
@@ -112,12 +173,13 @@ type relayStats struct {
 	relayed, received, dropped uint64
 	heap                       uint64
 	sessions, members          int
+	bounds, counts             []uint64 // relay_batch_seconds buckets (ns) and cumulative counts
 }
 
 func startRelay(b *testing.B, ioMode string, capacity int, jwks string) *relayProc {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "KUMI_RELAY_IO="+ioMode, "KUMI_RELAY_CAPACITY="+strconv.Itoa(capacity), "KUMI_RELAY_JWKS="+jwks)
+	cmd.Env = append(os.Environ(), childEnv+"=1", "KUMI_RELAY_IO="+ioMode, "KUMI_RELAY_CAPACITY="+strconv.Itoa(capacity), "KUMI_RELAY_JWKS="+jwks, "KUMI_RELAY_BATCH="+strconv.Itoa(*benchBatch))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -157,11 +219,12 @@ func (p *relayProc) stats(b *testing.B) relayStats {
 	b.Helper()
 	fmt.Fprintln(p.in, "stats")
 	f := strings.Fields(p.line(b, "STATS"))
-	n := make([]uint64, len(f))
-	for i := range f {
+	n := make([]uint64, 7)
+	for i := range n {
 		n[i], _ = strconv.ParseUint(f[i], 10, 64)
 	}
-	return relayStats{cpu: time.Duration(n[0]), relayed: n[1], received: n[2], dropped: n[3], heap: n[4], sessions: int(n[5]), members: int(n[6])}
+	return relayStats{cpu: time.Duration(n[0]), relayed: n[1], received: n[2], dropped: n[3], heap: n[4], sessions: int(n[5]), members: int(n[6]),
+		bounds: splitInts(f[7]), counts: splitInts(f[8])}
 }
 
 // crowd is the load generator: member slot j of every session sends and receives on socket j.
@@ -497,6 +560,11 @@ func BenchmarkRelay(b *testing.B) {
 			b.ReportMetric(float64(c.got.Load())/float64(want), "delivered/expected")
 			b.ReportMetric(float64(c.hist.quantile(0.5).Microseconds()), "p50-µs")
 			b.ReportMetric(float64(c.hist.quantile(0.99).Microseconds()), "p99-µs")
+			bounds := make([]int64, len(after.bounds))
+			for i, x := range after.bounds {
+				bounds[i] = int64(x)
+			}
+			b.ReportMetric(float64(histP99(bounds, before.counts, after.counts).Microseconds()), "in-relay-p99-µs")
 			if after.dropped != before.dropped {
 				b.Logf("relay dropped %d datagrams", after.dropped-before.dropped)
 			}

@@ -73,7 +73,7 @@ func Default() Config {
 		Keepalive:       2 * time.Second,
 		MemberTimeout:   10 * time.Second,
 		IO:              IOBatch,
-		BatchSize:       64,
+		BatchSize:       16,
 		JoinRate:        2000,
 		JoinBurst:       500,
 		AdmitWorkers:    2,

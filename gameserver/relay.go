@@ -38,9 +38,9 @@ func (s *Server) relay() error {
 	r := &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch}
 	outSize := wire.Overhead + s.cfg.MaxPayload
 	if r.batch {
-		// Room for a full read batch of small DATA fanned out to a few members; flushed early
-		// when it fills.
-		n := max(s.cfg.BatchSize*4, 64)
+		// Outgoing datagrams are flushed every BatchSize: a bigger batch would save little more
+		// syscall overhead but make the first datagram of a read batch wait for the whole fan-out.
+		n := s.cfg.BatchSize
 		r.oms = make([]ipv4.Message, n)
 		r.obufs = make([][]byte, n)
 		for i := range r.oms {
@@ -84,6 +84,7 @@ func (r *relayer) runBatch() error {
 		// Counters first: once an answer to a datagram is out, its predecessors are counted.
 		r.publish()
 		r.flush()
+		s.m.batch.Observe(float64(time.Now().UnixNano()-now) / 1e9)
 		r.afterBatch()
 	}
 }
@@ -104,6 +105,7 @@ func (r *relayer) runSingle() error {
 		s.mu.RLock()
 		r.handle(buf[:n], ap, nil, now)
 		s.mu.RUnlock()
+		s.m.batch.Observe(float64(time.Now().UnixNano()-now) / 1e9)
 		r.publish()
 		r.afterBatch()
 	}
