@@ -43,6 +43,8 @@ type Config struct {
 	// OnJoined, when set, is called after every ACCEPT (first join, move, reconnect) with the leg
 	// so far, from the player's goroutine; a crowd or a test uses it to follow players live.
 	OnJoined func(player string, leg Leg)
+	// OnAssigned, when set, is called when a ticket's assignment arrives, before the UDP join.
+	OnAssigned func(player string, leg Leg)
 }
 
 // Default returns a voice player: chat group "lobby", 50 frames/s of 80 bytes for 10 s.

@@ -155,6 +155,9 @@ func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment
 	leg := Leg{Cause: cause, TicketID: t.GetId(), Address: as.GetAddress(), SessionID: as.GetSessionId(),
 		TicketToAssignment: time.Since(start)}
 	p.log.DebugContext(ctx, "assigned", "ticket", t.GetId(), "session", leg.SessionID, "server", leg.Address, "after", leg.TicketToAssignment)
+	if p.cfg.OnAssigned != nil {
+		p.cfg.OnAssigned(p.rep.Player, leg)
+	}
 	return leg, as, nil
 }
 

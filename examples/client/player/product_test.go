@@ -2,6 +2,7 @@ package player_test
 
 import (
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +27,21 @@ type joinedLeg struct {
 func TestWholeProduct(t *testing.T) {
 	p := teststack.StartProduct(t)
 	joined := make(chan joinedLeg, 64)
+	var assignedMu sync.Mutex
+	assigned := map[string]player.Leg{} // first assignment per player, seen before its join
 	cfg := func(id, group string) player.Config {
 		c := player.Default()
 		c.Frontend, c.Key, c.Player = p.Frontend.GRPCAddr(), p.KeyFile, id
 		c.Attributes = player.Attributes{"mode": "voice", "chat_group": group}
 		c.Talk, c.AssignTimeout = 3*time.Second, 20*time.Second
 		c.OnJoined = func(pl string, l player.Leg) { joined <- joinedLeg{pl, l} }
+		c.OnAssigned = func(pl string, l player.Leg) {
+			assignedMu.Lock()
+			defer assignedMu.Unlock()
+			if _, ok := assigned[pl]; !ok {
+				assigned[pl] = l
+			}
+		}
 		return c
 	}
 	res := runPlayers(t.Context(), cfg("a1", "room-a"), cfg("a2", "room-a"), cfg("a3", "room-a"), cfg("b1", "room-b"), cfg("b2", "room-b"))
@@ -43,6 +53,12 @@ func TestWholeProduct(t *testing.T) {
 		select {
 		case j := <-joined:
 			sessions[j.player] = j.leg.SessionID
+			assignedMu.Lock()
+			a, ok := assigned[j.player]
+			assignedMu.Unlock()
+			if !ok || a.SessionID != j.leg.SessionID || a.TicketToAssignment <= 0 {
+				t.Errorf("%s joined session %s; OnAssigned before it saw %+v (ok=%v)", j.player, j.leg.SessionID, a, ok)
+			}
 		case <-timeout:
 			t.Fatalf("only %d players joined: %v", len(sessions), sessions)
 		}
