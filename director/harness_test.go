@@ -79,7 +79,7 @@ func runGameServer() int {
 	return 0
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if testing.Verbose() && os.Getenv("KUMI_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -89,7 +89,7 @@ func testLog(t *testing.T) *slog.Logger {
 // env is a whole kumi placement path on 127.0.0.1: the embedded Open Match core, the real match
 // function, local fleets of real game-server processes, and (started by tests) directors.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	signer  *token.Signer
 	keyArg  string
@@ -97,11 +97,13 @@ type env struct {
 	om      *omcore.Server
 	mmf     *matchfunction.Server
 	fe      openmatch.FrontendServiceClient
+	// reg is the registry of the director started last.
+	reg *prometheus.Registry
 }
 
 const maxMembers = 8
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	e := &env{t: t, ctx: ctx}
@@ -232,7 +234,8 @@ func (e *env) startDirector(ctx context.Context, cfg director.Config, backends .
 	t := e.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	d, err := director.Start(ctx, testLog(t), cfg, prometheus.NewRegistry(), backends...)
+	e.reg = prometheus.NewRegistry()
+	d, err := director.Start(ctx, testLog(t), cfg, e.reg, backends...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -352,7 +355,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // waitFor polls cond (state lives in other processes, so there is no event to wait on).
-func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) {
+func waitFor(t testing.TB, what string, within time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -361,4 +364,51 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// counter sums a counter family of the last director's registry.
+func (e *env) counter(name string) float64 {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// quantile estimates a histogram's q-quantile of the last director's registry (linear within the
+// bucket, like PromQL's histogram_quantile).
+func (e *env) quantile(name string, q float64) time.Duration {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		total := float64(h.GetSampleCount())
+		if total == 0 {
+			return 0
+		}
+		rank, lower, below := q*total, 0.0, 0.0
+		for _, bk := range h.GetBucket() {
+			c := float64(bk.GetCumulativeCount())
+			if c >= rank {
+				frac := (rank - below) / max(c-below, 1)
+				return time.Duration((lower + frac*(bk.GetUpperBound()-lower)) * float64(time.Second))
+			}
+			lower, below = bk.GetUpperBound(), c
+		}
+		return time.Duration(lower * float64(time.Second))
+	}
+	return 0
 }

@@ -17,6 +17,12 @@ import (
 // ticket's player (frontend.PlayerExtension). Tickets without it use the ticket id as player id.
 const PlayerExtension = "kumi.player"
 
+// received is a match and when it arrived.
+type received struct {
+	m  *openmatch.Match
+	at time.Time
+}
+
 // maxBatch bounds how many matches share one AssignTickets call.
 const maxBatch = 256
 
@@ -75,7 +81,7 @@ func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("FetchMatches(%s): %w", profile, err)
 	}
-	matches := make(chan *openmatch.Match, maxBatch)
+	matches := make(chan received, maxBatch)
 	recvErr := make(chan error, 1)
 	go func() {
 		defer close(matches)
@@ -88,12 +94,12 @@ func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
 				recvErr <- err
 				return
 			}
-			matches <- res.GetMatch()
+			matches <- received{res.GetMatch(), time.Now()}
 		}
 	}()
 	n := 0
 	for m := range matches {
-		batch := []*openmatch.Match{m}
+		batch := []received{m}
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -117,14 +123,15 @@ func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
 
 // placeBatch places each match, assigns every placed ticket in one AssignTickets call and
 // releases the tickets of matches that could not be placed in one ReleaseTickets call.
-func (d *Director) placeBatch(ctx context.Context, profile string, batch []*openmatch.Match) {
+func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) {
 	now := time.Now()
 	var (
 		groups  []*openmatch.AssignmentGroup
 		release []string
 		created = map[string]time.Time{}
 	)
-	for _, m := range batch {
+	for _, r := range batch {
+		m := r.m
 		tickets := m.GetTickets()
 		if len(tickets) == 0 {
 			continue
@@ -198,6 +205,9 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []*open
 				d.log.Info("ticket not assigned", "ticket", f.GetTicketId(), "cause", f.GetCause().String())
 			}
 			done := time.Now()
+			for _, r := range batch {
+				d.m.placeLatency.Observe(done.Sub(r.at).Seconds())
+			}
 			for _, g := range groups {
 				id := g.GetTicketIds()[0]
 				if failed[id] {

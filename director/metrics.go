@@ -11,6 +11,7 @@ type metrics struct {
 	placements    *prometheus.CounterVec // backend, kind (new|joined)
 	unplaced      *prometheus.CounterVec // reason
 	assignLatency prometheus.Histogram
+	placeLatency  prometheus.Histogram
 	assigned      prometheus.Counter
 	assignFailed  *prometheus.CounterVec // cause
 	allocations   *prometheus.CounterVec // backend, result
@@ -30,6 +31,9 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		assignLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kumi_director_ticket_assignment_seconds",
 			Help:    "Ticket create_time to the end of its AssignTickets call.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14)}),
+		placeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kumi_director_match_handling_seconds",
+			Help:    "The director's own share: a match received from FetchMatches to the end of its AssignTickets call.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		assigned: prometheus.NewCounter(prometheus.CounterOpts{Name: "kumi_director_tickets_assigned_total",
 			Help: "Tickets assigned."}),
 		assignFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_assignment_failures_total",
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_fetches_total",
 			Help: "FetchMatches calls by profile and result (ok, error)."}, []string{"profile", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.assigned, m.assignFailed,
+	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
 		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
