@@ -26,6 +26,9 @@ import (
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
+// maxEnded bounds the ended-session ids kept for the next report while the director is unreachable.
+const maxEnded = 100000
+
 // Verifier checks server tokens; *token.Verifier implements it.
 type Verifier interface {
 	VerifyServerToken(raw, server string) (token.ServerClaims, error)
@@ -456,7 +459,11 @@ func (s *Server) removeLocked(m *member, reason leaveReason) {
 	s.m.left[reason].Add(1)
 	if len(rest) == 0 {
 		delete(s.sessions, sess.id)
-		s.ended = append(s.ended, sess.id)
+		if s.deps.director != nil && len(s.ended) < maxEnded {
+			// Only reports consume this list; beyond maxEnded the director still learns from
+			// the next snapshot, which no longer lists the session.
+			s.ended = append(s.ended, sess.id)
+		}
 		s.m.sessionsEnded.Add(1)
 		s.log.Info("session ended", "session", sess.id, "age", time.Since(sess.started).Round(time.Millisecond))
 		if len(s.sessions) == 0 {
