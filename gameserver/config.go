@@ -27,6 +27,8 @@ type Config struct {
 	Capacity      int           `flag:"capacity" help:"most concurrent sessions"`
 	MaxMembers    int           `flag:"max-members" help:"most members per session"`
 	MaxPayload    int           `flag:"max-payload" help:"largest DATA payload in bytes; bigger datagrams are dropped"`
+	MemberRate    float64       `flag:"member-rate" help:"DATA packets per second one member may send (token bucket); excess is dropped as rate_limited. 0 = unlimited"`
+	MemberBurst   int           `flag:"member-burst" help:"burst of the per-member DATA rate limit"`
 	Keepalive     time.Duration `flag:"keepalive" help:"how often clients are told to send KEEPALIVE when otherwise silent"`
 	MemberTimeout time.Duration `flag:"member-timeout" help:"a member silent this long is dropped (and told RECONNECT)"`
 
@@ -70,6 +72,8 @@ func Default() Config {
 		Capacity:        1000,
 		MaxMembers:      16,
 		MaxPayload:      1200,
+		MemberRate:      200,
+		MemberBurst:     100,
 		Keepalive:       2 * time.Second,
 		MemberTimeout:   10 * time.Second,
 		IO:              IOBatch,
@@ -114,6 +118,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxPayload < 1 || cfg.MaxPayload > 65507-wire.Overhead {
 		add("max-payload %d must be in 1..%d", cfg.MaxPayload, 65507-wire.Overhead)
+	}
+	if cfg.MemberRate < 0 || (cfg.MemberRate > 0 && cfg.MemberBurst < 1) {
+		add("member-rate %g must not be negative, and member-burst %d must be at least 1 when it is set", cfg.MemberRate, cfg.MemberBurst)
 	}
 	if cfg.Keepalive <= 0 || cfg.MemberTimeout <= cfg.Keepalive {
 		add("keepalive %s must be positive and below member-timeout %s", cfg.Keepalive, cfg.MemberTimeout)

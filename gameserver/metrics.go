@@ -25,12 +25,13 @@ const (
 	dropJoinBacklog                     // JOIN queue full
 	dropSendError                       // the kernel refused an outgoing datagram
 	dropSendBuffer                      // socket send buffer full (batch mode does not wait)
+	dropRateLimited                     // DATA beyond the member's rate limit
 	dropReasons
 )
 
 func (r dropReason) String() string {
 	return [...]string{"oversized", "short", "version", "unknown_type", "malformed_join", "unknown_member",
-		"replay", "auth", "bad_type", "join_backlog", "send_error", "send_buffer_full"}[r]
+		"replay", "auth", "bad_type", "join_backlog", "send_error", "send_buffer_full", "rate_limited"}[r]
 }
 
 // leaveReason says why a member left.

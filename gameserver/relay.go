@@ -175,6 +175,10 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 			r.dropped[dropOversized]++
 			return
 		}
+		if !r.allow(m, now) {
+			r.dropped[dropRateLimited]++
+			return
+		}
 		for _, o := range m.sess.members {
 			if o != m {
 				r.send(o, wire.TypeData, m.id, body)
@@ -187,6 +191,27 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 	default:
 		r.dropped[dropBadType]++
 	}
+}
+
+// allow takes one token from m's DATA bucket: a member cannot make the server fan out more than
+// member-rate × (members − 1) datagrams per second.
+func (r *relayer) allow(m *member, now int64) bool {
+	rate := r.s.cfg.MemberRate
+	if rate == 0 {
+		return true
+	}
+	burst := float64(r.s.cfg.MemberBurst)
+	if m.tokensAt == 0 {
+		m.tokens = burst
+	} else {
+		m.tokens = min(burst, m.tokens+rate*float64(now-m.tokensAt)/1e9)
+	}
+	m.tokensAt = now
+	if m.tokens < 1 {
+		return false
+	}
+	m.tokens--
+	return true
 }
 
 func (r *relayer) drop(err error) {

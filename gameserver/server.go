@@ -107,6 +107,9 @@ type member struct {
 	sendSeq atomic.Uint64
 	seen    atomic.Int64 // unix nanoseconds of the last authenticated packet
 	window  wire.Window  // relay goroutine only
+	// DATA token bucket (relay goroutine only): tokens, and the time (unix ns) they were counted.
+	tokens   float64
+	tokensAt int64
 
 	// Under Server.mu: a MOVE or RECONNECT the member must acknowledge by LEAVE.
 	pendingType wire.Type

@@ -303,3 +303,24 @@ func TestRejoinReplaces(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestMemberRateLimit(t *testing.T) {
+	signer := newSigner(t)
+	cfg := testConfig("gs-1")
+	cfg.MemberRate, cfg.MemberBurst = 1, 5 // refill is negligible over this test
+	s := startServer(t, cfg, signer)
+	m, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p1", time.Minute))
+	peer, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p2", time.Minute))
+	for range 8 {
+		m.send(wire.TypeData, []byte("x"))
+	}
+	m.barrier()
+	if got := s.Stats().Dropped["rate_limited"]; got < 2 || got > 3 {
+		t.Fatalf("rate_limited = %d, want 3 (2 if a token refilled)", got)
+	}
+	for range 5 {
+		if h, _ := peer.next(time.Second); h.Type != wire.TypeData {
+			t.Fatalf("peer got %v", h)
+		}
+	}
+}
