@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kumi-dev/kumi/local"
+)
+
+// The test binary doubles as the kumi binary for the game-server processes the local fleet
+// starts, so the whole product runs with real processes, sockets and signatures.
+const asKumiEnv = "KUMI_TEST_AS_KUMI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asKumiEnv) == "1" {
+		os.Exit(realMain(os.Args[1:], os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestLocalCrowd(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := local.Default()
+	cfg.Players, cfg.Duration, cfg.GroupSize = 24, 4*time.Second, 4
+	cfg.LateShare, cfg.LeaveShare = 0.3, 0.1
+	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.KeyDir = t.TempDir()
+	cfg.GameServerCommand = []string{exe, "gameserver"}
+	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
+	var out bytes.Buffer
+	cfg.Out = &out
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	s, err := local.Start(ctx, log, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := local.RunCrowd(ctx, log, cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, srv := range s.Fleet.Servers() {
+		pids = append(pids, srv.PID)
+	}
+	cancel()
+	if err := s.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Logf("stop: %v", err)
+	}
+	sum.Print(&out)
+	t.Log("\n" + out.String())
+
+	if sum.Failed != 0 || sum.OK != cfg.Players {
+		t.Fatalf("%d of %d players failed: %v", sum.Failed, sum.Players, sum.Failures)
+	}
+	if sum.LateTotal == 0 || sum.LateJoinedGroup != sum.LateTotal {
+		t.Errorf("late group members in their group's session: %d of %d", sum.LateJoinedGroup, sum.LateTotal)
+	}
+	if len(sum.Drained) != 1 || sum.Moves == 0 || sum.Reconnects != 0 {
+		t.Errorf("scale-in drained %v with %d moves and %d reconnects; want one drain whose sessions all move", sum.Drained, sum.Moves, sum.Reconnects)
+	}
+	if sum.Player.FramesReceived == 0 || sum.Player.TicketToAssignment.N != cfg.Players {
+		t.Errorf("frames received %d, assignments %d", sum.Player.FramesReceived, sum.Player.TicketToAssignment.N)
+	}
+	if !strings.Contains(out.String(), "players: waiting") {
+		t.Error("no progress line printed")
+	}
+	// No orphans: every game-server process is gone once the stack has stopped.
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("game server pid %d still exists after stop (kill 0: %v)", pid, err)
+		}
+	}
+}
+
+func TestLocalRejectsBadConfig(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-players=-1"}, "players -1"},
+		{[]string{"-group-size=40"}, "exceeds max-members"},
+		{[]string{"-servers=2", "-max-servers=2"}, "max-servers"},
+	}
+	for _, tc := range tests {
+		err := runLocal(context.Background(), slog.New(slog.DiscardHandler), tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("kumi local %v: %v, want error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,353 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/director"
+	"github.com/kumi-dev/kumi/frontend"
+	"github.com/kumi-dev/kumi/gameserver/localfleet"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/kumi-dev/kumi/matchfunction"
+	"github.com/kumi-dev/kumi/openmatch"
+)
+
+// Config is every setting of `kumi local`. Addresses default to the components' standard ports on
+// 127.0.0.1; port 0 picks free ones.
+type Config struct {
+	Players     int           `flag:"players" help:"simulated players in the demo crowd; 0 only serves until interrupted"`
+	Duration    time.Duration `flag:"duration" help:"how long each on-time player talks after joining (late and leaving players talk less)"`
+	GroupSize   int           `flag:"group-size" help:"players per voice chat group"`
+	DuelShare   float64       `flag:"duel-share" help:"share of players who queue for 1v1 duels instead of voice groups"`
+	LateShare   float64       `flag:"late-share" help:"share of each voice group that arrives late and must land in its group's live session"`
+	LeaveShare  float64       `flag:"leave-share" help:"share of players who leave early"`
+	ScaleIn     bool          `flag:"scale-in" help:"drain one busy server mid-run so its sessions move to another server while players talk"`
+	FrameEvery  time.Duration `flag:"frame-interval" help:"time between a player's voice frames"`
+	ServeOnly   bool          `flag:"serve" help:"keep serving after the crowd finished, until interrupted"`
+	ProgressTTY bool          `flag:"progress" help:"print a progress line every second"`
+
+	Servers     int           `flag:"servers" help:"Ready game servers the local fleet keeps in reserve"`
+	MaxServers  int           `flag:"max-servers" help:"most game-server processes"`
+	Capacity    int           `flag:"capacity" help:"sessions per game server"`
+	MaxMembers  int           `flag:"max-members" help:"members per session"`
+	AllocateLag time.Duration `flag:"allocation-latency" help:"simulated latency of each local allocation (Agones batches up to 500ms)"`
+
+	OMFrontendAddr string `flag:"om-frontend-addr" help:"embedded Open Match FrontendService address"`
+	OMBackendAddr  string `flag:"om-backend-addr" help:"embedded Open Match BackendService address"`
+	OMQueryAddr    string `flag:"om-query-addr" help:"embedded Open Match QueryService address"`
+	MMFAddr        string `flag:"mmf-addr" help:"match function gRPC address"`
+	FrontendAddr   string `flag:"frontend-addr" help:"player frontend gRPC address"`
+	FrontendHTTP   string `flag:"frontend-http-addr" help:"player frontend HTTP/JSON address (empty: off)"`
+	ControlAddr    string `flag:"director-addr" help:"director control API address game servers report to"`
+	AdminAddr      string `flag:"admin-addr" help:"director admin HTTP API address (weights, pool, drain)"`
+	MetricsAddr    string `flag:"metrics-addr" help:"Prometheus /metrics of every in-process component (empty: off)"`
+	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
+
+	// GameServerCommand starts one game server; empty runs this executable's `gameserver`.
+	GameServerCommand []string
+	// GameServerEnv is added to each game server's environment.
+	GameServerEnv []string
+	// Out receives the progress lines and the summary; nil is os.Stdout.
+	Out io.Writer
+}
+
+// Default returns the settings `kumi local` starts with.
+func Default() Config {
+	return Config{
+		Players:        60,
+		Duration:       8 * time.Second,
+		GroupSize:      5,
+		DuelShare:      0.2,
+		LateShare:      0.2,
+		LeaveShare:     0.1,
+		ScaleIn:        true,
+		FrameEvery:     20 * time.Millisecond,
+		ProgressTTY:    true,
+		Servers:        2,
+		MaxServers:     8,
+		Capacity:       20,
+		MaxMembers:     16,
+		OMFrontendAddr: "127.0.0.1:50504",
+		OMBackendAddr:  "127.0.0.1:50505",
+		OMQueryAddr:    "127.0.0.1:50503",
+		MMFAddr:        "127.0.0.1:50502",
+		FrontendAddr:   "127.0.0.1:50600",
+		FrontendHTTP:   "127.0.0.1:8080",
+		ControlAddr:    "127.0.0.1:50610",
+		AdminAddr:      "127.0.0.1:50611",
+		MetricsAddr:    "127.0.0.1:9090",
+	}
+}
+
+// Validate names the first bad setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Players < 0:
+		return fmt.Errorf("local: players %d: want >= 0", c.Players)
+	case c.Duration <= 0:
+		return fmt.Errorf("local: duration %v: want > 0", c.Duration)
+	case c.GroupSize < 1:
+		return fmt.Errorf("local: group-size %d: want >= 1", c.GroupSize)
+	case c.GroupSize > c.MaxMembers:
+		return fmt.Errorf("local: group-size %d exceeds max-members %d", c.GroupSize, c.MaxMembers)
+	case c.DuelShare < 0 || c.DuelShare > 1, c.LateShare < 0 || c.LateShare > 1, c.LeaveShare < 0 || c.LeaveShare > 1:
+		return errors.New("local: duel-share, late-share and leave-share must lie in [0, 1]")
+	case c.Capacity < 1 || c.MaxMembers < 2:
+		return fmt.Errorf("local: capacity %d / max-members %d: want >= 1 / >= 2", c.Capacity, c.MaxMembers)
+	case c.Servers < 1 || c.MaxServers < c.Servers+1:
+		return fmt.Errorf("local: servers %d / max-servers %d: want >= 1 and max-servers > servers (room to move sessions)", c.Servers, c.MaxServers)
+	case c.FrameEvery <= 0:
+		return fmt.Errorf("local: frame-interval %v: want > 0", c.FrameEvery)
+	}
+	return nil
+}
+
+// Stack is the running product.
+type Stack struct {
+	OpenMatch *openmatch.Server
+	MMF       *matchfunction.Server
+	Frontend  *frontend.Server
+	Director  *director.Director
+	Fleet     *localfleet.Fleet
+	Metrics   *telemetry.Server
+	// PlayerSigner mints dev player tokens the frontend accepts (a stand-in identity provider).
+	PlayerSigner *token.Signer
+	KeyDir       string
+
+	waits []func() error
+}
+
+// Wait blocks until every component has stopped (after the context given to Start ends).
+func (s *Stack) Wait() error {
+	var errs []error
+	for i := len(s.waits) - 1; i >= 0; i-- {
+		if err := s.waits[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Start brings up every component and returns once all listen and the fleet has its first
+// servers starting. Everything stops when ctx ends; call Wait to join.
+func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	config.Log(ctx, log, "local", &cfg)
+	ctx, cancel := context.WithCancel(ctx)
+	s := &Stack{}
+	fail := func(err error) (*Stack, error) {
+		cancel()
+		_ = s.Wait()
+		return nil, err
+	}
+	s.waits = append(s.waits, func() error { cancel(); return nil })
+
+	reg := telemetry.NewRegistry()
+	wrap := func(component string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"component": component}, reg)
+	}
+	var err error
+	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg); err != nil {
+		return fail(err)
+	}
+	s.waits = append(s.waits, s.Metrics.Wait)
+
+	// Dev keys: one signs players' tokens (standing in for the studio's identity provider), the
+	// other the director's server tokens; game servers and the frontend get the public halves.
+	if s.KeyDir = cfg.KeyDir; s.KeyDir == "" {
+		if s.KeyDir, err = os.MkdirTemp("", "kumi-local-"); err != nil {
+			return fail(fmt.Errorf("key dir: %w", err))
+		}
+	}
+	if s.PlayerSigner, err = token.GenerateSigner(token.DefaultIssuer); err != nil {
+		return fail(err)
+	}
+	serverSigner, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		return fail(err)
+	}
+	playerPub, err := writePublicKey(s.KeyDir, "player.pub.pem", s.PlayerSigner)
+	if err != nil {
+		return fail(err)
+	}
+	serverPub, err := writePublicKey(s.KeyDir, "server.pub.pem", serverSigner)
+	if err != nil {
+		return fail(err)
+	}
+	if err := writePrivateKey(s.KeyDir, "player.key.pem", s.PlayerSigner); err != nil {
+		return fail(err)
+	}
+
+	omCfg := openmatch.Default()
+	omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
+	omCfg.PendingReleaseTimeout = 5 * time.Second
+	if s.OpenMatch, err = openmatch.Start(ctx, log.With("component", "openmatch"), omCfg, wrap("openmatch")); err != nil {
+		return fail(fmt.Errorf("open match core: %w", err))
+	}
+	s.waits = append(s.waits, s.OpenMatch.Wait)
+
+	profiles := matchfunction.DefaultProfiles()
+	for i := range profiles {
+		if profiles[i].Kind == "rendezvous" {
+			profiles[i].MaxMembers = cfg.MaxMembers
+		}
+	}
+	mfCfg := matchfunction.Default()
+	mfCfg.ListenAddr, mfCfg.QueryAddr, mfCfg.Profiles = cfg.MMFAddr, s.OpenMatch.QueryAddr(), profiles
+	if s.MMF, err = matchfunction.Start(ctx, log.With("component", "matchfunction"), mfCfg, wrap("matchfunction")); err != nil {
+		return fail(fmt.Errorf("match function: %w", err))
+	}
+	s.waits = append(s.waits, s.MMF.Wait)
+
+	feCfg := frontend.Default()
+	feCfg.GRPCAddr, feCfg.HTTPAddr = cfg.FrontendAddr, cfg.FrontendHTTP
+	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OpenMatch.FrontendAddr(), s.OpenMatch.QueryAddr()
+	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
+	if s.Frontend, err = frontend.Start(ctx, log.With("component", "frontend"), feCfg, wrap("frontend")); err != nil {
+		return fail(fmt.Errorf("frontend: %w", err))
+	}
+	s.waits = append(s.waits, s.Frontend.Wait)
+
+	// Game servers are told the director's address when they start, so it is fixed before both.
+	ctlAddr, err := fixPort(cfg.ControlAddr)
+	if err != nil {
+		return fail(err)
+	}
+	mmfHost, mmfPort, err := splitHostPort(s.MMF.Addr())
+	if err != nil {
+		return fail(err)
+	}
+	flCfg := localfleet.Default()
+	flCfg.Name = "kumi"
+	flCfg.BufferSize, flCfg.MaxReplicas, flCfg.SessionCapacity = cfg.Servers, cfg.MaxServers, int64(cfg.Capacity)
+	flCfg.AllocationLatency = cfg.AllocateLag
+	flCfg.Command = cfg.GameServerCommand
+	flCfg.Env = cfg.GameServerEnv
+	gsArgs := []string{
+		"-director=" + ctlAddr,
+		"-token-public-keys=" + serverSigner.KID() + "=" + serverPub,
+		"-capacity=" + strconv.Itoa(cfg.Capacity),
+		"-max-members=" + strconv.Itoa(cfg.MaxMembers),
+		"-report-interval=500ms",
+		"-report-debounce=20ms",
+		"-drain-grace=1s",
+		"-exit-when-drained",
+	}
+	if len(flCfg.Command) > 0 {
+		flCfg.Command = append(append([]string(nil), flCfg.Command...), append([]string{"-listen-addr=127.0.0.1:0"}, gsArgs...)...)
+	} else {
+		flCfg.Args = gsArgs
+	}
+	if s.Fleet, err = localfleet.Start(ctx, log.With("component", "fleet"), flCfg, wrap("fleet")); err != nil {
+		return fail(fmt.Errorf("local fleet: %w", err))
+	}
+	s.waits = append(s.waits, s.Fleet.Wait)
+
+	dCfg := director.Default()
+	dCfg.ControlAddr, dCfg.AdminAddr, dCfg.BackendAddr = ctlAddr, cfg.AdminAddr, s.OpenMatch.BackendAddr()
+	dCfg.MMFHost, dCfg.MMFPort = mmfHost, mmfPort
+	dCfg.Profiles = []string{"voice", "duel"}
+	dCfg.Signer = serverSigner
+	dCfg.ReportInterval = 500 * time.Millisecond
+	dCfg.RebuildTimeout = 0
+	dCfg.Pool.MinFreeSlots = max(2, cfg.Capacity/2)
+	dCfg.Pool.HighWatermark = 2 * cfg.Capacity
+	dCfg.Pool.DefaultCap = cfg.Capacity
+	if s.Director, err = director.Start(ctx, log.With("component", "director"), dCfg, wrap("director"), allocation.Backend(s.Fleet)); err != nil {
+		return fail(fmt.Errorf("director: %w", err))
+	}
+	s.waits = append(s.waits, s.Director.Wait)
+	s.waits = append(s.waits, func() error { cancel(); return nil })
+	if err := s.waitWarm(ctx, min(cfg.Capacity, cfg.Servers*cfg.Capacity/2)); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// waitWarm returns once the director's pool has free session slots on reporting servers, so the
+// first players are placed at once instead of being released while the first game servers boot.
+func (s *Stack) waitWarm(ctx context.Context, slots int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if free := s.Director.Pool().Free(s.Fleet.Name(), time.Now()); free >= slots {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: the pool has no %d free session slots yet (game servers did not become Ready and report): %w", slots, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func writePublicKey(dir, name string, s *token.Signer) (string, error) {
+	pem, err := token.MarshalPublicKeyPEM(s.PublicKey().Key)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem, 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return path, nil
+}
+
+func writePrivateKey(dir, name string, s *token.Signer) error {
+	pem, err := token.MarshalPrivateKeyPEM(s.PrivateKey())
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// fixPort turns host:0 into host:<a free port>, for an address others must know before its
+// listener starts (the game servers learn the director's address at start).
+func fixPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", addr, err)
+	}
+	if port != "0" {
+		return addr, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("pick a port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: %w", addr, err)
+	}
+	return host, port, nil
+}

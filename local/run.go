@@ -1,0 +1,62 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// Run starts the stack, prints where everything listens, runs the demo crowd (unless Players is 0)
+// and prints its summary. It returns an error when any player failed, so `kumi local` exits
+// non-zero. With Players 0 or ServeOnly it serves until ctx ends.
+func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
+	out := cfg.Out
+	if out == nil {
+		out = os.Stdout
+		cfg.Out = out
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := Start(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { cancel(); _ = s.Wait() }()
+	s.PrintEndpoints(out)
+
+	if cfg.Players > 0 {
+		sum, err := RunCrowd(ctx, log, cfg, s)
+		if err != nil {
+			return err
+		}
+		sum.Print(out)
+		if sum.Failed > 0 {
+			return fmt.Errorf("%d of %d players failed", sum.Failed, sum.Players)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: %w", ctx.Err())
+		}
+	}
+	if cfg.Players == 0 || cfg.ServeOnly {
+		fmt.Fprintln(out, "serving; Ctrl-C stops everything")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// PrintEndpoints says where every component listens and which dev keys it uses.
+func (s *Stack) PrintEndpoints(w io.Writer) {
+	fmt.Fprintf(w, "kumi local is up (all on this machine):\n")
+	fmt.Fprintf(w, "  open match core   frontend %s  backend %s  query %s\n", s.OpenMatch.FrontendAddr(), s.OpenMatch.BackendAddr(), s.OpenMatch.QueryAddr())
+	fmt.Fprintf(w, "  match function    %s\n", s.MMF.Addr())
+	fmt.Fprintf(w, "  player frontend   gRPC %s  HTTP %s\n", s.Frontend.GRPCAddr(), s.Frontend.HTTPAddr())
+	fmt.Fprintf(w, "  director          control %s  admin http://%s/pool\n", s.Director.ControlAddr(), s.Director.AdminAddr())
+	if s.Metrics != nil {
+		fmt.Fprintf(w, "  metrics           http://%s/metrics\n", s.Metrics.Addr())
+	}
+	fmt.Fprintf(w, "  game servers      local fleet %q of `kumi gameserver` processes (UDP on 127.0.0.1)\n", s.Fleet.Name())
+	fmt.Fprintf(w, "  dev keys          %s (player.key.pem signs player tokens: go run ./examples/client -key %s/player.key.pem -frontend %s)\n",
+		s.KeyDir, s.KeyDir, s.Frontend.GRPCAddr())
+}
