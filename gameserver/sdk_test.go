@@ -37,8 +37,10 @@ func TestAgonesSDK(t *testing.T) {
 	lcfg.ListenAddr = "127.0.0.1:0"
 	lcfg.Name = "gs-sdk-7"
 	lcfg.ReadyDelay = 0
-	lcfg.Health.InitialDelay = time.Second
-	lcfg.Health.Period = 500 * time.Millisecond
+	// Without pings the local SDK marks the server Unhealthy 100 ms + 2 × 200 ms after start.
+	lcfg.Health.InitialDelay = 100 * time.Millisecond
+	lcfg.Health.Period = 200 * time.Millisecond
+	lcfg.Health.FailureThreshold = 2
 	port := freeUDPPort(t)
 	lcfg.Ports = []allocation.Port{{Name: "default", Port: port}}
 	lcfg.Counters = map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: 0, Capacity: 30}}
@@ -75,6 +77,12 @@ func TestAgonesSDK(t *testing.T) {
 	c1 := dial(t, s, mint(t, signer, "gs-sdk-7", "s1", "p1", time.Minute))
 	dial(t, s, mint(t, signer, "gs-sdk-7", "s2", "p2", time.Minute))
 	eventually(t, 2*time.Second, "counter = 2", func() bool { return counter().GetCount() == 2 })
+	// Health pings (every 100 ms) keep it Ready well past the point where silence would have
+	// made it Unhealthy; this bounded wait is the assertion, not a synchronisation.
+	<-time.After(800 * time.Millisecond)
+	if st := lsdk.GameServer().GetStatus().GetState(); st != localsdk.StateReady {
+		t.Fatalf("state %s after 800 ms of health pings, want Ready", st)
+	}
 
 	if _, err := lsdk.Update(func(gs *sdkpb.GameServer) error {
 		if gs.ObjectMeta.Labels == nil {
