@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -322,5 +323,22 @@ func TestMemberRateLimit(t *testing.T) {
 		if h, _ := peer.next(time.Second); h.Type != wire.TypeData {
 			t.Fatalf("peer got %v", h)
 		}
+	}
+}
+
+// REFUSE busy is transient: the client keeps resending its JOIN until the rate limit admits it.
+func TestJoinBusyRetried(t *testing.T) {
+	signer := newSigner(t)
+	cfg := testConfig("gs-1")
+	cfg.JoinRate, cfg.JoinBurst = 20, 1
+	s := startServer(t, cfg, signer)
+	for i := range 4 {
+		dial(t, s, mint(t, signer, "gs-1", "s1", fmt.Sprint("p", i), time.Minute))
+	}
+	if busy := s.m.joins[wire.RefuseBusy].Load(); busy == 0 {
+		t.Fatal("no JOIN was refused busy; the test did not exercise the rate limit")
+	}
+	if st := s.Stats(); st.Members != 4 {
+		t.Fatalf("members %d", st.Members)
 	}
 }

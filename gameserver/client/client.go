@@ -209,6 +209,18 @@ func (c *Conn) join(ctx context.Context, server netip.AddrPort, token string) (*
 		case <-c.closed:
 			return nil, ErrClosed
 		case a := <-ch:
+			if a.refuse != nil && a.refuse.Code == wire.RefuseBusy {
+				// Transient (the server's JOIN rate limit or backlog) and the token was not used:
+				// keep resending until the join times out.
+				select {
+				case <-ctx.Done():
+					return nil, &RefusedError{Code: a.refuse.Code, Text: a.refuse.Text}
+				case <-c.closed:
+					return nil, ErrClosed
+				case <-retry.C:
+				}
+				continue
+			}
 			if a.refuse != nil {
 				return nil, &RefusedError{Code: a.refuse.Code, Text: a.refuse.Text}
 			}
