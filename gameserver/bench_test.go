@@ -357,7 +357,7 @@ func (c *crowd) joinSlot(sock *net.UDPConn, server netip.AddrPort, ms []*crowdMe
 				time.Sleep(time.Millisecond) // pace: let the server's socket buffer drain
 			}
 		}
-		_ = sock.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_ = sock.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 		for left > 0 {
 			n, _, err := sock.ReadFromUDPAddrPort(buf)
 			if err != nil {
