@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kumi-dev/kumi/bench/e2e"
 	"github.com/kumi-dev/kumi/bench/spiky"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
@@ -41,6 +42,7 @@ func configDocs() []struct {
 		{"kumi token keygen", func() any { c := token.DefaultKeygenConfig(); return &c }},
 		{"kumi token issue", func() any { c := token.DefaultIssueConfig(); return &c }},
 		{"kumi bench spiky", func() any { c := spiky.Default(); c.Out = "out/spiky"; return &c }},
+		{"kumi bench e2e", func() any { c := e2e.Default(); return &c }},
 	}
 }
 

@@ -1,0 +1,216 @@
+// Package e2e is kumi's end-to-end load generator: simulated players (examples/client/player) file
+// tickets at a fixed rate in chat groups, wait for their assignment, join their game server over
+// UDP, exchange voice-like frames for a random session lifetime and leave. It runs against a stack
+// it starts in process (`kumi local` with no crowd; the allocation latency can be simulated) or
+// against a running frontend, and reports ticket→assignment and ticket→first relayed frame
+// quantiles and throughput as a markdown row for BENCHMARKS.md.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kumi-dev/kumi/examples/client/player"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/kumi-dev/kumi/local"
+)
+
+// Config is every setting of the load run.
+type Config struct {
+	Frontend   string        `flag:"frontend" help:"frontend gRPC address of a running stack; empty starts one in process"`
+	Key        string        `flag:"key" help:"PEM private key the running stack's frontend trusts for player tokens (with -frontend)"`
+	Rate       float64       `flag:"rate" help:"new tickets per second"`
+	Duration   time.Duration `flag:"duration" help:"how long new tickets are filed"`
+	GroupSize  int           `flag:"group-size" help:"players per chat group (they file their tickets together)"`
+	Lifetime   time.Duration `flag:"lifetime" help:"mean session lifetime per player (exponential)"`
+	FrameEvery time.Duration `flag:"frame-interval" help:"time between a player's frames"`
+	Seed       uint64        `flag:"seed" help:"random seed of lifetimes"`
+
+	// Local is the in-process stack (used when Frontend is empty): -local-capacity,
+	// -local-allocation-latency, -local-servers… Its addresses default to free ports and its crowd
+	// is off; GroupSize overrides its group size.
+	Local local.Config `prefix:"local-"`
+}
+
+// Default returns the settings BENCHMARKS.md quotes.
+func Default() Config {
+	lc := local.Default()
+	lc.Players = 0
+	for _, a := range []*string{&lc.OMFrontendAddr, &lc.OMBackendAddr, &lc.OMQueryAddr, &lc.MMFAddr, &lc.FrontendAddr,
+		&lc.ControlAddr, &lc.AdminAddr} {
+		*a = "127.0.0.1:0"
+	}
+	lc.FrontendHTTP, lc.MetricsAddr = "", ""
+	lc.Capacity, lc.Servers, lc.MaxServers = 200, 2, 10
+	return Config{
+		Rate:       100,
+		Duration:   10 * time.Second,
+		GroupSize:  4,
+		Lifetime:   3 * time.Second,
+		FrameEvery: 100 * time.Millisecond,
+		Seed:       1,
+		Local:      lc,
+	}
+}
+
+// Validate names the first bad setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Rate <= 0:
+		return fmt.Errorf("e2e: rate %v: want > 0", c.Rate)
+	case c.Duration <= 0:
+		return fmt.Errorf("e2e: duration %v: want > 0", c.Duration)
+	case c.GroupSize < 2:
+		return fmt.Errorf("e2e: group-size %d: want >= 2 (a frame is relayed to the other members)", c.GroupSize)
+	case c.Lifetime <= 0 || c.FrameEvery <= 0:
+		return errors.New("e2e: lifetime and frame-interval must be > 0")
+	case c.Frontend != "" && c.Key == "":
+		return errors.New("e2e: -frontend needs -key (the private key its frontend trusts for player tokens)")
+	}
+	return nil
+}
+
+// Result is what one run measured.
+type Result struct {
+	Cfg                  Config
+	Tickets, Ok, Failed  int
+	Elapsed              time.Duration
+	Assign               [3]time.Duration // p50, p99, p99.9 ticket→assignment
+	FirstFrame           [3]time.Duration // p50, p99, p99.9 ticket→first relayed frame
+	AssignmentsPerSecond float64
+	FramesReceived       uint64
+	Failures             []string
+}
+
+// Run executes one load run.
+func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	addr := cfg.Frontend
+	var signer *token.Signer
+	if addr == "" {
+		lc := cfg.Local
+		lc.Players = 0
+		lc.MaxMembers = max(lc.MaxMembers, cfg.GroupSize)
+		lc.GroupSize = cfg.GroupSize
+		sctx, cancel := context.WithCancel(ctx)
+		s, err := local.Start(sctx, log, lc)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		defer func() { cancel(); _ = s.Wait() }()
+		addr, signer = s.Frontend.GRPCAddr(), s.PlayerSigner
+	} else {
+		var err error
+		if signer, err = token.LoadSigner(cfg.Key, "", token.DefaultIssuer); err != nil {
+			return nil, fmt.Errorf("e2e: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("e2e: dial frontend: %w", err)
+	}
+	defer conn.Close()
+
+	rng := rand.New(rand.NewPCG(cfg.Seed, 11))
+	groups := int(cfg.Rate*cfg.Duration.Seconds())/cfg.GroupSize + 1
+	every := time.Duration(float64(time.Second) * float64(cfg.GroupSize) / cfg.Rate)
+	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	var (
+		mu   sync.Mutex
+		reps []*player.Report
+		errs []string
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	res := &Result{Cfg: cfg}
+filing:
+	for g := range groups {
+		group := "load-" + run + "-" + strconv.Itoa(g)
+		for m := range cfg.GroupSize {
+			pc := player.Default()
+			pc.FrontendConn, pc.Signer = conn, signer
+			pc.Player = group + "-" + strconv.Itoa(m)
+			pc.Attributes = player.Attributes{"mode": "voice", "chat_group": group}
+			pc.Talk = max(cfg.FrameEvery*3, time.Duration(rng.ExpFloat64()*float64(cfg.Lifetime)))
+			pc.FrameInterval = cfg.FrameEvery
+			res.Tickets++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rep, err := player.Run(ctx, log, pc)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("%s: %v", pc.Player, err))
+					return
+				}
+				reps = append(reps, rep)
+			}()
+		}
+		if time.Since(start) >= cfg.Duration {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			break filing
+		case <-tick.C:
+		}
+	}
+	filed := time.Since(start)
+	wg.Wait()
+	res.Elapsed = filed
+	res.Ok, res.Failed, res.Failures = len(reps), len(errs), errs
+	var assign, first []time.Duration
+	for _, r := range reps {
+		l := r.First()
+		assign = append(assign, l.TicketToAssignment)
+		if l.AcceptToFirstFrame > 0 {
+			first = append(first, l.TicketToAssignment+l.AssignmentToAccept+l.AcceptToFirstFrame)
+		}
+		_, recv := r.Totals()
+		res.FramesReceived += recv
+	}
+	res.Assign, res.FirstFrame = quantiles(assign), quantiles(first)
+	res.AssignmentsPerSecond = float64(len(assign)) / filed.Seconds()
+	return res, ctx.Err()
+}
+
+func quantiles(ds []time.Duration) [3]time.Duration {
+	if len(ds) == 0 {
+		return [3]time.Duration{}
+	}
+	slices.Sort(ds)
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return [3]time.Duration{at(0.5), at(0.99), at(0.999)}
+}
+
+// Header writes the markdown table header Row fills.
+func Header(w io.Writer) {
+	fmt.Fprintln(w, "| tickets/s | group | lifetime | alloc latency | tickets | failed | ticket→assignment p50 / p99 / p99.9 | ticket→first relayed frame p50 / p99 / p99.9 | assignments/s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+}
+
+// Row writes the result as one markdown row.
+func (r *Result) Row(w io.Writer) {
+	d := func(q [3]time.Duration) string {
+		return fmt.Sprintf("%v / %v / %v", q[0].Round(10*time.Microsecond), q[1].Round(10*time.Microsecond), q[2].Round(10*time.Microsecond))
+	}
+	fmt.Fprintf(w, "| %.0f | %d | %v | %v | %d | %d | %s | %s | %.0f |\n", r.Cfg.Rate, r.Cfg.GroupSize, r.Cfg.Lifetime, r.Cfg.Local.AllocateLag,
+		r.Tickets, r.Failed, d(r.Assign), d(r.FirstFrame), r.AssignmentsPerSecond)
+}
