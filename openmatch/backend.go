@@ -76,6 +76,8 @@ func (b *backend) FetchMatches(req *pb.FetchMatchesRequest, stream grpc.ServerSt
 			return err
 		}
 	}
+	// The MMF was cancelled if it outlived the proposal window; its error is part of the answer.
+	<-mmfDone
 	cy.mu.Lock()
 	syncErr, callErr := cy.err, fc.err
 	if syncErr == nil {

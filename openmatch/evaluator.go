@@ -28,8 +28,8 @@ type evalSession interface {
 	// closeSend ends the input. keep reports whether a proposal still counts (its caller may have
 	// failed or left); evaluators that decide at the end use it to skip withdrawn proposals.
 	closeSend(keep func(id string) bool)
-	// recv returns the next accepted id, io.EOF when the evaluation is complete.
-	recv() (string, error)
+	// recv returns the next accepted ids (one or more), io.EOF when the evaluation is complete.
+	recv() ([]string, error)
 }
 
 func newEvaluator(addr string) (evaluator, error) {
@@ -59,7 +59,6 @@ type defaultSession struct {
 	mu  sync.Mutex
 	in  []*proposal
 	out chan []string
-	ids []string
 	got bool
 }
 
@@ -78,21 +77,20 @@ func (d *defaultSession) closeSend(keep func(string) bool) {
 	d.out <- evaluateDefault(in)
 }
 
-func (d *defaultSession) recv() (string, error) {
-	if !d.got {
-		select {
-		case d.ids = <-d.out:
-			d.got = true
-		case <-d.ctx.Done():
-			return "", d.ctx.Err()
+func (d *defaultSession) recv() ([]string, error) {
+	if d.got {
+		return nil, io.EOF
+	}
+	select {
+	case ids := <-d.out:
+		d.got = true
+		if len(ids) == 0 {
+			return nil, io.EOF
 		}
+		return ids, nil
+	case <-d.ctx.Done():
+		return nil, d.ctx.Err()
 	}
-	if len(d.ids) == 0 {
-		return "", io.EOF
-	}
-	id := d.ids[0]
-	d.ids = d.ids[1:]
-	return id, nil
 }
 
 func evaluateDefault(proposals []*proposal) []string {
@@ -175,16 +173,16 @@ func (s *grpcSession) send(p *proposal) error {
 
 func (s *grpcSession) closeSend(func(string) bool) { close(s.queue) }
 
-func (s *grpcSession) recv() (string, error) {
+func (s *grpcSession) recv() ([]string, error) {
 	r, err := s.stream.Recv()
 	if errors.Is(err, io.EOF) {
 		if err := <-s.sendErr; err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("evaluator: send proposals: %w", err)
+			return nil, fmt.Errorf("evaluator: send proposals: %w", err)
 		}
-		return "", io.EOF
+		return nil, io.EOF
 	}
 	if err != nil {
-		return "", fmt.Errorf("evaluator: %w", err)
+		return nil, fmt.Errorf("evaluator: %w", err)
 	}
-	return r.GetMatchId(), nil
+	return []string{r.GetMatchId()}, nil
 }

@@ -111,6 +111,8 @@ func (sy *synchronizer) run() {
 		select {
 		case <-cy.allDone:
 		case <-proposalTimer.C:
+			sy.s.log.Warn("proposal window closed with match functions still running; cancelling them",
+				"window", sy.s.cfg.ProposalCollectionInterval)
 		case <-sy.s.stopping:
 		}
 		proposalTimer.Stop()
@@ -135,9 +137,9 @@ func (sy *synchronizer) run() {
 			sy.s.tickets.release(tickets)
 			sy.s.log.Info("expired backfills deleted", "backfills", ids)
 		}
-		close(cy.done)
 		sy.s.metrics.cycles.WithLabelValues(result).Inc()
 		sy.s.metrics.cycleSeconds.Observe(time.Since(cy.start).Seconds())
+		close(cy.done)
 	}
 }
 
@@ -303,7 +305,7 @@ func (c *cycle) mmfDone(fc *fetchCall, err error) {
 func (c *cycle) receive() {
 	defer close(c.evalDone)
 	for {
-		id, err := c.sess.recv()
+		ids, err := c.sess.recv()
 		if errors.Is(err, io.EOF) {
 			return
 		}
@@ -313,30 +315,48 @@ func (c *cycle) receive() {
 			c.mu.Unlock()
 			return
 		}
-		c.commit(id)
+		c.commit(ids)
 	}
 }
 
-func (c *cycle) commit(id string) {
-	s := c.sy.s
+// commit applies a batch of accepted ids under one lock and wakes each caller once, so a caller
+// streams its matches in a burst (gRPC then coalesces them into few writes).
+func (c *cycle) commit(ids []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return
+	woken := make(map[*fetchCall]struct{})
+	for _, id := range ids {
+		if c.err != nil {
+			return
+		}
+		if fc := c.commitLocked(id); fc != nil {
+			woken[fc] = struct{}{}
+		}
 	}
+	for fc := range woken {
+		select {
+		case fc.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// commitLocked accepts one match and returns the call to wake, if any.
+func (c *cycle) commitLocked(id string) *fetchCall {
+	s := c.sy.s
 	m, ok := c.proposals[id]
 	if !ok {
 		c.failLocked(fmt.Errorf("evaluator returned match_id %q which does not correspond to its any match in its input", id))
-		return
+		return nil
 	}
 	if _, dup := c.accepted[id]; dup {
 		c.failLocked(fmt.Errorf("evaluator returned same match_id twice: %q", id))
-		return
+		return nil
 	}
 	c.accepted[id] = struct{}{}
 	fc := c.owner[id]
 	if fc.err != nil || fc.syncErr != nil || fc.left || fc.ctx.Err() != nil {
-		return // withdrawn: the caller failed or left, so its tickets stay active
+		return nil // withdrawn: the caller failed or left, so its tickets stay active
 	}
 	now := time.Now()
 	nowNs := now.UnixNano()
@@ -344,7 +364,7 @@ func (c *cycle) commit(id string) {
 	if tid, busy := s.tickets.pendingOrAssigned(tids, nowNs); busy {
 		s.metrics.dropped.Inc()
 		s.log.Warn("accepted match dropped: ticket already pending or assigned", "match", id, "ticket", tid)
-		return
+		return nil
 	}
 	if bf := m.backfill; bf != nil {
 		if bf.GetId() == "" {
@@ -352,7 +372,7 @@ func (c *cycle) commit(id string) {
 			msg, err := m.match()
 			if err != nil {
 				c.failLocked(err)
-				return
+				return nil
 			}
 			msg = proto.CloneOf(msg)
 			msg.Backfill = s.backfills.create(bf, now, tids)
@@ -360,17 +380,14 @@ func (c *cycle) commit(id string) {
 		} else if _, ok = s.backfills.updateFromMatch(bf, tids, nowNs); !ok {
 			s.metrics.dropped.Inc()
 			s.log.Info("accepted match dropped: backfill missing, expired or at another generation", "match", id, "backfill", bf.GetId(), "generation", bf.GetGeneration())
-			return
+			return nil
 		}
 		// An updated backfill's match is streamed as proposed, like upstream.
 	}
 	s.tickets.markPending(tids, nowNs)
 	s.metrics.accepted.Inc()
 	fc.results = append(fc.results, m)
-	select {
-	case fc.wake <- struct{}{}:
-	default:
-	}
+	return fc
 }
 
 // take returns and clears fc's pending results.

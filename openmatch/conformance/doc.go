@@ -15,9 +15,9 @@
 // The target's timing must be stated so timing tests know what to expect (defaults are what the
 // embedded core is started with):
 //
-//	KUMI_OM_REGISTRATION_INTERVAL         (100ms)   registrationInterval
-//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL  (2s)      proposalCollectionInterval
-//	KUMI_OM_PENDING_RELEASE_TIMEOUT       (1.5s)    pendingReleaseTimeout
+//	KUMI_OM_REGISTRATION_INTERVAL         (300ms)   registrationInterval
+//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL  (5s)      proposalCollectionInterval
+//	KUMI_OM_PENDING_RELEASE_TIMEOUT       (3s)      pendingReleaseTimeout
 //	KUMI_OM_ASSIGNED_DELETE_TIMEOUT       (200ms)   assignedDeleteTimeout
 //	KUMI_OM_QUERY_PAGE_SIZE               (10)      queryPageSize
 //

@@ -162,8 +162,8 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 }
 
 func timingFromEnv() (Timing, error) {
-	tm := Timing{Registration: 100 * time.Millisecond, ProposalCollection: 2 * time.Second,
-		PendingRelease: 1500 * time.Millisecond, AssignedDelete: 200 * time.Millisecond, PageSize: 10}
+	tm := Timing{Registration: 300 * time.Millisecond, ProposalCollection: 5 * time.Second,
+		PendingRelease: 3 * time.Second, AssignedDelete: 200 * time.Millisecond, PageSize: 10}
 	for _, d := range []struct {
 		env string
 		dst *time.Duration
