@@ -163,6 +163,7 @@ type Server struct {
 	drainOnce  sync.Once
 	drainCh    chan string
 	drained    chan struct{}
+	done       chan struct{} // closed when everything is released
 	relayed    atomic.Uint64 // datagrams sent to members by the relay
 
 	lastReport  time.Time // under mu
@@ -209,6 +210,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		emptyKick:  make(chan struct{}, 1),
 		drainCh:    make(chan string, 1),
 		drained:    make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	ok := false
@@ -347,6 +349,7 @@ func (s *Server) run() {
 	go func() {
 		s.wg.Wait()
 		s.closeDeps()
+		close(s.done)
 	}()
 }
 
@@ -388,8 +391,7 @@ func (s *Server) Done() <-chan struct{} { return s.ctx.Done() }
 // Wait blocks until every goroutine has ended and the socket is closed; it returns the first loop
 // failure, or nil after a normal stop.
 func (s *Server) Wait() error {
-	<-s.ctx.Done()
-	s.wg.Wait()
+	<-s.done
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
 	return s.err
