@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -340,5 +341,54 @@ func TestJoinBusyRetried(t *testing.T) {
 	}
 	if st := s.Stats(); st.Members != 4 {
 		t.Fatalf("members %d", st.Members)
+	}
+}
+
+// An authenticated packet from a new source address (the client's NAT mapping changed) moves the
+// member there; the spoofing test shows unauthenticated ones never do.
+func TestAddressRebinding(t *testing.T) {
+	signer := newSigner(t)
+	s := startServer(t, testConfig("gs-1"), signer)
+	m, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p1", time.Minute))
+	peer, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p2", time.Minute))
+	oldSock := m.sock
+	m.sock = newRawSocket(t) // same member, same key, new address
+	m.barrier()
+	peer.send(wire.TypeData, []byte("to new address"))
+	if h, body := m.next(2 * time.Second); h.Type != wire.TypeData || string(body) != "to new address" {
+		t.Fatalf("got %v %q", h, body)
+	}
+	if p, err := tryRead(oldSock, 50*time.Millisecond); err == nil {
+		t.Fatalf("old address still gets traffic: % x", p)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"listen address", func(c *Config) { c.ListenAddr = "7777" }, "listen-addr"},
+		{"capacity", func(c *Config) { c.Capacity = 0 }, "capacity"},
+		{"io mode", func(c *Config) { c.IO = "magic" }, "io"},
+		{"timeouts", func(c *Config) { c.MemberTimeout = c.Keepalive }, "member-timeout"},
+		{"payload", func(c *Config) { c.MaxPayload = 70000 }, "max-payload"},
+		{"name without SDK", func(c *Config) { c.Name = "" }, "name must be set"},
+		{"director address", func(c *Config) { c.Director = "director" }, "director"},
+		{"member rate", func(c *Config) { c.MemberRate, c.MemberBurst = 10, 0 }, "member-burst"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			tc.mod(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want mention of %q", err, tc.want)
+			}
+		})
+	}
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
 	}
 }
