@@ -549,3 +549,21 @@ func TestConcurrentTraffic(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestUnreachableEvaluatorFailsTheCycle(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := startCore(t, func(cfg *Config) { cfg.EvaluatorAddr = addr })
+	ctx := testCtx(t)
+	fc := serveMMF(t, func(r *pb.RunRequest, s grpc.ServerStreamingServer[pb.RunResponse]) error {
+		return s.Send(&pb.RunResponse{Proposal: &pb.Match{MatchId: "m"}})
+	})
+	_, err = fetch(ctx, c.be, fc, &pb.MatchProfile{Name: "p"})
+	if status.Code(err) != codes.Unknown || !strings.Contains(err.Error(), "evaluator") {
+		t.Fatalf("got %v, want a cycle error naming the evaluator", err)
+	}
+}

@@ -129,14 +129,19 @@ type grpcEvaluator struct {
 func (g *grpcEvaluator) close() { g.conn.Close() }
 
 func (g *grpcEvaluator) start(ctx context.Context) (evalSession, error) {
-	stream, err := g.client.Evaluate(ctx, grpc.ForceCodecV2(newCodec()))
-	if err != nil {
-		return nil, fmt.Errorf("evaluator: %w", err)
-	}
-	s := &grpcSession{stream: stream, queue: make(chan *proposal, 256), sendErr: make(chan error, 1)}
-	// Proposals go out from their own goroutine so a slow evaluator never blocks intake while it
-	// is still answering, and so send order is kept.
+	s := &grpcSession{ctx: ctx, queue: make(chan *proposal, 256), sendErr: make(chan error, 1), ready: make(chan struct{})}
+	// The stream is opened and fed from its own goroutine: a slow or unreachable evaluator never
+	// blocks the synchronizer loop or intake, and send order is kept.
 	go func() {
+		stream, err := g.client.Evaluate(ctx, grpc.ForceCodecV2(newCodec()))
+		s.stream, s.openErr = stream, err
+		close(s.ready)
+		if err != nil {
+			for range s.queue {
+			}
+			s.sendErr <- nil
+			return
+		}
 		for p := range s.queue {
 			var err error
 			if p.raw != nil {
@@ -157,23 +162,34 @@ func (g *grpcEvaluator) start(ctx context.Context) (evalSession, error) {
 }
 
 type grpcSession struct {
-	stream  grpc.BidiStreamingClient[pb.EvaluateRequest, pb.EvaluateResponse]
+	ctx     context.Context
 	queue   chan *proposal
 	sendErr chan error
+	ready   chan struct{} // closed once stream/openErr are set
+	stream  grpc.BidiStreamingClient[pb.EvaluateRequest, pb.EvaluateResponse]
+	openErr error
 }
 
 func (s *grpcSession) send(p *proposal) error {
 	select {
 	case s.queue <- p:
 		return nil
-	case <-s.stream.Context().Done():
-		return s.stream.Context().Err()
+	case <-s.ctx.Done():
+		return s.ctx.Err()
 	}
 }
 
 func (s *grpcSession) closeSend(func(string) bool) { close(s.queue) }
 
 func (s *grpcSession) recv() ([]string, error) {
+	select {
+	case <-s.ready:
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+	if s.openErr != nil {
+		return nil, fmt.Errorf("evaluator: %w", s.openErr)
+	}
 	r, err := s.stream.Recv()
 	if errors.Is(err, io.EOF) {
 		if err := <-s.sendErr; err != nil && !errors.Is(err, io.EOF) {
