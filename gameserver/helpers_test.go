@@ -2,8 +2,6 @@ package gameserver
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -218,16 +216,4 @@ func (m *rawMember) barrier() {
 			return
 		}
 	}
-}
-
-var errNoPacket = errors.New("no packet")
-
-// expectSilence checks nothing authenticated for m arrives within d (negative assertion; d is
-// the bound, not a synchronisation).
-func (m *rawMember) expectSilence(d time.Duration) error {
-	p, err := tryRead(m.sock, d)
-	if err != nil {
-		return nil
-	}
-	return fmt.Errorf("unexpected datagram % x", p)
 }
