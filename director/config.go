@@ -93,6 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("director: token-key is empty: give the PEM key that signs server tokens (kumi token keygen)")
 	case c.ReportInterval <= 0 || c.RebuildTimeout < 0 || c.RPCTimeout <= 0 || c.ShutdownGrace < 0:
 		return errors.New("director: report-interval and rpc-timeout must be > 0, rebuild-timeout and shutdown-grace ≥ 0")
+	case c.Pool.ReservationTTL < c.TokenTTL:
+		return fmt.Errorf("director: pool-reservation-ttl %s must be ≥ token-ttl %s: a player may join until its token expires", c.Pool.ReservationTTL, c.TokenTTL)
 	case c.MaxAllocations <= 0:
 		return fmt.Errorf("director: max-allocations %d must be > 0", c.MaxAllocations)
 	case c.AllocBackoffMax <= 0 || c.FetchBackoffMax <= 0 || c.MinFetchGap < 0:

@@ -305,25 +305,44 @@ func (d *Director) waitReports(ctx context.Context, listed map[string]bool) {
 }
 
 // watch keeps the pool in step with the backend's servers: new pool members, state changes,
-// servers gone.
+// servers gone. A watch that ends before ctx is opened again after a pause.
 func (d *Director) watch(ctx context.Context, b allocation.Backend) error {
-	ch, err := b.Watch(ctx, map[string]string{allocation.LabelPool: d.cfg.PoolName})
-	if err != nil {
-		return fmt.Errorf("watch %s: %w", b.Name(), err)
-	}
-	for ev := range ch {
-		gs := ev.Server
-		switch {
-		case ev.Deleted || terminal(gs.State):
-			if d.pool.HasServer(gs.Name) {
-				gone := d.pool.RemoveServer(gs.Name)
-				d.log.Info("server left the pool", "server", gs.Name, "backend", b.Name(), "state", gs.State, "sessions_lost", len(gone))
+	var backoff time.Duration
+	for {
+		ch, err := b.Watch(ctx, map[string]string{allocation.LabelPool: d.cfg.PoolName})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
-		case gs.State == allocation.StateAllocated && gs.Labels[allocation.LabelPool] == d.cfg.PoolName:
-			d.pool.AddServer(pool.ServerFromGameServer(b.Name(), d.cfg.PortName, gs), time.Now())
+			backoff = min(max(2*backoff, 100*time.Millisecond), d.cfg.AllocBackoffMax)
+			d.log.Warn("watching servers failed", "backend", b.Name(), "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			continue
 		}
+		for ev := range ch {
+			backoff = 0
+			d.apply(b.Name(), ev)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.log.Warn("server watch ended; watching again", "backend", b.Name())
+		backoff = min(max(2*backoff, 100*time.Millisecond), d.cfg.AllocBackoffMax)
+		sleep(ctx, backoff)
 	}
-	return nil
+}
+
+func (d *Director) apply(backend string, ev allocation.Event) {
+	gs := ev.Server
+	switch {
+	case ev.Deleted || terminal(gs.State):
+		if d.pool.HasServer(gs.Name) {
+			gone := d.pool.RemoveServer(gs.Name)
+			d.log.Info("server left the pool", "server", gs.Name, "backend", backend, "state", gs.State, "sessions_lost", len(gone))
+		}
+	case gs.State == allocation.StateAllocated && gs.Labels[allocation.LabelPool] == d.cfg.PoolName:
+		d.pool.AddServer(pool.ServerFromGameServer(backend, d.cfg.PortName, gs), time.Now())
+	}
 }
 
 // housekeep expires reservations and drains on scale-in.

@@ -57,7 +57,7 @@ func runGameServer() int {
 	cfg := gameserver.Default()
 	cfg.SDK = true
 	cfg.ListenAddr = "127.0.0.1:0"
-	cfg.HealthPeriod = 50 * time.Millisecond
+	cfg.HealthPeriod = 200 * time.Millisecond
 	cfg.Director = os.Getenv(childDirector)
 	cfg.ReportInterval = 200 * time.Millisecond
 	cfg.ReportDebounce = 10 * time.Millisecond

@@ -94,6 +94,11 @@ func (d *Director) refill(ctx context.Context, bl *backendLoop) {
 // new capacity.
 func (d *Director) allocateOne(ctx context.Context, bl *backendLoop) bool {
 	name := bl.b.Name()
+	// The watch may add the server before Allocate returns; "already pooled" means pooled before.
+	before := map[string]bool{}
+	for _, s := range d.pool.Snapshot(time.Now()).Servers {
+		before[s.Name] = true
+	}
 	start := time.Now()
 	st, err := bl.b.Allocate(ctx, d.spec)
 	lat := time.Since(start)
@@ -111,7 +116,7 @@ func (d *Director) allocateOne(ctx context.Context, bl *backendLoop) bool {
 		d.log.Debug("allocation found no server", "backend", name, "state", st.State)
 		return false
 	}
-	if d.pool.HasServer(st.GameServerName) {
+	if before[st.GameServerName] {
 		d.m.allocations.WithLabelValues(name, "already_pooled").Inc()
 		d.log.Warn("allocation returned a server already in the pool", "backend", name, "server", st.GameServerName)
 		return false

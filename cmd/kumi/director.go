@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
+	"strings"
 
 	"github.com/kumi-dev/kumi/allocation"
 	"github.com/kumi-dev/kumi/director"
@@ -13,7 +17,7 @@ import (
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/telemetry"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/kumi-dev/kumi/internal/token"
 )
 
 // directorFlags is `kumi director`'s command line: the director's config plus its backends'.
@@ -23,6 +27,53 @@ type directorFlags struct {
 	MetricsAddr string            `flag:"metrics-addr" help:"serve Prometheus /metrics here (host:port; empty: off)"`
 	Fleet       localfleet.Config `prefix:"fleet-"`
 	Agones      agones.Config     `prefix:"agones-"`
+
+	pubKeyFile string
+}
+
+// wireFleet points the local fleet's game servers at this director: its control address and the
+// public key of its server tokens (written to a temporary file), unless -fleet-args already say.
+func wireFleet(fl *directorFlags) error {
+	has := func(flagName string) bool {
+		for _, a := range fl.Fleet.Args {
+			if strings.HasPrefix(strings.TrimLeft(a, "-"), flagName) {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("director") {
+		host, port, err := net.SplitHostPort(fl.Director.ControlAddr)
+		if err != nil {
+			return fmt.Errorf("-control-addr %q: %w", fl.Director.ControlAddr, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		fl.Fleet.Args = append(fl.Fleet.Args, "-director="+net.JoinHostPort(host, port))
+	}
+	if !has("token-") && fl.Director.TokenKeyFile != "" {
+		s, err := token.LoadSigner(fl.Director.TokenKeyFile, fl.Director.TokenKID, fl.Director.TokenIssuer)
+		if err != nil {
+			return fmt.Errorf("-token-key: %w", err)
+		}
+		pem, err := token.MarshalPublicKeyPEM(s.PublicKey().Key)
+		if err != nil {
+			return err
+		}
+		f, err := os.CreateTemp("", "kumi-director-*.pub.pem")
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write(pem)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			return fmt.Errorf("write the token public key for the fleet: %w", err)
+		}
+		fl.pubKeyFile = f.Name()
+		fl.Director.Signer = s
+		fl.Fleet.Args = append(fl.Fleet.Args, "-token-public-keys="+s.KID()+"="+f.Name(), "-token-issuer="+s.Issuer())
+	}
+	return nil
 }
 
 func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
@@ -46,7 +97,11 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 	for _, b := range fl.Backends {
 		switch b {
 		case "local":
-			f, err := localfleet.Start(ctx, log.With("backend", "local"), fl.Fleet, prometheus.WrapRegistererWith(prometheus.Labels{"fleet": fl.Fleet.Name}, reg))
+			if err := wireFleet(&fl); err != nil {
+				return err
+			}
+			defer os.Remove(fl.pubKeyFile)
+			f, err := localfleet.Start(ctx, log.With("backend", "local"), fl.Fleet, reg)
 			if err != nil {
 				return fmt.Errorf("local fleet: %w", err)
 			}

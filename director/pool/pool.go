@@ -51,8 +51,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pool: rate-share %v must be a finite number ≥ 0", c.RateShare)
 	case c.LeadTime < 0:
 		return fmt.Errorf("pool: lead-time %s must be ≥ 0", c.LeadTime)
-	case c.RateWindow < time.Second:
-		return fmt.Errorf("pool: rate-window %s must be ≥ 1s", c.RateWindow)
+	case c.RateWindow < 3*time.Second:
+		return fmt.Errorf("pool: rate-window %s must be ≥ 3s", c.RateWindow)
 	case c.ReservationTTL <= 0:
 		return fmt.Errorf("pool: reservation-ttl %s must be > 0", c.ReservationTTL)
 	case c.HighWatermark < 0:
@@ -286,7 +286,7 @@ func (p *Pool) backendNames() []string {
 func (p *Pool) weightLocked(b string) int {
 	if len(p.weights) == 0 {
 		if p.backends[b] {
-			return 1
+			return 10000 / len(p.backends)
 		}
 		return 0
 	}
@@ -916,11 +916,17 @@ func (r *rateWindow) add(now time.Time, k int) {
 	r.buckets[now.Unix()%int64(len(r.buckets))] += k
 }
 
+// perSecond is the rate over the window, or over the last two whole seconds when that is higher,
+// so a burst raises the pool's target within a second or two while a lull lowers it slowly.
 func (r *rateWindow) perSecond(now time.Time) float64 {
 	r.advance(now)
+	n := int64(len(r.buckets))
 	sum := 0
 	for _, v := range r.buckets {
 		sum += v
 	}
-	return float64(sum) / float64(len(r.buckets))
+	avg := float64(sum) / float64(n)
+	sec := now.Unix()
+	recent := float64(r.buckets[(sec-1+n)%n]+r.buckets[(sec-2+n)%n]) / 2
+	return max(avg, recent)
 }

@@ -273,11 +273,12 @@ func TestTargetAndDeficit(t *testing.T) {
 		want       map[string]int
 	}{
 		{"idle: absolute floor", 0, 0, nil, map[string]int{"local": 4}},
-		// 100 sessions in 10 s = 10/s; lead max(1s, 0) = 1s; share 1 → 4 + 10.
-		{"rate times lead", 100, 0, nil, map[string]int{"local": 14}},
+		// 100 sessions over the last 5 s: 10/s over the 10 s window, but 20/s over the last two
+		// seconds, which wins (fast attack); lead max(1s, 0) = 1s; share 1 → 4 + 20.
+		{"rate times lead", 100, 0, nil, map[string]int{"local": 24}},
 		// measured latency 3 s > configured 1 s.
-		{"measured lead time", 100, 3 * time.Second, nil, map[string]int{"local": 34}},
-		{"split by weight, small share still gets a slot", 100, 0, map[string]int{"local": 9999, "agones": 1}, map[string]int{"local": 14, "agones": 1}},
+		{"measured lead time", 100, 3 * time.Second, nil, map[string]int{"local": 64}},
+		{"split by weight, small share still gets a slot", 100, 0, map[string]int{"local": 9999, "agones": 1}, map[string]int{"local": 24, "agones": 1}},
 		{"weight 0 wants nothing", 0, 0, map[string]int{"local": 10000, "agones": 0}, map[string]int{"local": 4, "agones": 0}},
 	}
 	for _, tc := range tests {
@@ -429,7 +430,7 @@ func TestWeights(t *testing.T) {
 			t.Errorf("SetWeights(%v) = %v, want error containing %q", tc.w, err, tc.want)
 		}
 	}
-	if w := p.Weights(); w["local"] != 1 || w["agones"] != 1 {
+	if w := p.Weights(); w["local"] != 5000 || w["agones"] != 5000 {
 		t.Fatalf("bad input changed the weights: %v", w)
 	}
 
