@@ -108,6 +108,7 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 			defer func() { _ = f.Wait() }()
 			backends = append(backends, f)
 		case "agones":
+			config.Log(ctx, log, "agones", &fl.Agones)
 			k, err := agones.New(fl.Agones, log)
 			if err != nil {
 				return err
