@@ -43,7 +43,7 @@ func TestRBACCoversRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, need := range []string{
-		"allocation.agones.dev/gameserverallocations:create", // Allocate
+		"allocation.agones.dev/gameserverallocations:create",          // Allocate
 		"agones.dev/gameservers:list", "agones.dev/gameservers:watch", // List, Watch (informer)
 		"coordination.k8s.io/leases:get", "coordination.k8s.io/leases:create", "coordination.k8s.io/leases:update", // LeadWith
 	} {
