@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -84,6 +85,10 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fl.Director.LockFile == "" && slices.Contains(fl.Backends, "local") {
+		// One director per machine and pool unless told otherwise (on Kubernetes the Lease does it).
+		fl.Director.LockFile = filepath.Join(os.TempDir(), "kumi-director-"+fl.Director.PoolName+".lock")
 	}
 	reg := telemetry.NewRegistry()
 	ms, err := telemetry.Serve(ctx, log, fl.MetricsAddr, reg)
