@@ -166,14 +166,27 @@ func warmPoolMeasure(t *testing.T, name string, allocWait time.Duration) (p99 ti
 
 // TestRestartMidLoad: the director is stopped and a new one started while tickets keep coming and
 // players keep joining; no ticket is lost or assigned twice, and every chat group stays in one
-// session (the new director learns the groups' sessions from the servers' reports).
+// session (the new director learns the groups' sessions from the servers' reports). "abrupt" cuts
+// the FetchMatches stream at once (no grace), so matches Open Match already marked pending come
+// back only after its pending timeout: still none lost.
 func TestRestartMidLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+	}{{"graceful", 5 * time.Second}, {"abrupt", 0}} {
+		t.Run(tc.name, func(t *testing.T) { restartMidLoad(t, tc.grace) })
+	}
+}
+
+func restartMidLoad(t *testing.T, grace time.Duration) {
 	e := newEnv(t)
 	f := e.startFleet(fleetOpts{name: "restart", capacity: 40, buffer: 2, max: 8})
 	cfg := e.directorConfig()
+	cfg1 := cfg
+	cfg1.ShutdownGrace = grace
 	ctx1, cancel1 := context.WithCancel(e.ctx)
 	defer cancel1()
-	_, stop1 := e.startDirector(ctx1, cfg, f)
+	_, stop1 := e.startDirector(ctx1, cfg1, f)
 
 	ts := e.tickets()
 	joined := make(chan error, 1000)
