@@ -103,7 +103,7 @@ func relayChild() int {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			bounds, counts := batchHist(reg)
-			fmt.Printf("STATS %d %d %d %d %d %d %d %s %s\n", cpu, st.Relayed, st.Received, dropped, ms.HeapAlloc, st.Sessions, st.Members, joinInts(bounds), joinInts(counts))
+			fmt.Printf("STATS %d %d %d %d %d %d %d %s %s %d\n", cpu, st.Relayed, st.Received, dropped, ms.HeapAlloc, st.Sessions, st.Members, joinInts(bounds), joinInts(counts), ms.Mallocs)
 		}
 	}
 	cancel()
@@ -174,6 +174,7 @@ type relayStats struct {
 	heap                       uint64
 	sessions, members          int
 	bounds, counts             []uint64 // relay_batch_seconds buckets (ns) and cumulative counts
+	mallocs                    uint64
 }
 
 func startRelay(b *testing.B, ioMode string, capacity int, jwks string) *relayProc {
@@ -223,8 +224,10 @@ func (p *relayProc) stats(b *testing.B) relayStats {
 	for i := range n {
 		n[i], _ = strconv.ParseUint(f[i], 10, 64)
 	}
-	return relayStats{cpu: time.Duration(n[0]), relayed: n[1], received: n[2], dropped: n[3], heap: n[4], sessions: int(n[5]), members: int(n[6]),
+	st := relayStats{cpu: time.Duration(n[0]), relayed: n[1], received: n[2], dropped: n[3], heap: n[4], sessions: int(n[5]), members: int(n[6]),
 		bounds: splitInts(f[7]), counts: splitInts(f[8])}
+	st.mallocs, _ = strconv.ParseUint(f[9], 10, 64)
+	return st
 }
 
 // crowd is the load generator: member slot j of every session sends and receives on socket j.
@@ -556,6 +559,8 @@ func BenchmarkRelay(b *testing.B) {
 			want := sent * uint64(members-1)
 			b.ReportMetric(float64(fwd)/cpu, "fwd/relay-cpu-s")
 			b.ReportMetric(float64(fwd)/(*benchDur).Seconds(), "fwd/s")
+			// The stats command itself allocates a little; over a run it is noise.
+			b.ReportMetric(float64(after.mallocs-before.mallocs)/float64(after.received-before.received), "allocs/received")
 			b.ReportMetric(cpu/(*benchDur).Seconds(), "relay-cpus")
 			b.ReportMetric(float64(c.got.Load())/float64(want), "delivered/expected")
 			b.ReportMetric(float64(c.hist.quantile(0.5).Microseconds()), "p50-µs")

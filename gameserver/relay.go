@@ -53,17 +53,25 @@ func (s *Server) relay() error {
 	return r.runSingle()
 }
 
+// batchReader reads up to len(bufs) datagrams per call.
+type batchReader interface {
+	read() (int, error)
+	packet(i int) ([]byte, netip.AddrPort)
+}
+
 func (r *relayer) runBatch() error {
 	s := r.s
-	ms := make([]ipv4.Message, s.cfg.BatchSize)
-	bufs := make([][]byte, len(ms))
-	for i := range ms {
+	bufs := make([][]byte, s.cfg.BatchSize)
+	for i := range bufs {
 		// One byte more than the largest valid datagram: a longer one shows up as oversized.
 		bufs[i] = make([]byte, r.maxDg+1)
-		ms[i].Buffers = [][]byte{bufs[i]}
+	}
+	br, err := newBatchReader(s.conn, bufs)
+	if err != nil {
+		return err
 	}
 	for {
-		n, err := s.bconn.ReadBatch(ms, 0)
+		n, err := br.read()
 		if err != nil {
 			if errClosed(err) || s.ctx.Err() != nil {
 				return nil
@@ -74,11 +82,11 @@ func (r *relayer) runBatch() error {
 		now := time.Now().UnixNano()
 		s.mu.RLock()
 		for i := range n {
-			ua, _ := ms[i].Addr.(*net.UDPAddr)
-			if ua == nil {
+			p, from := br.packet(i)
+			if !from.IsValid() {
 				continue
 			}
-			r.handle(bufs[i][:ms[i].N], ua.AddrPort(), ua, now)
+			r.handle(p, from, nil, now)
 		}
 		s.mu.RUnlock()
 		// Counters first: once an answer to a datagram is out, its predecessors are counted.
