@@ -381,9 +381,9 @@ func TestReassignKeepsTicket(t *testing.T) {
 	raw, _ := proto.Marshal(tk)
 	a1, _ := proto.Marshal(&pb.Assignment{Connection: "one"})
 	a2, _ := proto.Marshal(&pb.Assignment{Connection: "two"})
-	r := withAssignment(withAssignment(raw, a1, false), a2, true)
+	r := withAssignment(withAssignment(string(raw), a1, false), a2, true)
 	var got pb.Ticket
-	if err := proto.Unmarshal(r, &got); err != nil {
+	if err := proto.Unmarshal([]byte(r), &got); err != nil {
 		t.Fatal(err)
 	}
 	want := proto.CloneOf(tk)
@@ -565,5 +565,45 @@ func TestUnreachableEvaluatorFailsTheCycle(t *testing.T) {
 	_, err = fetch(ctx, c.be, fc, &pb.MatchProfile{Name: "p"})
 	if status.Code(err) != codes.Unknown || !strings.Contains(err.Error(), "evaluator") {
 		t.Fatalf("got %v, want a cycle error naming the evaluator", err)
+	}
+}
+
+// indexRaw (substrings of the stored bytes) must agree with the decoded ticket.
+func TestIndexRawMatchesDecodedTicket(t *testing.T) {
+	for _, tk := range []*pb.Ticket{
+		{Id: "a"},
+		{Id: "b", SearchFields: &pb.SearchFields{}},
+		{Id: "c", SearchFields: &pb.SearchFields{DoubleArgs: map[string]float64{"x": 1.5, "": -2, "nan": math.NaN(), "inf": math.Inf(1)},
+			StringArgs: map[string]string{"k": "v", "empty": "", "": "blank-key"}, Tags: []string{"t1", "", "t1"}}},
+		{Id: "d", Extensions: map[string]*anypb.Any{"e": {TypeUrl: "x/y", Value: []byte{1, 2}}}, CreateTime: timestamppb.Now(),
+			SearchFields: &pb.SearchFields{Tags: []string{"only"}}},
+	} {
+		raw, err := proto.Marshal(tk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sf := tk.GetSearchFields()
+		id, ix, err := indexRaw(string(raw), raw, len(sf.GetDoubleArgs()), len(sf.GetStringArgs()), len(sf.GetTags()))
+		if err != nil || id != tk.Id {
+			t.Fatalf("%v: id %q err %v", tk, id, err)
+		}
+		want := newIndex(sf)
+		if len(ix.dbl) != len(want.dbl) || len(ix.str) != len(want.str) || strings.Join(ix.tags, ",") != strings.Join(want.tags, ",") {
+			t.Fatalf("%v: index %+v, want %+v", tk, ix, want)
+		}
+		for _, d := range ix.dbl {
+			v, ok := sf.DoubleArgs[d.key]
+			if !ok || (v != d.v && !(math.IsNaN(v) && math.IsNaN(d.v))) {
+				t.Fatalf("double %q=%v, want %v", d.key, d.v, v)
+			}
+		}
+		for _, s := range ix.str {
+			if v, ok := sf.StringArgs[s.key]; !ok || v != s.v {
+				t.Fatalf("string %q=%q, want %q", s.key, s.v, v)
+			}
+		}
+	}
+	if _, _, err := indexRaw("\x22\x05\x0a", []byte("\x22\x05\x0a"), 0, 0, 0); err == nil {
+		t.Fatal("truncated bytes accepted")
 	}
 }

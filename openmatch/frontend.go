@@ -53,7 +53,13 @@ func (f *frontend) createTicket(req *pb.CreateTicketRequest) (*pb.Ticket, []byte
 	if len(raw) > f.s.cfg.MaxTicketBytes {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "ticket is %d bytes, more than the limit of %d (max-ticket-bytes): shrink its search fields or extensions", len(raw), f.s.cfg.MaxTicketBytes)
 	}
-	f.s.tickets.put(t.Id, &ticketRec{raw: raw, created: now.UnixNano(), idx: newIndex(t.SearchFields)})
+	stored := string(raw)
+	sf := t.GetSearchFields()
+	id, idx, err := indexRaw(stored, raw, len(sf.GetDoubleArgs()), len(sf.GetStringArgs()), len(sf.GetTags()))
+	if err != nil || id != t.Id {
+		return nil, nil, status.Errorf(codes.Internal, "ticket %s: index: %v", t.Id, err)
+	}
+	f.s.tickets.put(id, &ticketRec{raw: stored, created: now.UnixNano(), idx: idx})
 	f.s.metrics.created.Inc()
 	return t, raw, nil
 }
@@ -83,7 +89,7 @@ func (f *frontend) getTicket(req *pb.GetTicketRequest) ([]byte, error) {
 	if !ok {
 		return nil, ticketNotFound(req.GetTicketId())
 	}
-	return raw, nil
+	return []byte(raw), nil
 }
 
 // frontendDesc is openmatch.FrontendService with CreateTicket and GetTicket answering with the
@@ -257,7 +263,7 @@ func (f *frontend) AcknowledgeBackfill(ctx context.Context, req *pb.AcknowledgeB
 		f.s.metrics.assigned.Inc()
 		if raw, ok := f.s.tickets.get(id); ok {
 			t := &pb.Ticket{}
-			if proto.Unmarshal(raw, t) == nil {
+			if proto.Unmarshal([]byte(raw), t) == nil {
 				resp.Tickets = append(resp.Tickets, t)
 			}
 		}

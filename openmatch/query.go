@@ -25,16 +25,7 @@ type pager struct {
 	n              int
 }
 
-func (p *pager) add(elem []byte) {
-	if p.n >= p.maxN || (p.n > 0 && len(p.cur)+len(elem)+6 > p.maxBytes) {
-		p.flush()
-	}
-	p.cur = protowire.AppendTag(p.cur, 1, protowire.BytesType)
-	p.cur = protowire.AppendBytes(p.cur, elem)
-	p.n++
-}
-
-func (p *pager) addString(elem string) {
+func (p *pager) add(elem string) {
 	if p.n >= p.maxN || (p.n > 0 && len(p.cur)+len(elem)+6 > p.maxBytes) {
 		p.flush()
 	}
@@ -80,7 +71,7 @@ func (q *query) QueryTicketIds(req *pb.QueryTicketIdsRequest, stream grpc.Server
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	p := q.newPager()
-	q.s.tickets.scan(f, func(id string, _ *ticketRec) { p.addString(id) })
+	q.s.tickets.scan(f, func(id string, _ *ticketRec) { p.add(id) })
 	return p.send(stream)
 }
 

@@ -39,10 +39,12 @@ type expiryEntry struct {
 	at int64
 }
 
-// ticketRec is one ticket. raw is immutable: an update replaces it, so readers may keep a
-// reference after unlocking.
+// ticketRec is one ticket. raw is its marshalled form; the map key (id) and every string of idx
+// are substrings of raw, so a stored ticket is three or four heap objects however many fields it
+// has (fewer objects for the garbage collector to visit, less memory). raw is immutable: an update
+// replaces it, so readers may keep it after unlocking.
 type ticketRec struct {
-	raw       []byte
+	raw       string
 	created   int64 // unix nanos
 	pendingAt int64 // unix nanos when marked pending; 0 = not pending
 	expireAt  int64 // unix nanos when an assigned ticket is deleted
@@ -124,7 +126,7 @@ func (r *ticketRec) active(now int64, timeout time.Duration) bool {
 }
 
 // get returns the ticket's bytes.
-func (s *ticketStore) get(id string) ([]byte, bool) {
+func (s *ticketStore) get(id string) (string, bool) {
 	sh := s.shard(id)
 	now := time.Now().UnixNano()
 	sh.mu.RLock()
@@ -132,7 +134,7 @@ func (s *ticketStore) get(id string) ([]byte, bool) {
 	if ok && !r.live(now) {
 		ok = false
 	}
-	var raw []byte
+	var raw string
 	if ok {
 		raw = r.raw
 	}
@@ -222,6 +224,7 @@ func (s *ticketStore) assign(id string, asg *pb.Assignment, asgRaw []byte, now i
 		return false
 	}
 	r.raw = withAssignment(r.raw, asgRaw, r.asg != nil)
+	r.idx = searchIndex{} // assigned tickets are never queried again
 	r.asg = asg
 	r.pendingAt = 0
 	r.expireAt = now + int64(s.expiry)
@@ -235,12 +238,12 @@ func (s *ticketStore) assign(id string, asg *pb.Assignment, asgRaw []byte, now i
 }
 
 // withAssignment returns a copy of a marshalled Ticket with field 3 (assignment) replaced.
-func withAssignment(raw, asgRaw []byte, hadAssignment bool) []byte {
+func withAssignment(raw string, asgRaw []byte, hadAssignment bool) string {
 	out := make([]byte, 0, len(raw)+len(asgRaw)+4)
 	if !hadAssignment {
 		out = append(out, raw...)
 	} else {
-		b := raw
+		b := []byte(raw)
 		for len(b) > 0 {
 			num, typ, n := protowire.ConsumeTag(b)
 			if n < 0 {
@@ -257,7 +260,99 @@ func withAssignment(raw, asgRaw []byte, hadAssignment bool) []byte {
 		}
 	}
 	out = protowire.AppendTag(out, 3, protowire.BytesType)
-	return protowire.AppendBytes(out, asgRaw)
+	return string(protowire.AppendBytes(out, asgRaw))
+}
+
+// indexRaw reads a marshalled Ticket (raw, and b holding the same bytes) and returns its id and
+// search index as substrings of raw. nd, ns and nt size the index slices.
+func indexRaw(raw string, b []byte, nd, ns, nt int) (id string, ix searchIndex, err error) {
+	if nd > 0 {
+		ix.dbl = make([]dblArg, 0, nd)
+	}
+	if ns > 0 {
+		ix.str = make([]strArg, 0, ns)
+	}
+	if nt > 0 {
+		ix.tags = make([]string, 0, nt)
+	}
+	err = walk(b, 0, func(num protowire.Number, start, n int, _ uint64) error {
+		switch num {
+		case 1:
+			id = raw[start : start+n]
+		case 4:
+			return walk(b[:start+n], start, func(num protowire.Number, start, n int, _ uint64) error {
+				switch num {
+				case 1, 2: // double_args / string_args entry: key 1, value 2
+					var key, val string
+					var dv uint64
+					err := walk(b[:start+n], start, func(f protowire.Number, s, l int, fixed uint64) error {
+						switch {
+						case f == 1 && l >= 0:
+							key = raw[s : s+l]
+						case f == 2 && l >= 0:
+							val = raw[s : s+l]
+						case f == 2:
+							dv = fixed
+						}
+						return nil
+					})
+					if err != nil {
+						return err
+					}
+					if num == 1 {
+						ix.dbl = append(ix.dbl, dblArg{key, math.Float64frombits(dv)})
+					} else {
+						ix.str = append(ix.str, strArg{key, val})
+					}
+				case 3:
+					ix.tags = append(ix.tags, raw[start:start+n])
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return id, ix, err
+}
+
+// walk calls fn for each field of the message in b[from:]: length-delimited fields with their
+// payload's offset and length, fixed64 fields with n = -1 and their value; other fields are skipped.
+func walk(b []byte, from int, fn func(num protowire.Number, start, n int, fixed uint64) error) error {
+	off := from
+	for off < len(b) {
+		num, typ, n := protowire.ConsumeTag(b[off:])
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		off += n
+		switch typ {
+		case protowire.BytesType:
+			v, m := protowire.ConsumeBytes(b[off:])
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if err := fn(num, off+m-len(v), len(v), 0); err != nil {
+				return err
+			}
+			off += m
+		case protowire.Fixed64Type:
+			v, m := protowire.ConsumeFixed64(b[off:])
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			if err := fn(num, off, -1, v); err != nil {
+				return err
+			}
+			off += m
+		default:
+			m := protowire.ConsumeFieldValue(num, typ, b[off:])
+			if m < 0 {
+				return protowire.ParseError(m)
+			}
+			off += m
+		}
+	}
+	return nil
 }
 
 // sweep deletes assigned tickets whose deadline passed and returns how many it deleted.
