@@ -94,38 +94,44 @@ func TestChatGroupsPlacedTogether(t *testing.T) {
 
 // TestWarmPoolHidesAllocationLatency: with every allocation taking 500 ms, a warm pool still
 // assigns at p99 < 50 ms, never releases a match for lack of room, and refills in the background
-// as sessions use it up. On a box so loaded that the p99 misses 50 ms, the same load is measured
-// with instant allocations in the same process, and the 500 ms run must not be slower than that
-// baseline beyond noise: allocation latency must not reach the player either way.
+// as sessions use it up. A placement that waited on an allocation would show in every attempt
+// (a ticket waiting ≥ 500 ms, matches released); a CPU spike from the other processes on this
+// shared 2-core box does not repeat, so an attempt may be repeated (up to three) and one must pass.
 func TestWarmPoolHidesAllocationLatency(t *testing.T) {
-	p99, unplaced, servers := warmPoolRun(t, "slow", 500*time.Millisecond)
-	if unplaced != 0 {
-		t.Fatalf("%v matches released for lack of room although the pool was warm", unplaced)
+	const allocWait = 500 * time.Millisecond
+	var tried []warmPoolResult
+	for attempt := 1; attempt <= 3; attempt++ {
+		r := warmPoolRun(t, fmt.Sprintf("attempt-%d", attempt), allocWait)
+		if r.servers < 6 {
+			t.Fatalf("%d servers for 300 sessions of capacity 60 plus target: the pool did not refill", r.servers)
+		}
+		tried = append(tried, r)
+		if r.unplaced == 0 && r.max < allocWait && r.p99 < 50*time.Millisecond {
+			return
+		}
 	}
-	if servers < 6 {
-		t.Fatalf("%d servers for 300 sessions of capacity 60 plus target: the pool did not refill", servers)
-	}
-	if p99 < 50*time.Millisecond {
-		return
-	}
-	base, _, _ := warmPoolRun(t, "instant", 0)
-	if p99 > 2*base+5*time.Millisecond {
-		t.Fatalf("p99 %s with 500 ms allocations vs %s with instant ones: allocation latency reaches the player", p99, base)
-	}
-	t.Logf("p99 above 50 ms on this loaded machine, but no slower than with instant allocations (%s)", base)
+	t.Fatalf("no attempt with p99 < 50 ms, every ticket under the 500 ms allocation latency and no match released: %+v", tried)
+}
+
+type warmPoolResult struct {
+	p99, max time.Duration
+	unplaced float64
+	servers  int
 }
 
 // warmPoolRun measures in a subtest, so its processes are gone before the next run starts.
-func warmPoolRun(t *testing.T, name string, allocWait time.Duration) (p99 time.Duration, unplaced float64, servers int) {
-	t.Run(name, func(t *testing.T) { p99, unplaced, servers = warmPoolMeasure(t, name, allocWait) })
-	return p99, unplaced, servers
+func warmPoolRun(t *testing.T, name string, allocWait time.Duration) (r warmPoolResult) {
+	if !t.Run(name, func(t *testing.T) { r = warmPoolMeasure(t, allocWait) }) {
+		t.FailNow()
+	}
+	return r
 }
 
-func warmPoolMeasure(t *testing.T, name string, allocWait time.Duration) (p99 time.Duration, unplaced float64, servers int) {
+func warmPoolMeasure(t *testing.T, allocWait time.Duration) warmPoolResult {
 	e := newEnv(t)
 	// Enough Ready processes up front that no game-server process starts during the measurement
 	// (a -race process start costs a core for a while on this 2-core machine).
-	f := e.startFleet(fleetOpts{name: name, capacity: 60, buffer: 8, max: 10, allocWait: allocWait})
+	f := e.startFleet(fleetOpts{name: "slow", capacity: 60, buffer: 8, max: 10, allocWait: allocWait})
 	cfg := e.directorConfig()
 	cfg.Pool.MinFreeSlots = 100
 	d, stop := e.startDirector(e.ctx, cfg, f)
@@ -157,11 +163,11 @@ func warmPoolMeasure(t *testing.T, name string, allocWait time.Duration) (p99 ti
 	for i, a := range got {
 		lat[i] = a.latency
 	}
-	p99 = percentile(lat, 0.99)
-	unplaced = e.counter("kumi_director_unplaced_matches_total")
+	r := warmPoolResult{p99: percentile(lat, 0.99), max: percentile(lat, 1),
+		unplaced: e.counter("kumi_director_unplaced_matches_total"), servers: len(d.Pool().Snapshot(time.Now()).Servers)}
 	t.Logf("allocations %s: ticket→assignment p50 %s p99 %s max %s; director's own p99 %s; unplaced %v",
-		allocWait, percentile(lat, 0.5), p99, percentile(lat, 1), e.quantile("kumi_director_match_handling_seconds", 0.99), unplaced)
-	return p99, unplaced, len(d.Pool().Snapshot(time.Now()).Servers)
+		allocWait, percentile(lat, 0.5), r.p99, r.max, e.quantile("kumi_director_match_handling_seconds", 0.99), r.unplaced)
+	return r
 }
 
 // TestRestartMidLoad: the director is stopped and a new one started while tickets keep coming and

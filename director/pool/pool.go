@@ -529,6 +529,17 @@ func (p *Pool) accepting(s *server, now time.Time) bool {
 	return true
 }
 
+// joinable says whether late members may still join a live session on s: on an accepting server,
+// and also on a draining one, whose game server admits members of its live sessions during the
+// drain grace and then moves each session with all its members as one unit. Otherwise a late
+// member would be split from its group into a fresh session.
+func (p *Pool) joinable(s *server, now time.Time) bool {
+	if s.state == Stopping || s.Address == "" {
+		return false
+	}
+	return !s.reported || now.Sub(s.lastReport) < p.cfg.ReportTimeout
+}
+
 func (s *server) used() int { return s.baseline + len(s.sessions) }
 
 func (s *server) free() int { return max(s.Capacity-s.used(), 0) }
@@ -548,7 +559,7 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 		if id, ok := p.groups[gk]; ok {
 			ss := p.sessions[id]
 			s := p.servers[ss.server]
-			if s != nil && p.accepting(s, now) && ss.room(req.Players, now) {
+			if s != nil && p.joinable(s, now) && ss.room(req.Players, now) {
 				ss.reserve(req.Players, now.Add(p.cfg.ReservationTTL))
 				return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: id, Joined: true}, nil
 			}
