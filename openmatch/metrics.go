@@ -40,20 +40,39 @@ func newMetrics(reg prometheus.Registerer, tickets *ticketStore, backfills *back
 	if reg == nil {
 		return m, nil
 	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, f)
-	}
 	collectors := []prometheus.Collector{m.created, m.assigned, m.deleted, m.expired, m.cycles, m.cycleSeconds,
-		m.fetchCalls, m.proposals, m.accepted, m.dropped,
-		gauge("tickets_active", "Tickets that queries return (unassigned, not pending).", func() float64 { a, _, _ := tickets.counts(); return float64(a) }),
-		gauge("tickets_pending", "Tickets in an accepted match, hidden from queries until assigned, released or timed out.", func() float64 { _, p, _ := tickets.counts(); return float64(p) }),
-		gauge("tickets_assigned", "Assigned tickets not yet deleted.", func() float64 { _, _, a := tickets.counts(); return float64(a) }),
-		gauge("backfills", "Stored backfills.", func() float64 { return float64(backfills.count()) }),
-	}
+		m.fetchCalls, m.proposals, m.accepted, m.dropped, &stateCollector{tickets: tickets, backfills: backfills,
+			active:    prometheus.NewDesc(ns+"_"+sub+"_tickets_active", "Tickets that queries return (unassigned, not pending).", nil, nil),
+			pending:   prometheus.NewDesc(ns+"_"+sub+"_tickets_pending", "Tickets in an accepted match, hidden from queries until assigned, released or timed out.", nil, nil),
+			assigned:  prometheus.NewDesc(ns+"_"+sub+"_tickets_assigned", "Assigned tickets not yet deleted.", nil, nil),
+			backfillN: prometheus.NewDesc(ns+"_"+sub+"_backfills", "Stored backfills.", nil, nil),
+		}}
 	for _, col := range collectors {
 		if err := reg.Register(col); err != nil {
 			return nil, fmt.Errorf("openmatch: register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// stateCollector reports the ticket states from one pass over the store per scrape.
+type stateCollector struct {
+	tickets                              *ticketStore
+	backfills                            *backfillStore
+	active, pending, assigned, backfillN *prometheus.Desc
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.active
+	ch <- c.pending
+	ch <- c.assigned
+	ch <- c.backfillN
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	a, p, as := c.tickets.counts()
+	ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(a))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(p))
+	ch <- prometheus.MustNewConstMetric(c.assigned, prometheus.GaugeValue, float64(as))
+	ch <- prometheus.MustNewConstMetric(c.backfillN, prometheus.GaugeValue, float64(c.backfills.count()))
 }
