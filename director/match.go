@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
@@ -26,13 +27,26 @@ type received struct {
 // maxBatch bounds how many matches share one AssignTickets call.
 const maxBatch = 256
 
+// maxRPCs bounds the AssignTickets/ReleaseTickets calls in flight per profile.
+const maxRPCs = 4
+
+type rpcGroup struct {
+	sem chan struct{}
+	wg  sync.WaitGroup
+}
+
 // matchLoop fetches matches for one profile back to back: the next FetchMatches starts as soon as
 // the previous stream ended, so the core's own cycle paces it; errors back off exponentially.
 func (d *Director) matchLoop(ctx context.Context, profile string) {
+	// AssignTickets/ReleaseTickets run behind the loop (a few at once), so the next FetchMatches
+	// starts while the previous batch's answer is on its way; the tickets are pending meanwhile,
+	// so no cycle can see them again.
+	rpcs := &rpcGroup{sem: make(chan struct{}, maxRPCs)}
+	defer rpcs.wg.Wait()
 	var backoff time.Duration
 	for ctx.Err() == nil {
 		start := time.Now()
-		n, err := d.fetchOnce(ctx, profile)
+		n, err := d.fetchOnce(ctx, profile, rpcs)
 		if err != nil {
 			d.m.fetches.WithLabelValues(profile, "error").Inc()
 			if ctx.Err() != nil {
@@ -66,7 +80,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // fetchOnce runs one FetchMatches stream to its end, placing matches in batches as they arrive.
 // When ctx ends mid-stream the stream may finish for ShutdownGrace, so the matches Open Match has
 // already marked pending are placed (or released) rather than left pending until its timeout.
-func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
+func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup) (int, error) {
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -113,7 +127,12 @@ func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
 			}
 		}
 		n += len(batch)
-		d.placeBatch(ctx, profile, batch)
+		send := d.placeBatch(ctx, profile, batch)
+		rpcs.sem <- struct{}{}
+		rpcs.wg.Go(func() {
+			defer func() { <-rpcs.sem }()
+			send()
+		})
 	}
 	if err := <-recvErr; err != nil {
 		return n, fmt.Errorf("FetchMatches(%s) stream: %w", profile, err)
@@ -121,9 +140,10 @@ func (d *Director) fetchOnce(ctx context.Context, profile string) (int, error) {
 	return n, nil
 }
 
-// placeBatch places each match, assigns every placed ticket in one AssignTickets call and
-// releases the tickets of matches that could not be placed in one ReleaseTickets call.
-func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) {
+// placeBatch places each match and mints its tokens; the returned func assigns every placed ticket
+// in one AssignTickets call and releases the tickets of matches that could not be placed in one
+// ReleaseTickets call.
+func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) (send func()) {
 	now := time.Now()
 	var (
 		groups  []*openmatch.AssignmentGroup
@@ -187,6 +207,12 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			bl.poke()
 		}
 	}
+	return func() { d.sendBatch(ctx, profile, batch, groups, release, created) }
+}
+
+// sendBatch tells Open Match the outcome of one batch.
+func (d *Director) sendBatch(ctx context.Context, profile string, batch []received, groups []*openmatch.AssignmentGroup,
+	release []string, created map[string]time.Time) {
 	// The core's answers must arrive even when ctx ended: these tickets are pending in Open Match.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.RPCTimeout)
 	defer cancel()

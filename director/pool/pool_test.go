@@ -528,3 +528,43 @@ func TestBadInput(t *testing.T) {
 		t.Fatal("sessions left after their server was removed")
 	}
 }
+
+// A late member of a group whose session sits on a draining server joins that session (the game
+// server admits it during the drain grace and moves it with the session); once the session has
+// moved, late members follow it to its new home; a stopping server takes nobody.
+func TestGroupLateMemberDuringDrain(t *testing.T) {
+	p := New(testConfig())
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 10}, t0)
+	first := mustPlace(t, p, "room", []string{"u1", "u2"}, 8, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7001", Name: "b", Backend: "local", Capacity: 10}, t0)
+	now := t0.Add(time.Second)
+	load := []SessionLoad{{ID: first.SessionID, Players: []string{"u1", "u2"}}}
+	p.Report(Report{Server: first.Server, Address: "127.0.0.1:7000", Capacity: 10, State: Draining, Sessions: load}, now)
+
+	late := mustPlace(t, p, "room", []string{"u3"}, 8, now)
+	if !late.Joined || late.SessionID != first.SessionID || late.Server != first.Server {
+		t.Fatalf("late member during the drain grace placed %+v, want session %s on %s", late, first.SessionID, first.Server)
+	}
+	fresh := mustPlace(t, p, "other", []string{"v1"}, 8, now)
+	if fresh.Server == first.Server {
+		t.Fatal("a new session went to the draining server")
+	}
+	moved, err := p.Move(first.Server, first.SessionID, []string{"u1", "u2", "u3"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := mustPlace(t, p, "room", []string{"u4"}, 8, now.Add(time.Second))
+	if later.SessionID != first.SessionID || later.Server != moved.Server {
+		t.Fatalf("late member after the move placed %+v, want the session's new home %s", later, moved.Server)
+	}
+
+	p2 := New(testConfig())
+	p2.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 10}, t0)
+	s := mustPlace(t, p2, "room", []string{"u1"}, 8, t0)
+	p2.AddServer(ServerInfo{Address: "127.0.0.1:7001", Name: "b", Backend: "local", Capacity: 10}, t0)
+	p2.Report(Report{Server: "a", Address: "127.0.0.1:7000", Capacity: 10, State: Stopping,
+		Sessions: []SessionLoad{{ID: s.SessionID, Players: []string{"u1"}}}}, now)
+	if pl := mustPlace(t, p2, "room", []string{"u2"}, 8, now); pl.Server == "a" {
+		t.Fatalf("late member placed on a stopping server: %+v", pl)
+	}
+}
