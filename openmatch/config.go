@@ -24,6 +24,7 @@ type Config struct {
 	QueryPageSize              int           `flag:"query-page-size" help:"tickets, ids or backfills per streamed query response (clamped to 10..10000 like upstream)"`
 	QueryPageBytes             int           `flag:"query-page-bytes" help:"also end a query page once it holds this many bytes, so pages stay under clients' 4 MiB receive limit"`
 	MaxTicketBytes             int           `flag:"max-ticket-bytes" help:"largest accepted ticket or backfill (serialized size); larger ones are refused with InvalidArgument"`
+	MMFRESTTimeout             time.Duration `flag:"mmf-rest-timeout" help:"whole-response timeout when calling a match function over HTTP/JSON (FunctionConfig type REST); upstream hard-codes 3s"`
 	EvaluatorAddr              string        `flag:"evaluator-addr" help:"host:port of an openmatch.Evaluator gRPC service; empty runs the built-in default evaluator in process"`
 	MetricsAddr                string        `flag:"metrics-addr" help:"serve Prometheus /metrics and /healthz over HTTP here (empty: off)"`
 	SweepInterval              time.Duration `flag:"sweep-interval" help:"how often expired assigned tickets are deleted in the background (reads check expiry exactly anyway)"`
@@ -51,6 +52,7 @@ func Default() Config {
 		QueryPageSize:              1000,
 		QueryPageBytes:             1 << 20,
 		MaxTicketBytes:             64 << 10,
+		MMFRESTTimeout:             3 * time.Second,
 		SweepInterval:              time.Second,
 		ShutdownGrace:              5 * time.Second,
 	}
@@ -70,6 +72,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("openmatch: query-page-bytes must be >= 1024, got %d", c.QueryPageBytes)
 	case c.MaxTicketBytes < 64:
 		return fmt.Errorf("openmatch: max-ticket-bytes must be >= 64, got %d", c.MaxTicketBytes)
+	case c.MMFRESTTimeout <= 0:
+		return fmt.Errorf("openmatch: mmf-rest-timeout must be > 0, got %s", c.MMFRESTTimeout)
 	case c.SweepInterval <= 0:
 		return fmt.Errorf("openmatch: sweep-interval must be > 0, got %s", c.SweepInterval)
 	}

@@ -222,7 +222,7 @@ func TestMatchFunctionFailures(t *testing.T) {
 		fc   *pb.FunctionConfig
 		want string
 	}{
-		{"REST", &pb.FunctionConfig{Host: "127.0.0.1", Port: 1, Type: pb.FunctionConfig_REST}, "provided match function type is not supported"},
+		{"REST unreachable", &pb.FunctionConfig{Host: "127.0.0.1", Port: int32(port), Type: pb.FunctionConfig_REST}, "match function (REST)"},
 		{"unknown type", &pb.FunctionConfig{Host: "127.0.0.1", Port: 1, Type: 7}, "provided match function type is not supported"},
 		{"unreachable", &pb.FunctionConfig{Host: "127.0.0.1", Port: int32(port)}, "error(s) in FetchMatches call"},
 	} {

@@ -1,18 +1,25 @@
 package openmatch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -22,10 +29,12 @@ type mmfClients struct {
 	inproc map[string]pb.MatchFunctionServer
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
+	http   *http.Client // REST match functions
 }
 
-func newMMFClients(inproc map[string]pb.MatchFunctionServer) *mmfClients {
-	m := &mmfClients{inproc: make(map[string]pb.MatchFunctionServer), conns: make(map[string]*grpc.ClientConn)}
+func newMMFClients(inproc map[string]pb.MatchFunctionServer, restTimeout time.Duration) *mmfClients {
+	m := &mmfClients{inproc: make(map[string]pb.MatchFunctionServer), conns: make(map[string]*grpc.ClientConn),
+		http: &http.Client{Timeout: restTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}}
 	for k, v := range inproc {
 		m.inproc[k] = v
 	}
@@ -56,6 +65,7 @@ func (m *mmfClients) close() {
 		c.Close()
 		delete(m.conns, k)
 	}
+	m.http.CloseIdleConnections()
 }
 
 func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
@@ -76,11 +86,15 @@ func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
 // returns the first error of the function or of emit. Proposals from a gRPC MMF are received
 // undecoded (see proposal).
 func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb.MatchProfile, emit func(*proposal) error) error {
-	if fc.GetType() != pb.FunctionConfig_GRPC {
-		return fmt.Errorf("match function type %s: provided match function type is not supported by kumi's embedded core (use GRPC)", fc.GetType())
-	}
 	addr := net.JoinHostPort(fc.GetHost(), strconv.Itoa(int(fc.GetPort())))
 	req := &pb.RunRequest{Profile: profile}
+	switch fc.GetType() {
+	case pb.FunctionConfig_GRPC:
+	case pb.FunctionConfig_REST:
+		return m.runREST(ctx, addr, req, emit)
+	default:
+		return fmt.Errorf("match function type %d: provided match function type is not supported", fc.GetType())
+	}
 	if srv, ok := m.local(addr); ok {
 		return srv.Run(req, &inprocStream{ctx: ctx, emit: emit})
 	}
@@ -123,6 +137,58 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 			p.wrapped = resp.b
 		}
 		if err := emit(p); err != nil {
+			return err
+		}
+	}
+}
+
+// runREST calls a match function through its HTTP/JSON gateway (POST /v1/matchfunction:run, the
+// response a stream of {"result": RunResponse} or {"error": Status} JSON objects), like upstream's
+// REST client, whole response bounded by Config.MMFRESTTimeout.
+func (m *mmfClients) runREST(ctx context.Context, addr string, req *pb.RunRequest, emit func(*proposal) error) error {
+	body, err := protojson.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("match function (REST) %s: encode request: %w", addr, err)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/matchfunction:run", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("match function (REST) %s: %w", addr, err)
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := m.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("match function (REST) %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("match function (REST) %s answered HTTP %d: %s", addr, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var item struct {
+			Result json.RawMessage `json:"result"`
+			Error  *struct {
+				Code    int32  `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := dec.Decode(&item); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("match function (REST) %s: malformed response: %w", addr, err)
+		}
+		if item.Error != nil {
+			return status.Error(codes.Code(item.Error.Code), item.Error.Message)
+		}
+		var rr pb.RunResponse
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(item.Result, &rr); err != nil {
+			return fmt.Errorf("match function (REST) %s: malformed RunResponse: %w", addr, err)
+		}
+		if rr.Proposal == nil {
+			return errors.New("match function sent a RunResponse without a proposal")
+		}
+		if err := emit(proposalFromMatch(rr.Proposal)); err != nil {
 			return err
 		}
 	}

@@ -78,7 +78,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		s.stopFn()
 		return nil, err
 	}
-	s.mmfs = newMMFClients(cfg.MatchFunctions)
+	s.mmfs = newMMFClients(cfg.MatchFunctions, cfg.MMFRESTTimeout)
 	ev, err := newEvaluator(cfg.EvaluatorAddr)
 	if err != nil {
 		s.stopFn()

@@ -8,7 +8,8 @@
 //	KUMI_OM_FRONTEND, KUMI_OM_BACKEND, KUMI_OM_QUERY   host:port of the core's three services.
 //	    All unset: each test starts kumi's embedded core on 127.0.0.1:0 (the default; never skips).
 //	KUMI_OM_MMF_LISTEN        where the suite's match function listens (default 127.0.0.1:0).
-//	KUMI_OM_MMF_HOST          host the core dials to reach that MMF (default: the listener's IP).
+//	KUMI_OM_MMF_HTTP_LISTEN   where the same MMF's HTTP/JSON gateway listens (default 127.0.0.1:0).
+//	KUMI_OM_MMF_HOST          host the core dials to reach them (default: the listener's IP).
 //	KUMI_OM_EVALUATOR_LISTEN  where the suite's evaluator listens; required for a remote core,
 //	                          whose evaluator address (api.evaluator.*) must point here.
 //

@@ -645,3 +645,30 @@ func TestDefaultEvaluatorScore(t *testing.T) {
 		t.Fatalf("only the winner's tickets go pending; active now %v %v", ts, err)
 	}
 }
+
+// TestHTTPMMF: the same happy path with the match function called over HTTP/JSON (type REST).
+func TestHTTPMMF(t *testing.T) {
+	h := New(t)
+	h.Parallel(t)
+	t1, t2 := h.create(t, nil), h.create(t, nil)
+	m := &pb.Match{MatchId: "1", Tickets: []*pb.Ticket{t1, t2}}
+	h.SetMMF(func(ctx context.Context, p *pb.MatchProfile, out chan<- *pb.Match) error { out <- m; return nil })
+	h.SetEvaluator(echoOne(t, m))
+	s, err := h.BE.FetchMatches(testCtx(t), &pb.FetchMatchesRequest{Config: h.MMFConfigHTTP(), Profile: &pb.MatchProfile{Name: "http"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Matches(s)
+	if err != nil || len(ms) != 1 || !proto.Equal(ms[0], m) {
+		t.Fatalf("got %v %v, want %v", ms, err, m)
+	}
+	h.SetEvaluator(acceptAll)
+	h.SetMMF(func(context.Context, *pb.MatchProfile, chan<- *pb.Match) error { return errors.New("rest mmf failed") })
+	s, err = h.BE.FetchMatches(testCtx(t), &pb.FetchMatchesRequest{Config: h.MMFConfigHTTP(), Profile: &pb.MatchProfile{Name: "http"}})
+	if err == nil {
+		_, err = Matches(s)
+	}
+	if err == nil || !strings.Contains(err.Error(), "rest mmf failed") {
+		t.Fatalf("MMF error over REST: %v", err)
+	}
+}

@@ -3,12 +3,14 @@ package conformance
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 	"github.com/rs/xid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // Environment variables that point the suite at a core (see the package doc).
@@ -30,6 +33,7 @@ const (
 	EnvQuery                      = "KUMI_OM_QUERY"
 	EnvMMFListen                  = "KUMI_OM_MMF_LISTEN"
 	EnvMMFHost                    = "KUMI_OM_MMF_HOST"
+	EnvMMFHTTPListen              = "KUMI_OM_MMF_HTTP_LISTEN"
 	EnvEvaluatorListen            = "KUMI_OM_EVALUATOR_LISTEN"
 	EnvRegistrationInterval       = "KUMI_OM_REGISTRATION_INTERVAL"
 	EnvProposalCollectionInterval = "KUMI_OM_PROPOSAL_COLLECTION_INTERVAL"
@@ -63,10 +67,11 @@ type Harness struct {
 	Remote bool
 	Scope  string // unique per test; see Ticket and Pool
 
-	mu   sync.Mutex
-	mmf  MMF
-	eval Evaluator
-	fc   *pb.FunctionConfig
+	mu     sync.Mutex
+	mmf    MMF
+	eval   Evaluator
+	fc     *pb.FunctionConfig
+	httpFC *pb.FunctionConfig
 }
 
 // New connects to the core named by the environment or starts an embedded one for this test.
@@ -92,6 +97,10 @@ func New(t testing.TB) *Harness {
 	host, portStr, _ := net.SplitHostPort(mmfAddr)
 	port, _ := strconv.Atoi(portStr)
 	h.fc = &pb.FunctionConfig{Host: cmp.Or(os.Getenv(EnvMMFHost), host), Port: int32(port), Type: pb.FunctionConfig_GRPC}
+	httpAddr := h.serveHTTP(t, cmp.Or(os.Getenv(EnvMMFHTTPListen), "127.0.0.1:0"))
+	host, portStr, _ = net.SplitHostPort(httpAddr)
+	port, _ = strconv.Atoi(portStr)
+	h.httpFC = &pb.FunctionConfig{Host: cmp.Or(os.Getenv(EnvMMFHost), host), Port: int32(port), Type: pb.FunctionConfig_REST}
 
 	if !h.Remote {
 		cfg := openmatch.Default()
@@ -187,8 +196,71 @@ func timingFromEnv() (Timing, error) {
 	return tm, nil
 }
 
-// MMFConfig is the FunctionConfig that reaches the suite's match function.
+// MMFConfig is the FunctionConfig that reaches the suite's match function over gRPC.
 func (h *Harness) MMFConfig() *pb.FunctionConfig { return h.fc }
+
+// MMFConfigHTTP reaches the same match function through its HTTP/JSON gateway (type REST).
+func (h *Harness) MMFConfigHTTP() *pb.FunctionConfig { return h.httpFC }
+
+// serveHTTP serves the match function the way grpc-gateway exposes it: POST
+// /v1/matchfunction:run, JSON request, newline-delimited {"result": RunResponse} objects.
+func (h *Harness) serveHTTP(t testing.TB, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("conformance: listen %s: %v", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/matchfunction:run", h.serveRun)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+func (h *Harness) serveRun(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var req pb.RunRequest
+	if err == nil {
+		err = protojson.Unmarshal(body, &req)
+	}
+	if err != nil {
+		http.Error(w, `{"code":3,"message":"bad request"}`, http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	f := h.mmf
+	h.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if f == nil {
+		fmt.Fprintln(w, `{"error":{"code":2,"message":"conformance: no match function set"}}`)
+		return
+	}
+	out := make(chan *pb.Match)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(out)
+		errc <- f(r.Context(), req.Profile, out)
+	}()
+	for m := range out {
+		b, err := protojson.Marshal(&pb.RunResponse{Proposal: m})
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(w, "{\"result\":%s}\n", b)
+	}
+	if err := <-errc; err != nil {
+		msg, _ := json.Marshal(err.Error())
+		fmt.Fprintf(w, "{\"error\":{\"code\":2,\"message\":%s}}\n", msg)
+	}
+}
 
 // SetMMF sets the match function for the following FetchMatches calls.
 func (h *Harness) SetMMF(f MMF) {
