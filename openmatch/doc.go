@@ -1,16 +1,26 @@
 // Package openmatch is kumi's embedded Open Match v1.8.1–compatible core: the FrontendService,
-// BackendService and QueryService of package openmatch (api/openmatch) served over gRPC, with
-// the synchronizer's cycle and evaluator semantics, backfill, and all state in memory.
+// BackendService and QueryService of package openmatch (api/openmatch) served over gRPC (one port
+// each, plus the gRPC health service), the synchronizer's cycle and evaluator semantics, backfill,
+// and all state in memory (no Redis).
 //
-// It reproduces the behaviour documented in shared/reference/openmatch-v1.md §6–§9 (error codes
-// and texts included) with three deliberate differences, each for speed or safety:
+// It reproduces the behaviour documented in shared/reference/openmatch-v1.md §6–§9, error codes
+// and texts included, with these deliberate differences:
 //   - WatchAssignments is pushed on change instead of polled every 100 ms;
-//   - the synchronizer's registration window defaults to 2 ms instead of 250 ms (cycles run back
-//     to back, so callers that arrive while one runs still share the next evaluation);
+//   - the registration window defaults to 2 ms instead of 250 ms: cycles run back to back and
+//     every call that arrives while one runs joins the next, so calls still share evaluations;
 //   - an accepted match whose tickets are already pending or assigned when the cycle commits is
-//     dropped, so no ticket can be in two accepted matches even when an MMF proposes tickets it
-//     did not get from the query service.
+//     dropped, so no ticket is in two accepted matches even if an MMF proposes tickets it did
+//     not get from the query service (or a custom evaluator accepts overlapping matches);
+//   - DeleteTicket is synchronous; malformed pools (NaN bounds, min > max, empty names, unknown
+//     exclude values) and tickets over max-ticket-bytes are refused with InvalidArgument.
 //
-// Start serves the three services on their own listeners; Config.MatchFunctions lets a Go caller
-// (kumi local) register in-process match functions that FetchMatches calls without a network hop.
+// Match functions are called over gRPC or HTTP/JSON (FunctionConfig type REST), or in process:
+// Config.MatchFunctions / Server.RegisterMatchFunction register an openmatch.MatchFunctionServer
+// under a "host:port" key, and Server.QueryClient gives such a function an in-process
+// QueryServiceClient, so `kumi local` skips both network hops. The evaluator is built in (the
+// default evaluator) or any openmatch.Evaluator service at Config.EvaluatorAddr.
+//
+// Speed comes from never re-encoding what the core forwards: tickets are stored as their wire
+// bytes (query pages are concatenations of them) and proposals from a gRPC match function reach
+// the evaluator and the caller as received. See BENCHMARKS.md.
 package openmatch
