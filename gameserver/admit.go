@@ -75,12 +75,15 @@ func (s *Server) admit(req joinReq) {
 		refuse(wire.RefuseReplayed, "token already used: each server token admits once; ask for a new assignment")
 		return
 	}
-	if s.State() != StateAccepting {
+	sess := s.sessions[claims.SessionID]
+	// While a drain's grace lasts, a late member may still join a live session (a voice group's
+	// latecomer): it then moves with its session as one unit. New sessions are refused, and so is
+	// every JOIN once the sessions are being moved.
+	if st := s.State(); st != StateAccepting && (st != StateDraining || sess == nil || s.moving.Load()) {
 		s.mu.Unlock()
 		refuse(wire.RefuseDraining, "server draining: ask for a new assignment")
 		return
 	}
-	sess := s.sessions[claims.SessionID]
 	if sess == nil && len(s.sessions) >= s.cfg.Capacity {
 		s.mu.Unlock()
 		log.Warn("join refused: server full", "capacity", s.cfg.Capacity)

@@ -91,6 +91,9 @@ func (s *Server) moveAll() {
 		id      string
 		members []*member
 	}
+	// Set before the snapshot: a JOIN admitted under s.mu before this point is in the snapshot,
+	// and one after it is refused, so no member is left behind.
+	s.moving.Store(true)
 	s.mu.RLock()
 	all := make([]snap, 0, len(s.sessions))
 	for id, sess := range s.sessions {

@@ -111,6 +111,8 @@ func TestDrainMovesSessions(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != wire.RefuseDraining {
 		t.Fatalf("join while draining: %v", err)
 	}
+	// A late member of a live session still joins during the grace, and moves with its session.
+	conns = append(conns, dial(t, a, mint(t, signer, "gs-a", "s0", "late-s0", time.Minute)))
 	// A session that ends within the grace period is not moved.
 	for _, c := range short {
 		c.Leave()
@@ -136,7 +138,7 @@ func TestDrainMovesSessions(t *testing.T) {
 	if err := a.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if st := b.Stats(); st.Sessions != sessions || st.Members != sessions*members {
+	if st := b.Stats(); st.Sessions != sessions || st.Members != sessions*members+1 {
 		t.Fatalf("target has %+v, want %d sessions of %d", st, sessions, members)
 	}
 	// Moved members talk on the new server.
@@ -151,7 +153,7 @@ func TestDrainMovesSessions(t *testing.T) {
 	if len(d.moves) != sessions {
 		t.Fatalf("director got %d MoveSession calls, want %d", len(d.moves), sessions)
 	}
-	if got := a.m.left[leaveMoved].Load(); got != sessions*members {
+	if got := a.m.left[leaveMoved].Load(); got != sessions*members+1 {
 		t.Fatalf("moved members = %d", got)
 	}
 	var sawDraining, sawStopping bool

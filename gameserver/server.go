@@ -149,6 +149,8 @@ type Server struct {
 	err    error
 
 	state atomic.Int32
+	// moving is set once a drain starts moving sessions; from then on no JOIN is admitted.
+	moving atomic.Bool
 
 	mu       sync.RWMutex
 	sessions map[string]*session

@@ -65,7 +65,9 @@ func plan(cfg Config, rng *rand.Rand) []crowdPlayer {
 			attrs: player.Attributes{"mode": "duel", "region": "local", "skill": float64(1000 + rng.IntN(80))}})
 	}
 	for i := range out {
-		if rng.Float64() < cfg.LeaveShare {
+		// A group's first member stays, so its late members always have a live session to find.
+		anchor := out[i].group != "" && i%cfg.GroupSize == 0
+		if !anchor && rng.Float64() < cfg.LeaveShare {
 			out[i].talk = max(out[i].talk/4, 500*time.Millisecond)
 		}
 	}
