@@ -22,6 +22,17 @@
 //	KUMI_OM_ASSIGNED_DELETE_TIMEOUT       (200ms)   assignedDeleteTimeout
 //	KUMI_OM_QUERY_PAGE_SIZE               (10)      queryPageSize
 //
+// Example, against an Open Match deployed with registrationInterval 250ms,
+// proposalCollectionInterval 20s, pendingReleaseTimeout 1m, assignedDeleteTimeout 10m, queryPageSize
+// 10000 and its evaluator pointed at this machine's port 50508 (slow: it waits out those timers):
+//
+//	KUMI_OM_FRONTEND=om:50504 KUMI_OM_BACKEND=om:50505 KUMI_OM_QUERY=om:50503 \
+//	KUMI_OM_EVALUATOR_LISTEN=:50508 KUMI_OM_MMF_LISTEN=:50502 KUMI_OM_MMF_HTTP_LISTEN=:51502 \
+//	KUMI_OM_MMF_HOST=$(hostname -i) KUMI_OM_REGISTRATION_INTERVAL=250ms \
+//	KUMI_OM_PROPOSAL_COLLECTION_INTERVAL=20s KUMI_OM_PENDING_RELEASE_TIMEOUT=1m \
+//	KUMI_OM_ASSIGNED_DELETE_TIMEOUT=10m KUMI_OM_QUERY_PAGE_SIZE=10000 \
+//	go test -timeout 30m ./openmatch/conformance/
+//
 // Against a remote core tests run one at a time (the evaluator is shared) and every test scopes
 // its tickets with a unique string arg, so leftovers of other runs don't disturb it; tests that
 // need a clean core (release-all) only assert on their own tickets.
