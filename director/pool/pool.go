@@ -927,8 +927,9 @@ func (r *rateWindow) add(now time.Time, k int) {
 	r.buckets[now.Unix()%int64(len(r.buckets))] += k
 }
 
-// perSecond is the rate over the window, or over the last two whole seconds when that is higher,
-// so a burst raises the pool's target within a second or two while a lull lowers it slowly.
+// perSecond is the rate over the window, or over the current and the previous second when that is
+// higher, so a burst raises the pool's target within a fraction of a second while a lull lowers it
+// slowly.
 func (r *rateWindow) perSecond(now time.Time) float64 {
 	r.advance(now)
 	n := int64(len(r.buckets))
@@ -938,6 +939,7 @@ func (r *rateWindow) perSecond(now time.Time) float64 {
 	}
 	avg := float64(sum) / float64(n)
 	sec := now.Unix()
-	recent := float64(r.buckets[(sec-1+n)%n]+r.buckets[(sec-2+n)%n]) / 2
+	frac := float64(now.Sub(time.Unix(sec, 0))) / float64(time.Second)
+	recent := float64(r.buckets[sec%n]+r.buckets[(sec-1+n)%n]) / (1 + frac)
 	return max(avg, recent)
 }

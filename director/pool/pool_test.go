@@ -273,8 +273,8 @@ func TestTargetAndDeficit(t *testing.T) {
 		want       map[string]int
 	}{
 		{"idle: absolute floor", 0, 0, nil, map[string]int{"local": 4}},
-		// 100 sessions over the last 5 s: 10/s over the 10 s window, but 20/s over the last two
-		// seconds, which wins (fast attack); lead max(1s, 0) = 1s; share 1 → 4 + 20.
+		// 100 sessions over the last 5 s: 10/s over the 10 s window, but 20/s over the current
+		// and previous second, which wins (fast attack); lead max(1s, 0) = 1s; share 1 → 4 + 20.
 		{"rate times lead", 100, 0, nil, map[string]int{"local": 24}},
 		// measured latency 3 s > configured 1 s.
 		{"measured lead time", 100, 3 * time.Second, nil, map[string]int{"local": 64}},
@@ -308,6 +308,20 @@ func TestTargetAndDeficit(t *testing.T) {
 			}
 		})
 	}
+	// A burst moves the target within half a second: 50 sessions in 0.5 s → 50 / 1.5 s.
+	burst := New(testConfig())
+	burst.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "big", Backend: "local", Capacity: 1000}, t0)
+	for i := range 50 {
+		mustPlace(t, burst, "", []string{fmt.Sprint(i)}, 0, t0.Add(time.Duration(i)*10*time.Millisecond))
+	}
+	if got := burst.Rate(t0.Add(500 * time.Millisecond)); math.Abs(got-50/1.5) > 0.01 {
+		t.Fatalf("rate after a half-second burst %.2f/s, want %.2f/s", got, 50/1.5)
+	}
+	// A lull lowers it slowly: 8 s later only the window average (50 in 10 s) is left.
+	if got := burst.Rate(t0.Add(8 * time.Second)); got != 5 {
+		t.Fatalf("rate 8 s after the burst %.2f/s, want 5/s", got)
+	}
+
 	p := New(testConfig())
 	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 3}, t0)
 	if d := p.Deficit("local", t0); d != 1 {
