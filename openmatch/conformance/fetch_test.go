@@ -17,8 +17,15 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+// testCtx bounds one call; the bound grows with the target's timers (a remote core may run
+// upstream's minutes-long defaults).
 func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	tm, err := timingFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := 20*time.Second + 2*max(tm.PendingRelease, tm.AssignedDelete, tm.Registration+tm.ProposalCollection)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
