@@ -8,9 +8,11 @@ import (
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/openmatch"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// runOpenMatch serves the embedded Open Match v1-compatible core until ctx ends.
+// runOpenMatch serves the embedded Open Match v1-compatible core until ctx ends. With
+// -metrics-addr its /metrics also carries the Go runtime and process collectors.
 func runOpenMatch(ctx context.Context, log *slog.Logger, args []string) error {
 	cfg := openmatch.Default()
 	fs := flag.NewFlagSet("openmatch", flag.ContinueOnError)
@@ -20,5 +22,7 @@ func runOpenMatch(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return openmatch.Run(ctx, log, cfg, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return openmatch.Run(ctx, log, cfg, reg)
 }
