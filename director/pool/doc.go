@@ -11,6 +11,11 @@
 // free slots; a server that reports full, draining or stopping, or that the director asked to drain,
 // stops taking sessions at once.
 //
+// Late members of a rendezvous group join its live session even while that session's server
+// drains (the game server admits them during its drain grace and moves the session with every
+// member), so a group is split only when its session is full (the next session of the group then
+// takes its late arrivals).
+//
 // Session ids of rendezvous sessions carry a digest of their group ("<xid>-g<16 hex>"), so a
 // restarted director rebuilds the group→session mapping from the servers' reports alone.
 package pool

@@ -544,8 +544,8 @@ func (s *server) used() int { return s.baseline + len(s.sessions) }
 
 func (s *server) free() int { return max(s.Capacity-s.used(), 0) }
 
-// Place finds a place for one match: into its group's live session when there is room there,
-// otherwise a new session on the fullest accepting server with a free slot, on the backend the
+// Place finds a place for one match: into its group's live session when there is room there
+// (also while that session's server drains: see joinable), otherwise a new session on the fullest accepting server with a free slot, on the backend the
 // weights choose (spilling to other backends with weight > 0 when that one has no room).
 func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 	if len(req.Players) == 0 {

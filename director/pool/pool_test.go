@@ -415,6 +415,23 @@ func TestMove(t *testing.T) {
 		t.Fatalf("late arrival after the move went to %+v", late)
 	}
 
+	// A late arrival whose session is on a draining server joins it there (the game server admits
+	// members of its live sessions during the drain grace and moves the session with all of them),
+	// so the group is never split; a stopping server's sessions take no one.
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "d", Backend: "local", Capacity: 4}, t0)
+	chat := mustPlace(t, p, "chat", []string{"c1"}, 0, t0)
+	p.Report(Report{Server: chat.Server, Capacity: 4, Sessions: []SessionLoad{{ID: chat.SessionID, Players: []string{"c1"}}}}, t0)
+	if !p.Drain(chat.Server) {
+		t.Fatal("drain")
+	}
+	if late := mustPlace(t, p, "chat", []string{"c2"}, 0, t0); late.SessionID != chat.SessionID || late.Server != chat.Server {
+		t.Fatalf("late arrival to a draining session: %+v (was %+v)", late, chat)
+	}
+	p.Report(Report{Server: chat.Server, State: Stopping, Capacity: 4, Sessions: []SessionLoad{{ID: chat.SessionID, Players: []string{"c1"}}}}, t0)
+	if late := mustPlace(t, p, "chat", []string{"c3"}, 0, t0); late.SessionID == chat.SessionID {
+		t.Fatalf("late arrival joined a session on a stopping server: %+v", late)
+	}
+
 	// Nowhere with room.
 	q := New(testConfig())
 	q.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "only", Backend: "local", Capacity: 4}, t0)
