@@ -52,8 +52,8 @@ type Config struct {
 // Default returns the defaults: upstream Open Match's backend port 50505 and MMF port 50502.
 func Default() Config {
 	return Config{
-		ControlAddr:     ":50600",
-		AdminAddr:       "127.0.0.1:50601",
+		ControlAddr:     ":50610",
+		AdminAddr:       "127.0.0.1:50611",
 		BackendAddr:     "127.0.0.1:50505",
 		MMFHost:         "127.0.0.1",
 		MMFPort:         50502,
