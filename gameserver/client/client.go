@@ -161,7 +161,7 @@ func Dial(ctx context.Context, addr, token string, cfg Config) (*Conn, error) {
 	c.cur = l
 	c.mu.Unlock()
 	c.wg.Add(1)
-	go c.keepaliveLoop()
+	go c.keepaliveLoop(l.keepalive)
 	return c, nil
 }
 
@@ -503,11 +503,11 @@ func (c *Conn) onMove(l *link, mv wire.Move) {
 
 // keepaliveLoop sends KEEPALIVE when the client has been quiet for the server's keepalive
 // interval, and reports EventLost once the server has been silent for its member timeout.
-func (c *Conn) keepaliveLoop() {
+//
+// The period comes from the first ACCEPT and is passed in: by the time this goroutine runs, a fast
+// MOVE or RECONNECT may already have cleared c.cur.
+func (c *Conn) keepaliveLoop(period time.Duration) {
 	defer c.wg.Done()
-	c.mu.Lock()
-	period := c.cur.keepalive
-	c.mu.Unlock()
 	if period <= 0 {
 		period = time.Second
 	}
