@@ -247,6 +247,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		"-report-debounce=20ms",
 		"-drain-grace=1s",
 		"-exit-when-drained",
+		"-metrics-addr=127.0.0.1:0", // each game server logs where its /metrics listens
 	}
 	if len(flCfg.Command) > 0 {
 		flCfg.Command = append(append([]string(nil), flCfg.Command...), append([]string{"-listen-addr=127.0.0.1:0"}, gsArgs...)...)

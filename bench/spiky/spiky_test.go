@@ -9,16 +9,16 @@ import (
 	"time"
 )
 
-// small is a trace short enough for a race-enabled test, with the same shape as the default.
+// small is the default trace scaled down (2 h, peak 5 sessions/s, 50 sessions/server) so it runs
+// in seconds under the race detector; BENCHMARKS.md quotes the full default run.
 func small() Config {
 	cfg := Default()
-	cfg.Duration = 40 * time.Minute
-	cfg.Period = 20 * time.Minute
-	cfg.PeakRate = 2
-	cfg.MeanLifetime = 2 * time.Minute
-	cfg.Capacity = 20
-	cfg.Pool.HighWatermark = 20
-	cfg.Pool.MinFreeSlots = 4
+	cfg.Duration = 2 * time.Hour
+	cfg.Period = time.Hour
+	cfg.PeakRate = 5
+	cfg.Capacity = 50
+	cfg.Pool.HighWatermark = 50
+	cfg.Pool.MinFreeSlots = 10
 	return cfg
 }
 
@@ -37,8 +37,10 @@ func TestSpikyTargets(t *testing.T) {
 	if shared.Rejected != 0 {
 		t.Errorf("rejected %d sessions, want 0", shared.Rejected)
 	}
-	if shared.AvgIdle > 0.25 {
-		t.Errorf("avg idle capacity %.1f%%, want ≤ 25%% on this small trace", 100*shared.AvgIdle)
+	// The full default trace stays under 15 %; at a tenth of its scale one server's worth of
+	// headroom weighs more, so the bound here is 20 %.
+	if shared.AvgIdle > 0.20 {
+		t.Errorf("avg idle capacity %.1f%%, want ≤ 20%% on this scaled-down trace", 100*shared.AvgIdle)
 	}
 	if shared.P99 > 50*time.Millisecond {
 		t.Errorf("p99 placement %v, want ≤ 50ms", shared.P99)
@@ -90,7 +92,7 @@ func TestValidate(t *testing.T) {
 
 func TestWriteFiles(t *testing.T) {
 	cfg := small()
-	cfg.Duration = 10 * time.Minute
+	cfg.Duration, cfg.Period = 10*time.Minute, 5*time.Minute
 	s, b, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
