@@ -29,6 +29,8 @@ type Config struct {
 	MetricsAddr                string        `flag:"metrics-addr" help:"serve Prometheus /metrics and /healthz over HTTP here (empty: off)"`
 	SweepInterval              time.Duration `flag:"sweep-interval" help:"how often expired assigned tickets are deleted in the background (reads check expiry exactly anyway)"`
 	ShutdownGrace              time.Duration `flag:"shutdown-grace" help:"how long a stopping server waits for in-flight RPCs before closing connections"`
+	// GCPercent is process-wide, so only Run (the `kumi openmatch` process) applies it, not Start.
+	GCPercent int `flag:"gc-percent" help:"garbage-collector target of the kumi openmatch process when GOGC is unset (GC is the largest single cost of a FetchMatches cycle; 400 trades ~4x heap headroom at 391 B/ticket for ~30 % lower latency); 0 keeps Go's default"`
 
 	// MatchFunctions are in-process match functions keyed by "host:port". A FetchMatches call
 	// whose FunctionConfig names one of these keys (type GRPC) calls it directly instead of
@@ -55,6 +57,7 @@ func Default() Config {
 		MMFRESTTimeout:             3 * time.Second,
 		SweepInterval:              time.Second,
 		ShutdownGrace:              5 * time.Second,
+		GCPercent:                  400,
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -244,6 +246,9 @@ func (s *Server) Wait() error {
 
 // Run starts the core and blocks until ctx ends (the `kumi openmatch` entry).
 func Run(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer) error {
+	if cfg.GCPercent > 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	s, err := Start(ctx, log, cfg, reg)
 	if err != nil {
 		return err
