@@ -55,11 +55,14 @@ type Config struct {
 	AdminAddr      string `flag:"admin-addr" help:"director admin HTTP API address (weights, pool, drain)"`
 	MetricsAddr    string `flag:"metrics-addr" help:"Prometheus /metrics of every in-process component (empty: off)"`
 	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
+	LogFile        string `flag:"log-file" help:"file receiving every component's log at info level, game servers' included (empty: kumi.log in the key dir); the terminal shows warnings and the progress"`
 
 	// GameServerCommand starts one game server; empty runs this executable's `gameserver`.
 	GameServerCommand []string
 	// GameServerEnv is added to each game server's environment.
 	GameServerEnv []string
+	// GameServerOutput receives the game-server processes' stdout and stderr; nil discards them.
+	GameServerOutput io.Writer
 	// Out receives the progress lines and the summary; nil is os.Stdout.
 	Out io.Writer
 }
@@ -238,6 +241,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	flCfg.AllocationLatency = cfg.AllocateLag
 	flCfg.Command = cfg.GameServerCommand
 	flCfg.Env = cfg.GameServerEnv
+	flCfg.Output = cfg.GameServerOutput
 	gsArgs := []string{
 		"-director=" + ctlAddr,
 		"-token-public-keys=" + serverSigner.KID() + "=" + serverPub,

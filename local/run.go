@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 )
 
 // Run starts the stack, prints where everything listens, runs the demo crowd (unless Players is 0)
@@ -17,6 +18,25 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 		out = os.Stdout
 		cfg.Out = out
 	}
+	if cfg.KeyDir == "" {
+		dir, err := os.MkdirTemp("", "kumi-local-")
+		if err != nil {
+			return fmt.Errorf("local: key dir: %w", err)
+		}
+		cfg.KeyDir = dir
+	}
+	if cfg.LogFile == "" {
+		cfg.LogFile = filepath.Join(cfg.KeyDir, "kumi.log")
+	}
+	f, err := os.OpenFile(cfg.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("local: log file: %w", err)
+	}
+	defer f.Close()
+	// Everything at info goes to the file; the terminal keeps the progress lines and warnings.
+	log = slog.New(slog.NewMultiHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}), atLeast{log.Handler(), slog.LevelWarn}))
+	cfg.GameServerOutput = f
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := Start(ctx, log, cfg)
@@ -25,6 +45,7 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	}
 	defer func() { cancel(); _ = s.Wait() }()
 	s.PrintEndpoints(out)
+	fmt.Fprintf(out, "  logs              %s\n", cfg.LogFile)
 
 	if cfg.Players > 0 {
 		sum, err := RunCrowd(ctx, log, cfg, s)
@@ -59,4 +80,22 @@ func (s *Stack) PrintEndpoints(w io.Writer) {
 	fmt.Fprintf(w, "  game servers      local fleet %q of `kumi gameserver` processes (UDP on 127.0.0.1)\n", s.Fleet.Name())
 	fmt.Fprintf(w, "  dev keys          %s (player.key.pem signs player tokens: go run ./examples/client -key %s/player.key.pem -frontend %s)\n",
 		s.KeyDir, s.KeyDir, s.Frontend.GRPCAddr())
+}
+
+// atLeast passes on only records at or above min.
+type atLeast struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h atLeast) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeast) WithAttrs(as []slog.Attr) slog.Handler {
+	return atLeast{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h atLeast) WithGroup(name string) slog.Handler {
+	return atLeast{h.Handler.WithGroup(name), h.min}
 }
