@@ -90,6 +90,10 @@ func TestDrainMovesSessions(t *testing.T) {
 	d.mu.Unlock()
 	cfg := testConfig("gs-a")
 	cfg.Director = daddr
+	// The late join and the short session's end below must both land inside the grace; 200 ms is
+	// too little for them on a loaded 2-core -race run (the late JOIN is then refused, or the
+	// short session is moved too).
+	cfg.DrainGrace = time.Second
 	a := startServer(t, cfg, signer)
 
 	const sessions, members = 20, 2
@@ -116,6 +120,9 @@ func TestDrainMovesSessions(t *testing.T) {
 	// A session that ends within the grace period is not moved.
 	for _, c := range short {
 		c.Leave()
+	}
+	if el := time.Since(start); el >= cfg.DrainGrace {
+		t.Fatalf("test setup took %s, longer than the drain grace %s: the checks below would not test the grace", el, cfg.DrainGrace)
 	}
 
 	for _, c := range conns {
