@@ -154,17 +154,27 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	start := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	start := time.Now()
+	// The drain is checked more often than the progress line is printed: waiting for a whole
+	// second tick could put it so late that the sessions end within the drain grace, not moving.
+	var drainTick <-chan time.Time
+	if cfg.ScaleIn {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		drainTick = t.C
+	}
 	var drained []string
-	// Drain once every on-time player is connected (or halfway through at the latest), so the
-	// moves happen while they talk.
-	onTime := 0
-	for _, cp := range players {
-		if !cp.late {
-			onTime++
+	// Drain once every on-time player has joined (or halfway through at the latest), so the
+	// moves happen while they talk. Early leavers may be done by then; they count as joined.
+	allJoined := func() bool {
+		for i, cp := range players {
+			if !cp.late && states[i].Load() < stConnected {
+				return false
+			}
 		}
+		return true
 	}
 	drainBy := start.Add(cfg.Duration / 2)
 	for running := true; running; {
@@ -174,19 +184,16 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 		case <-ctx.Done():
 			<-done
 			running = false
+		case now := <-drainTick:
+			if len(drained) > 0 || (!allJoined() && now.Before(drainBy)) {
+				continue
+			}
+			if name := busiestLeastLoaded(s.Director.Pool().Snapshot(now)); name != "" && s.Director.Pool().Drain(name) {
+				drained = append(drained, name)
+				drainTick = nil
+				fmt.Fprintf(out, "scale-in: draining %s; its sessions move to another server while players talk\n", name)
+			}
 		case now := <-tick.C:
-			connectedNow := 0
-			for i := range states {
-				if states[i].Load() == stConnected {
-					connectedNow++
-				}
-			}
-			if cfg.ScaleIn && len(drained) == 0 && (connectedNow >= onTime || now.After(drainBy)) {
-				if name := busiestLeastLoaded(s.Director.Pool().Snapshot(now)); name != "" && s.Director.Pool().Drain(name) {
-					drained = append(drained, name)
-					fmt.Fprintf(out, "scale-in: draining %s; its sessions move to another server while players talk\n", name)
-				}
-			}
 			if cfg.ProgressTTY {
 				snap := s.Director.Pool().Snapshot(now)
 				mu.Lock()
