@@ -256,8 +256,8 @@ func TestMatchProfileThroughRealCore(t *testing.T) {
 	}
 }
 
-// TestInProcessHandler runs the same logic registered in the core's MatchFunctions map, the way kumi
-// local embeds it, with a DeferredQuery set once the core listens.
+// TestInProcessHandler runs the same logic registered in the core's MatchFunctions map, the way a
+// program embedding both would, with a DeferredQuery set once the core listens.
 func TestInProcessHandler(t *testing.T) {
 	q := matchfunction.NewDeferredQuery()
 	h, err := matchfunction.NewHandler(quietLog(), testProfiles(), q, 5*time.Second, nil)

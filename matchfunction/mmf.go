@@ -23,8 +23,8 @@ import (
 const FunctionName = "kumi"
 
 // Handler is the match function itself, independent of how it is served: it implements
-// openmatch.MatchFunctionServer (register it on any *grpc.Server) and offers Propose for in-process
-// callers such as kumi local.
+// openmatch.MatchFunctionServer (register it on any *grpc.Server or in openmatch.Config.MatchFunctions)
+// and offers Propose for callers that want proposals without a core.
 type Handler struct {
 	openmatch.UnimplementedMatchFunctionServer
 

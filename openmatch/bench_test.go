@@ -224,7 +224,7 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 // window, the MMF's query, 500 pair proposals, default evaluation, 500 matches streamed to the
 // caller and decoded. Variants: the MMF over gRPC putting whole tickets in its matches, over gRPC
 // putting only ticket ids (what a director needs for AssignTickets), and in process
-// (Server.RegisterMatchFunction + Server.QueryClient, the `kumi local` wiring).
+// (Server.RegisterMatchFunction + Server.QueryClient, for programs that embed the core).
 func BenchmarkFetchMatchesLatency1k(b *testing.B) {
 	for _, v := range []struct {
 		name      string

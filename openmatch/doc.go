@@ -17,7 +17,8 @@
 // Match functions are called over gRPC or HTTP/JSON (FunctionConfig type REST), or in process:
 // Config.MatchFunctions / Server.RegisterMatchFunction register an openmatch.MatchFunctionServer
 // under a "host:port" key, and Server.QueryClient gives such a function an in-process
-// QueryServiceClient, so `kumi local` skips both network hops. The evaluator is built in (the
+// QueryServiceClient, so an embedding program can skip both network hops (`kumi local` does not:
+// it runs the match function as its own gRPC server, like a deployment). The evaluator is built in (the
 // default evaluator) or any openmatch.Evaluator service at Config.EvaluatorAddr.
 //
 // Speed comes from never re-encoding what the core forwards: tickets are stored as their wire
