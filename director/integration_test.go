@@ -105,12 +105,17 @@ func TestWarmPoolHidesAllocationLatency(t *testing.T) {
 		if r.servers < 6 {
 			t.Fatalf("%d servers for 300 sessions of capacity 60 plus target: the pool did not refill", r.servers)
 		}
+		// A released match is the warm pool failing (no free slot when the match came), whatever
+		// the machine's load: no retry for that. Only the latency bounds get another attempt.
+		if r.unplaced != 0 {
+			t.Fatalf("%v matches released for want of room: the warm pool did not keep ahead of 100 new sessions/s", r.unplaced)
+		}
 		tried = append(tried, r)
-		if r.unplaced == 0 && r.max < allocWait && r.p99 < 50*time.Millisecond {
+		if r.max < allocWait && r.p99 < 50*time.Millisecond {
 			return
 		}
 	}
-	t.Fatalf("no attempt with p99 < 50 ms, every ticket under the 500 ms allocation latency and no match released: %+v", tried)
+	t.Fatalf("no attempt with p99 < 50 ms and every ticket under the 500 ms allocation latency: %+v", tried)
 }
 
 type warmPoolResult struct {
