@@ -598,9 +598,11 @@ func TestHealthReopensStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The old stream is dead; within a few pings the client has a new one.
+	// The old stream is dead; within a few pings the client has a new one. The budget outlasts
+	// one gRPC reconnect backoff (1 s ± 20 %), in case the channel tried to reconnect before srv2
+	// was listening.
 	var lastErr error
-	for range 50 {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		if lastErr = c.Health(ctx); lastErr == nil {
 			break
 		}
