@@ -205,7 +205,8 @@ func ParseAttributes(s string) (Attributes, error) {
 				lo, hi, ok := strings.Cut(constraint, "..")
 				min, err1 := strconv.ParseFloat(lo, 64)
 				max, err2 := strconv.ParseFloat(hi, 64)
-				if !ok || err1 != nil || err2 != nil || min > max || math.IsInf(min, 0) || math.IsInf(max, 0) {
+				// NaN compares false with everything, so "NaN..NaN" would pass min > max and then match nothing.
+				if !ok || err1 != nil || err2 != nil || min > max || math.IsInf(min, 0) || math.IsInf(max, 0) || math.IsNaN(min) || math.IsNaN(max) {
 					return nil, fmt.Errorf("attribute %q: range %q must be min..max with finite min ≤ max", a.Name, constraint)
 				}
 				a.Min, a.Max = min, max
