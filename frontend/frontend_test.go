@@ -147,18 +147,19 @@ func TestHTTPFlow(t *testing.T) {
 	if err != nil || name != "ticket" || decodeTicket(t, []byte(data)).GetState() != client.Ticket_SEARCHING {
 		t.Fatalf("first event %q %q %v", name, data, err)
 	}
-	polled := make(chan *client.Ticket, 1)
+	// The body is decoded by the test goroutine: t.Fatal must not run on this one.
+	polled := make(chan []byte, 1)
 	go func() {
 		req, _ := http.NewRequest("GET", e.base+"/v1/tickets/"+ct.GetId()+"?wait=20", nil)
 		req.Header.Set("Authorization", "Bearer "+e.token("p1"))
 		resp, err := e.hc.Do(req)
 		if err != nil {
-			polled <- nil
+			polled <- []byte(err.Error())
 			return
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		polled <- decodeTicket(t, b)
+		polled <- b
 	}()
 	// Assign once the long-poll is parked on the shared watch.
 	waitFor(t, func() bool { return e.fe.svc.watches.refs(ct.GetId()) == 2 })
@@ -173,7 +174,7 @@ func TestHTTPFlow(t *testing.T) {
 	if _, _, err := ev.next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("event stream did not end after the assignment: %v", err)
 	}
-	if p := <-polled; p.GetAssignment().GetSessionId() != "voice-1" {
+	if p := decodeTicket(t, <-polled); p.GetAssignment().GetSessionId() != "voice-1" {
 		t.Fatalf("long-poll got %v", p)
 	}
 	// Health.
