@@ -119,6 +119,10 @@ func (r *relayer) runSingle() error {
 	}
 }
 
+// versionRefuseLen is the size of a REFUSE version (no text): only a JOIN at least this long gets
+// one, so a forged source address cannot make the server send more than was sent to it.
+const versionRefuseLen = 2 + wire.NonceLen + 2
+
 // handle processes one datagram. ua is the sender as *net.UDPAddr when the read produced one.
 func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64) {
 	s := r.s
@@ -129,8 +133,8 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 	}
 	typ, err := wire.PeekType(p)
 	if err != nil {
-		if err == wire.ErrVersion && len(p) >= 2+wire.NonceLen && wire.Type(p[1]) == wire.TypeJoin {
-			// A JOIN from a client of another version: say so (12 bytes, never more than it sent).
+		if err == wire.ErrVersion && len(p) >= versionRefuseLen && wire.Type(p[1]) == wire.TypeJoin {
+			// A JOIN from a client of another version: say so, in no more bytes than it sent.
 			var nonce [wire.NonceLen]byte
 			copy(nonce[:], p[2:])
 			s.m.joins[wire.RefuseVersion].Add(1)

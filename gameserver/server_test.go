@@ -234,6 +234,36 @@ func TestMalformedPackets(t *testing.T) {
 	}
 }
 
+// A JOIN of another protocol version gets REFUSE version, never larger than the JOIN itself (a
+// forged source address must not turn the server into an amplifier).
+func TestOtherVersionJoin(t *testing.T) {
+	signer := newSigner(t)
+	s := startServer(t, testConfig("gs-1"), signer)
+	m, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p1", time.Minute))
+	nonce := [wire.NonceLen]byte{9, 8, 7, 6, 5, 4, 3, 2}
+	join := append([]byte{wire.Version + 1, byte(wire.TypeJoin)}, nonce[:]...)
+
+	// Shorter than the answer would be: dropped without a word. barrier fails on any datagram
+	// that does not authenticate, such as a REFUSE.
+	before := s.Stats().Dropped["version"]
+	m.write(join)
+	m.barrier()
+	if got := s.Stats().Dropped["version"]; got != before+1 {
+		t.Fatalf("dropped[version] = %d, want %d", got, before+1)
+	}
+
+	long := append(join, 0, 0)
+	m.write(long)
+	p := m.read(2 * time.Second)
+	r, err := wire.ParseRefuse(p)
+	if err != nil || r.Code != wire.RefuseVersion || r.Nonce != nonce {
+		t.Fatalf("answer % x: %+v %v, want REFUSE version with the JOIN's nonce", p, r, err)
+	}
+	if len(p) > len(long) {
+		t.Fatalf("REFUSE of %d bytes answers a JOIN of %d", len(p), len(long))
+	}
+}
+
 func TestMemberTimeoutAndKeepalive(t *testing.T) {
 	signer := newSigner(t)
 	cfg := testConfig("gs-1")
