@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -14,8 +13,8 @@ import (
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -38,11 +37,10 @@ type Server struct {
 	stopCtx  context.Context // done when stopping is closed; parent of every cycle's context
 	stopFn   context.CancelFunc
 
-	listeners [3]net.Listener // frontend, backend, query
-	httpSrv   *http.Server
-	httpLn    net.Listener
-	grpcs     [3]*grpc.Server
-	healths   [3]*health.Server
+	listeners  [3]net.Listener   // frontend, backend, query
+	metricsSrv *telemetry.Server // nil when metrics-addr is empty
+	grpcs      [3]*grpc.Server
+	healths    [3]*health.Server
 
 	wg   sync.WaitGroup
 	mu   sync.Mutex
@@ -104,7 +102,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		s.listeners[i] = l
 	}
 	if cfg.MetricsAddr != "" {
-		if err := s.listenMetrics(reg); err != nil {
+		// It stops with stopCtx and Wait waits for it, like every other part of the server.
+		if s.metricsSrv, err = s.serveMetrics(reg); err != nil {
 			for _, l := range s.listeners {
 				l.Close()
 			}
@@ -134,9 +133,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			}
 		})
 	}
-	if s.httpSrv != nil {
+	if s.metricsSrv != nil {
 		s.wg.Go(func() {
-			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.metricsSrv.Wait(); err != nil {
 				s.fail(fmt.Errorf("openmatch: serve metrics: %w", err))
 			}
 		})
@@ -178,36 +177,29 @@ func (s *Server) stop(ev evaluator) {
 		})
 	}
 	wg.Wait()
-	if s.httpSrv != nil {
-		s.httpSrv.Close()
-	}
 	ev.close()
 	s.mmfs.close()
 	s.log.Info("openmatch core stopped")
 }
 
-func (s *Server) listenMetrics(reg prometheus.Registerer) error {
+func (s *Server) serveMetrics(reg prometheus.Registerer) (*telemetry.Server, error) {
 	g, ok := reg.(prometheus.Gatherer)
 	if !ok {
-		return fmt.Errorf("openmatch: metrics-addr %q set but the registerer (%T) cannot be gathered: pass a *prometheus.Registry", s.cfg.MetricsAddr, reg)
+		return nil, fmt.Errorf("openmatch: metrics-addr %q set but the registerer (%T) cannot be gathered: pass a *prometheus.Registry", s.cfg.MetricsAddr, reg)
 	}
-	l, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	m, err := telemetry.Serve(s.stopCtx, s.log, s.cfg.MetricsAddr, g)
 	if err != nil {
-		return fmt.Errorf("openmatch: listen metrics on %q: %w", s.cfg.MetricsAddr, err)
+		return nil, fmt.Errorf("openmatch: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "ok") })
-	s.httpLn, s.httpSrv = l, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	return nil
+	return m, nil
 }
 
 // MetricsAddr is the bound host:port of the metrics endpoint ("" when off).
 func (s *Server) MetricsAddr() string {
-	if s.httpLn == nil {
+	if s.metricsSrv == nil {
 		return ""
 	}
-	return s.httpLn.Addr().String()
+	return s.metricsSrv.Addr()
 }
 
 // sweep deletes assigned tickets after assignedDeleteTimeout.

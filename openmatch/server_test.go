@@ -2,9 +2,16 @@ package openmatch
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -77,5 +84,55 @@ func TestStartServesAllServices(t *testing.T) {
 	if err != nil || got.Assignment.GetConnection() != "1.2.3.4:5" {
 		t.Fatalf("get: %v %v", got, err)
 	}
-	_ = context.Background
+}
+
+// TestMetricsEndpoint: -metrics-addr serves the registry and /healthz, and the port is released
+// by the time Wait returns; a registerer that cannot be gathered is refused at Start.
+func TestMetricsEndpoint(t *testing.T) {
+	cfg := testConfig()
+	cfg.MetricsAddr = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	srv, err := Start(ctx, slog.New(slog.DiscardHandler), cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := pb.NewFrontendServiceClient(dial(t, srv.FrontendAddr()))
+	if _, err := fe.CreateTicket(testCtx(t), &pb.CreateTicketRequest{Ticket: &pb.Ticket{}}); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string) string {
+		t.Helper()
+		resp, err := hc.Get("http://" + srv.MetricsAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+		return string(b)
+	}
+	if body := get("/metrics"); !strings.Contains(body, "tickets_created_total 1") {
+		t.Fatalf("/metrics does not count the created ticket:\n%s", body)
+	}
+	get("/healthz")
+	addr := srv.MetricsAddr()
+	cancel()
+	if err := srv.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := net.Listen("tcp", addr); err != nil {
+		t.Fatalf("metrics port still held after Wait: %v", err)
+	} else {
+		l.Close()
+	}
+
+	cfg.MetricsAddr = "127.0.0.1:0"
+	if _, err := Start(t.Context(), slog.New(slog.DiscardHandler), cfg, prometheus.WrapRegistererWithPrefix("x_", reg)); err == nil || !strings.Contains(err.Error(), "cannot be gathered") {
+		t.Fatalf("ungatherable registerer: %v", err)
+	}
 }
