@@ -90,12 +90,16 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 		// One director per machine and pool unless told otherwise (on Kubernetes the Lease does it).
 		fl.Director.LockFile = filepath.Join(os.TempDir(), "kumi-director-"+fl.Director.PoolName+".lock")
 	}
+	// The metrics server and the local fleet stop only when ctx ends: on any return, and first of
+	// all on a start error, cancel it before waiting for them, or the command would hang.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	reg := telemetry.NewRegistry()
 	ms, err := telemetry.Serve(ctx, log, fl.MetricsAddr, reg)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = ms.Wait() }()
+	defer func() { cancel(); _ = ms.Wait() }()
 
 	var backends []allocation.Backend
 	var kube *agones.Backend
@@ -110,7 +114,7 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 			if err != nil {
 				return fmt.Errorf("local fleet: %w", err)
 			}
-			defer func() { _ = f.Wait() }()
+			defer func() { cancel(); _ = f.Wait() }()
 			backends = append(backends, f)
 		case "agones":
 			config.Log(ctx, log, "agones", &fl.Agones)

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A director that cannot start returns its error at once: the local fleet and the metrics server
+// it started first stop with it instead of keeping the command waiting on them.
+func TestDirectorStartErrorReturns(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no token key", nil, "token-key"},
+		{"unknown backend", []string{"-backends=local,bogus"}, "unknown backend"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{
+				"-metrics-addr=127.0.0.1:0", "-control-addr=127.0.0.1:0", "-admin-addr=",
+				"-lock-file=" + filepath.Join(dir, tc.name+".lock"),
+				"-fleet-buffer-size=0", "-fleet-command=/bin/true",
+			}, tc.args...)
+			errc := make(chan error, 1)
+			go func() { errc <- runDirector(context.Background(), slog.New(slog.DiscardHandler), args) }()
+			select {
+			case err := <-errc:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("kumi director %v: %v, want an error containing %q", args, err, tc.want)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("kumi director %v did not return its start error within 20 s", args)
+			}
+		})
+	}
+}
