@@ -21,7 +21,7 @@ type Config struct {
 	QueryAddr    string        `flag:"query-addr" help:"Open Match QueryService gRPC address (host:port) the match function reads tickets from"`
 	ProfilesFile string        `flag:"profiles" help:"YAML or JSON file of match profiles (format in matchfunction/doc.go); empty uses the built-in voice and duel profiles"`
 	QueryTimeout time.Duration `flag:"query-timeout" help:"upper bound on querying all pools of one Run call"`
-	MetricsAddr  string        `flag:"metrics-addr" help:"HTTP address serving /metrics (Prometheus) when the registry can be gathered; empty disables"`
+	MetricsAddr  string        `flag:"metrics-addr" help:"HTTP address serving /metrics (Prometheus) and /healthz; empty disables"`
 
 	// Profiles are used in addition to ProfilesFile (for callers that build them in code, like
 	// kumi local). When both are empty the built-in DefaultProfiles apply.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -290,6 +291,48 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	if _, err := matchfunction.Start(t.Context(), quietLog(), cfg, nil); err == nil || !strings.Contains(err.Error(), "query-addr") {
 		t.Fatalf("no query addr: %v", err)
 	}
+	// Metrics asked for but impossible to serve is an error, not silently no endpoint.
+	cfg = matchfunction.Default()
+	cfg.ListenAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if _, err := matchfunction.Start(t.Context(), quietLog(), cfg, nil); err == nil || !strings.Contains(err.Error(), "cannot be gathered") {
+		t.Fatalf("metrics-addr with a nil registerer: %v", err)
+	}
+}
+
+// TestMetricsEndpoint: -metrics-addr serves the registry it was given, and the port is released by
+// the time Wait returns.
+func TestMetricsEndpoint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	probe := prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_total", Help: "test"})
+	reg.MustRegister(probe)
+	probe.Add(3)
+	cfg := matchfunction.Default()
+	cfg.ListenAddr, cfg.MetricsAddr, cfg.QueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:1" // the query connection is lazy
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s, err := matchfunction.Start(ctx, quietLog(), cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := s.MetricsAddr()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "probe_total 3") {
+		t.Fatalf("/metrics: %d %v\n%s", resp.StatusCode, err, b)
+	}
+	cancel()
+	if err := s.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("metrics port still held after Wait: %v", err)
+	}
+	l.Close()
 }
 
 // counterSum adds up every series of the counter family name.

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
-	"time"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -21,11 +18,11 @@ import (
 // Server is a running match function: a gRPC server for openmatch.MatchFunction plus its
 // QueryService connection.
 type Server struct {
-	handler     *Handler
-	lis         net.Listener
-	metricsAddr string
-	done        chan struct{}
-	err         error
+	handler *Handler
+	lis     net.Listener
+	metrics *telemetry.Server // nil when metrics-addr is empty
+	done    chan struct{}
+	err     error
 }
 
 // Start validates cfg, connects to the query service (lazily: a core that starts later is fine),
@@ -53,30 +50,26 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		conn.Close()
 		return nil, fmt.Errorf("matchfunction: listen-addr: %w", err)
 	}
-	var metrics *http.Server
-	var metricsLis net.Listener
-	if g, ok := reg.(prometheus.Gatherer); ok && cfg.MetricsAddr != "" {
-		if metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+	// The metrics endpoint also stops when serving gRPC fails, not only when ctx ends.
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	var metrics *telemetry.Server
+	if cfg.MetricsAddr != "" {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			err = fmt.Errorf("matchfunction: metrics-addr %q set but the registerer (%T) cannot be gathered: pass a *prometheus.Registry", cfg.MetricsAddr, reg)
+		} else if metrics, err = telemetry.Serve(metricsCtx, log, cfg.MetricsAddr, g); err != nil {
+			err = fmt.Errorf("matchfunction: %w", err)
+		}
+		if err != nil {
+			stopMetrics()
 			lis.Close()
 			conn.Close()
-			return nil, fmt.Errorf("matchfunction: metrics-addr: %w", err)
+			return nil, err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
-		metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	gs := grpc.NewServer()
 	openmatch.RegisterMatchFunctionServer(gs, h)
-	s := &Server{handler: h, lis: lis, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	if metrics != nil {
-		s.metricsAddr = metricsLis.Addr().String()
-		wg.Go(func() {
-			if err := metrics.Serve(metricsLis); !errors.Is(err, http.ErrServerClosed) {
-				log.Error("matchfunction metrics", "err", err)
-			}
-		})
-	}
+	s := &Server{handler: h, lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	go func() {
@@ -89,10 +82,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			s.err = fmt.Errorf("matchfunction: serve: %w", err)
 			gs.Stop()
 		}
-		if metrics != nil {
-			metrics.Close()
+		stopMetrics()
+		if err := metrics.Wait(); err != nil {
+			log.Error("matchfunction metrics", "err", err)
 		}
-		wg.Wait()
 		if err := conn.Close(); err != nil && s.err == nil {
 			s.err = fmt.Errorf("matchfunction: close query connection: %w", err)
 		}
@@ -106,7 +99,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
 // MetricsAddr is the /metrics HTTP address, or "" when metrics are not served.
-func (s *Server) MetricsAddr() string { return s.metricsAddr }
+func (s *Server) MetricsAddr() string {
+	if s.metrics == nil {
+		return ""
+	}
+	return s.metrics.Addr()
+}
 
 // Handler is the in-process match function the server serves.
 func (s *Server) Handler() *Handler { return s.handler }

@@ -6,11 +6,12 @@ import (
 	"log/slog"
 
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/matchfunction"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// runMatchFunction serves the match function until ctx ends.
+// runMatchFunction serves the match function until ctx ends. With -metrics-addr its /metrics also
+// carries the Go runtime and process collectors, like every other component's.
 func runMatchFunction(ctx context.Context, log *slog.Logger, args []string) error {
 	cfg := matchfunction.Default()
 	fs := flag.NewFlagSet("kumi matchfunction", flag.ContinueOnError)
@@ -20,5 +21,5 @@ func runMatchFunction(ctx context.Context, log *slog.Logger, args []string) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return matchfunction.Run(ctx, log, cfg, prometheus.NewRegistry())
+	return matchfunction.Run(ctx, log, cfg, telemetry.NewRegistry())
 }

@@ -6,9 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/openmatch"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // runOpenMatch serves the embedded Open Match v1-compatible core until ctx ends. With
@@ -22,7 +21,5 @@ func runOpenMatch(ctx context.Context, log *slog.Logger, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return openmatch.Run(ctx, log, cfg, reg)
+	return openmatch.Run(ctx, log, cfg, telemetry.NewRegistry())
 }
