@@ -423,12 +423,18 @@ func TestPEMFilesAndJWKSFile(t *testing.T) {
 	cfg.Now = func() time.Time { return fixedNow }
 	cfg.PublicKeys = []string{filepath.Join(dir, AlgEdDSA+".pub"), "named=" + filepath.Join(dir, AlgEdDSA+".pub")}
 	cfg.JWKSFile = filepath.Join(dir, "jwks.json")
+	// Keys with spare capacity: the PEM keys must not be appended into the caller's array.
+	extra := newTestSigner(t, AlgES256, "extra").PublicKey()
+	cfg.Keys = append(make([]PublicKey, 0, 4), extra)
 	v, err := NewVerifier(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.KIDs()) != 4 {
+	if len(v.KIDs()) != 5 {
 		t.Fatalf("kids %v", v.KIDs())
+	}
+	if spare := cfg.Keys[:2][1]; spare.KID != "" {
+		t.Fatalf("NewVerifier wrote key %q into the caller's Keys array", spare.KID)
 	}
 	for _, s := range signers {
 		raw, err := s.ServerToken(ServerClaims{PlayerID: "p", SessionID: "s", Server: "g", ExpiresAt: fixedNow.Add(time.Minute)})

@@ -108,6 +108,9 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.PublicKeys == nil && cfg.JWKSFile == "" && cfg.JWKSURL == "" && len(cfg.Keys) == 0 {
 		return nil, errors.New("token: verifier has no keys; set public-keys, jwks-file or jwks-url")
 	}
+	// cfg is a copy but Keys still shares the caller's array: appending into its spare capacity
+	// would write into the caller's slice (a race when one config builds two verifiers).
+	cfg.Keys = slices.Clip(cfg.Keys)
 	for _, spec := range cfg.PublicKeys {
 		kid, file, ok := strings.Cut(spec, "=")
 		if !ok {
