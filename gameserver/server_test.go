@@ -361,7 +361,9 @@ func TestMemberRateLimit(t *testing.T) {
 func TestJoinBusyRetried(t *testing.T) {
 	signer := newSigner(t)
 	cfg := testConfig("gs-1")
-	cfg.JoinRate, cfg.JoinBurst = 20, 1
+	// One JOIN per 200 ms: the next dial comes sooner even on a loaded machine (at 20/s, a dial
+	// slower than 50 ms found a token refilled and the test exercised nothing).
+	cfg.JoinRate, cfg.JoinBurst = 5, 1
 	s := startServer(t, cfg, signer)
 	for i := range 4 {
 		dial(t, s, mint(t, signer, "gs-1", "s1", fmt.Sprint("p", i), time.Minute))
