@@ -52,26 +52,24 @@ func runToken(ctx context.Context, log *slog.Logger, args []string) error {
 		fmt.Fprintln(os.Stdout, raw)
 		return nil
 	case "verify":
-		cfg := token.DefaultVerifierConfig()
-		server := ""
+		cfg := tokenVerifyFlags{Verifier: token.DefaultVerifierConfig()}
 		fs := flag.NewFlagSet("token verify", flag.ContinueOnError)
 		if err := config.Bind(fs, "", &cfg); err != nil {
 			return err
 		}
-		fs.StringVar(&server, "server", "", "verify as a server token for this game server (default: player token)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
 			return errors.New("usage: kumi token verify [flags] TOKEN")
 		}
-		cfg.Log = log
-		v, err := token.NewVerifier(ctx, cfg)
+		cfg.Verifier.Log = log
+		v, err := token.NewVerifier(ctx, cfg.Verifier)
 		if err != nil {
 			return err
 		}
-		if server != "" {
-			c, err := v.VerifyServerToken(fs.Arg(0), server)
+		if cfg.Server != "" {
+			c, err := v.VerifyServerToken(fs.Arg(0), cfg.Server)
 			if err != nil {
 				return err
 			}
@@ -86,4 +84,11 @@ func runToken(ctx context.Context, log *slog.Logger, args []string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown subcommand %q; %w", args[0], usage)
+}
+
+// tokenVerifyFlags is every setting of `kumi token verify`: the verifier's, plus which kind of
+// token to check.
+type tokenVerifyFlags struct {
+	Verifier token.VerifierConfig
+	Server   string `flag:"server" help:"verify as a server token for this game server (default: player token)"`
 }
