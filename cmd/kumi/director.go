@@ -48,6 +48,17 @@ func wireFleet(fl *directorFlags) error {
 		if err != nil {
 			return fmt.Errorf("-control-addr %q: %w", fl.Director.ControlAddr, err)
 		}
+		if port == "0" {
+			// The game servers learn the address before the director listens: fix the port now,
+			// or they would be told port 0 and never report.
+			l, err := net.Listen("tcp", fl.Director.ControlAddr)
+			if err != nil {
+				return fmt.Errorf("-control-addr %q: pick a free port: %w", fl.Director.ControlAddr, err)
+			}
+			fl.Director.ControlAddr = l.Addr().String()
+			l.Close()
+			_, port, _ = net.SplitHostPort(fl.Director.ControlAddr)
+		}
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			host = "127.0.0.1"
 		}

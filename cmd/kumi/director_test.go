@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kumi-dev/kumi/director"
 )
 
 // A director that cannot start returns its error at once: the local fleet and the metrics server
@@ -38,5 +42,22 @@ func TestDirectorStartErrorReturns(t *testing.T) {
 				t.Fatalf("kumi director %v did not return its start error within 20 s", args)
 			}
 		})
+	}
+}
+
+// -control-addr with port 0 and the local backend: the port is fixed before the fleet's game
+// servers are told where to report, and the director listens on that same port.
+func TestWireFleetFixesControlPort(t *testing.T) {
+	fl := directorFlags{Director: director.Default()}
+	fl.Director.ControlAddr = "127.0.0.1:0"
+	if err := wireFleet(&fl); err != nil {
+		t.Fatal(err)
+	}
+	_, port, err := net.SplitHostPort(fl.Director.ControlAddr)
+	if err != nil || port == "0" {
+		t.Fatalf("control address %q: port still 0 (%v)", fl.Director.ControlAddr, err)
+	}
+	if want := "-director=" + fl.Director.ControlAddr; !slices.Contains(fl.Fleet.Args, want) {
+		t.Fatalf("fleet args %v, want %s", fl.Fleet.Args, want)
 	}
 }
