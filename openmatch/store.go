@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -29,9 +30,15 @@ type ticketStore struct {
 }
 
 type shard struct {
+	shardData
+	// Pads shards to a 64-byte stride so each shard's lock and map stay within one cache line of
+	// their own instead of drifting across lines shared with a neighbour.
+	_ [64 - unsafe.Sizeof(shardData{})%64]byte
+}
+
+type shardData struct {
 	mu sync.RWMutex
 	m  map[string]*ticketRec
-	_  [40]byte // keep shards on separate cache lines
 }
 
 type expiryEntry struct {
