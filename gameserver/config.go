@@ -122,8 +122,9 @@ func (cfg *Config) Validate() error {
 	if cfg.MemberRate < 0 || (cfg.MemberRate > 0 && cfg.MemberBurst < 1) {
 		add("member-rate %g must not be negative, and member-burst %d must be at least 1 when it is set", cfg.MemberRate, cfg.MemberBurst)
 	}
-	if cfg.Keepalive <= 0 || cfg.MemberTimeout <= cfg.Keepalive {
-		add("keepalive %s must be positive and below member-timeout %s", cfg.Keepalive, cfg.MemberTimeout)
+	if cfg.Keepalive < time.Millisecond || cfg.MemberTimeout <= cfg.Keepalive {
+		// ACCEPT carries whole milliseconds: a shorter keepalive reaches the client as 0.
+		add("keepalive %s must be at least 1ms and below member-timeout %s", cfg.Keepalive, cfg.MemberTimeout)
 	}
 	if cfg.MemberTimeout > time.Duration(1<<32-1)*time.Millisecond {
 		add("member-timeout %s too long", cfg.MemberTimeout)

@@ -405,6 +405,8 @@ func TestConfigValidate(t *testing.T) {
 		{"capacity", func(c *Config) { c.Capacity = 0 }, "capacity"},
 		{"io mode", func(c *Config) { c.IO = "magic" }, "io"},
 		{"timeouts", func(c *Config) { c.MemberTimeout = c.Keepalive }, "member-timeout"},
+		// Nanosecond timers would reach the client as 0 ms and made the sweep ticker panic.
+		{"sub-millisecond keepalive", func(c *Config) { c.Keepalive, c.MemberTimeout = time.Nanosecond, 3*time.Nanosecond }, "keepalive"},
 		{"payload", func(c *Config) { c.MaxPayload = 70000 }, "max-payload"},
 		{"name without SDK", func(c *Config) { c.Name = "" }, "name must be set"},
 		{"director address", func(c *Config) { c.Director = "director" }, "director"},
