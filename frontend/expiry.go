@@ -1,17 +1,19 @@
 package frontend
 
 import (
+	"container/heap"
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
 
-// expiryQueue holds (ticket, deadline) in creation order. The lifetime is one constant, so
-// deadlines arrive sorted and a FIFO replaces a heap: O(1) per ticket.
+// expiryQueue holds (ticket, deadline) ordered by deadline. New tickets arrive almost sorted (one
+// lifetime after creation), but a failed expiry is pushed again with a short retry deadline, which
+// must not wait behind every younger ticket's full lifetime: hence a heap, not a FIFO.
 type expiryQueue struct {
 	mu     sync.Mutex
-	items  []expiryItem
-	head   int
+	items  expiryHeap
 	signal chan struct{} // 1-buffered: something was pushed
 }
 
@@ -20,11 +22,25 @@ type expiryItem struct {
 	deadline         time.Time
 }
 
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = expiryItem{}
+	*h = old[:len(old)-1]
+	return it
+}
+
 func newExpiryQueue() *expiryQueue { return &expiryQueue{signal: make(chan struct{}, 1)} }
 
 func (q *expiryQueue) push(it expiryItem) {
 	q.mu.Lock()
-	q.items = append(q.items, it)
+	heap.Push(&q.items, it)
 	q.mu.Unlock()
 	select {
 	case q.signal <- struct{}{}:
@@ -35,28 +51,26 @@ func (q *expiryQueue) push(it expiryItem) {
 func (q *expiryQueue) peek() (expiryItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
+	if len(q.items) == 0 {
 		return expiryItem{}, false
 	}
-	return q.items[q.head], true
+	return q.items[0], true
 }
 
 func (q *expiryQueue) pop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.items[q.head] = expiryItem{}
-	q.head++
-	// Compact once the consumed prefix dominates, so the slice does not grow forever.
-	if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append(q.items[:0], q.items[q.head:]...)
-		q.head = 0
+	heap.Pop(&q.items)
+	// Shrink once mostly empty, so a burst does not pin its peak memory forever.
+	if cap(q.items) > 1024 && len(q.items) < cap(q.items)/4 {
+		q.items = slices.Clone(q.items)
 	}
 }
 
 func (q *expiryQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items) - q.head
+	return len(q.items)
 }
 
 // run calls expire for each item at its deadline until ctx ends; expire runs on up to workers

@@ -23,7 +23,7 @@ func TestExpiryQueueOrderAndCompaction(t *testing.T) {
 	}()
 	for i := range n {
 		if id := <-got; id != strconv.Itoa(i) {
-			t.Fatalf("item %d expired as %s: not FIFO", i, id)
+			t.Fatalf("item %d expired as %s: not in deadline order", i, id)
 		}
 	}
 	// A future item waits for its deadline; pushing wakes the loop.
@@ -36,7 +36,35 @@ func TestExpiryQueueOrderAndCompaction(t *testing.T) {
 	<-done
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items)-q.head != 0 || q.head > 1024 {
-		t.Fatalf("queue not compacted: head %d len %d", q.head, len(q.items))
+	if len(q.items) != 0 || cap(q.items) > 1024 {
+		t.Fatalf("queue not compacted: len %d cap %d", len(q.items), cap(q.items))
+	}
+}
+
+// TestExpiryRetryNotBehindLaterDeadlines: a failed expiry is re-pushed with a short retry deadline
+// after younger tickets with a full lifetime; it must fire at its own deadline, not after theirs.
+func TestExpiryRetryNotBehindLaterDeadlines(t *testing.T) {
+	q := newExpiryQueue()
+	now := time.Now()
+	q.push(expiryItem{ticketID: "young", deadline: now.Add(time.Hour)})
+	q.push(expiryItem{ticketID: "retry", deadline: now.Add(-time.Millisecond)})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan string, 2)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.run(ctx, time.Now, 1, func(_ context.Context, it expiryItem) { got <- it.ticketID })
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case id := <-got:
+		if id != "retry" {
+			t.Fatalf("expired %q first, want the retry", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the due retry waited behind a ticket with a later deadline")
+	}
+	if n := q.len(); n != 1 {
+		t.Fatalf("%d items left, want the young one", n)
 	}
 }

@@ -264,8 +264,8 @@ func (s *service) recover(ctx context.Context, queryAddr string) error {
 			}
 		}
 	}
-	// Oldest first: expiry deadlines must enter the FIFO in order, and the newest ticket of a
-	// player (duplicates can exist after a crash mid-create) is the one kept.
+	// Oldest first, so the newest ticket of a player (duplicates can exist after a crash
+	// mid-create) is the one kept.
 	slices.SortFunc(found, func(a, b *openmatch.Ticket) int {
 		return cmp.Compare(a.GetCreateTime().AsTime().UnixNano(), b.GetCreateTime().AsTime().UnixNano())
 	})
