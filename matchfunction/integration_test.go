@@ -461,4 +461,9 @@ func TestQueryFailureNamesPool(t *testing.T) {
 	if _, err := h.Propose(t.Context(), nil); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("nil profile: %v", err)
 	}
+	// Pools sharing a name are refused before any query (their results would overwrite each other).
+	twice := &pb.MatchProfile{Name: "voice", Pools: []*pb.Pool{{Name: "p"}, {Name: "q"}, {Name: "p"}}}
+	if _, err := h.Propose(t.Context(), twice); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `pools[0] and pools[2] are both named "p"`) {
+		t.Fatalf("repeated pool name: %v", err)
+	}
 }

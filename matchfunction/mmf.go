@@ -103,6 +103,16 @@ func (h *Handler) Propose(ctx context.Context, mp *openmatch.MatchProfile) ([]*o
 	if len(pools) == 0 {
 		pools = p.MatchProfile().GetPools()
 	}
+	// Query results are keyed by pool name, so a repeated name would silently drop a pool's tickets.
+	seen := make(map[string]int, len(pools))
+	for i, pool := range pools {
+		if j, dup := seen[pool.GetName()]; dup {
+			h.m.runs.WithLabelValues(p.Name, "invalid").Inc()
+			return nil, status.Errorf(codes.InvalidArgument, "match profile %q: pools[%d] and pools[%d] are both named %q; give each pool its own name",
+				p.Name, j, i, pool.GetName())
+		}
+		seen[pool.GetName()] = i
+	}
 	if h.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, h.timeout)
