@@ -18,7 +18,6 @@ import (
 // Server is a running match function: a gRPC server for openmatch.MatchFunction plus its
 // QueryService connection.
 type Server struct {
-	handler *Handler
 	lis     net.Listener
 	metrics *telemetry.Server // nil when metrics-addr is empty
 	done    chan struct{}
@@ -69,7 +68,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	gs := grpc.NewServer()
 	openmatch.RegisterMatchFunctionServer(gs, h)
-	s := &Server{handler: h, lis: lis, metrics: metrics, done: make(chan struct{})}
+	s := &Server{lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gs.Serve(lis) }()
 	go func() {
@@ -105,9 +104,6 @@ func (s *Server) MetricsAddr() string {
 	}
 	return s.metrics.Addr()
 }
-
-// Handler is the in-process match function the server serves.
-func (s *Server) Handler() *Handler { return s.handler }
 
 // Wait blocks until the server has stopped and released its port and connection.
 func (s *Server) Wait() error {
