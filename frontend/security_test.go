@@ -510,6 +510,32 @@ func TestShutdownEndsWatches(t *testing.T) {
 	}
 }
 
+// TestShutdownReportsNotServing: a gRPC health watcher hears NOT_SERVING once the frontend begins
+// to stop.
+func TestShutdownReportsNotServing(t *testing.T) {
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe, stop := startFrontend(t, startCore(t), testConfig(signer))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w, err := healthpb.NewHealthClient(dial(t, fe.GRPCAddr())).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("before stop: %v %v", r, err)
+	}
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stop() }()
+	if r, err := w.Recv(); err != nil || r.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("after stop began: %v %v, want NOT_SERVING", r, err)
+	}
+	cancel() // an open health watch would hold the graceful stop for the whole grace period
+	<-stopped
+}
+
 // TestSSEHeartbeat: an idle event stream carries keep-alive comments, then the assignment.
 func TestSSEHeartbeat(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.SSEHeartbeat = 10 * time.Millisecond })

@@ -95,6 +95,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	srv := &Server{done: make(chan struct{}), svc: s, metrics: metricsSrv}
 	var gs *grpc.Server
 	var hs *http.Server
+	var grpcHealth *health.Server
 	if cfg.GRPCAddr != "" {
 		if srv.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
@@ -102,7 +103,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		gs = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
 		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
 		// Standard gRPC health (grpc.health.v1) for load balancers and Kubernetes probes.
-		healthpb.RegisterHealthServer(gs, health.NewServer())
+		grpcHealth = health.NewServer()
+		healthpb.RegisterHealthServer(gs, grpcHealth)
 	}
 	if cfg.HTTPAddr != "" {
 		if srv.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -156,6 +158,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		case <-ctx.Done():
 		case err = <-errs:
 			log.Error("frontend stopping after a server error", "err", err)
+		}
+		// Health watchers hear NOT_SERVING first, so load balancers stop sending new calls during
+		// the grace period instead of finding the port closed.
+		if grpcHealth != nil {
+			grpcHealth.Shutdown()
 		}
 		// Ending srvCtx first ends watches and long-polls, so graceful stops finish quickly.
 		stop()
