@@ -97,10 +97,18 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// sharedCycleWindow is the registration window of tests whose calls must share one cycle: wide
+// enough for calls made one after another by a test goroutine to join the same cycle even when a
+// loaded 2-core CI machine stalls it for a good fraction of a second (300 ms left little margin).
+const sharedCycleWindow = 1500 * time.Millisecond
+
 // The built-in default evaluator (no evaluator-addr): concurrent calls over the same tickets
 // share a cycle and no ticket is in two accepted matches; higher scores win.
 func TestBuiltinEvaluatorDedupes(t *testing.T) {
-	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = 300 * time.Millisecond })
+	t.Parallel() // it waits out a long registration window; let it overlap the others
+	// The three calls must land in one cycle. Nothing can hold the window open, so it is long
+	// enough (sharedCycleWindow) that a stalled goroutine on a loaded CI machine still joins.
+	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = sharedCycleWindow })
 	ctx := testCtx(t)
 	for i := range 6 {
 		if _, err := c.fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(i)}); err != nil {
@@ -439,7 +447,9 @@ func TestWatchStreamsEachChange(t *testing.T) {
 // A caller that leaves during the registration window must not cancel the evaluation for a
 // caller that joins the same cycle after it.
 func TestLeaverDoesNotCancelLaterJoiner(t *testing.T) {
-	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = 300 * time.Millisecond })
+	t.Parallel()
+	// The stayer must join the leaver's cycle after several round trips: see sharedCycleWindow.
+	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = sharedCycleWindow })
 	ctx := testCtx(t)
 	tk, err := c.fe.CreateTicket(ctx, &pb.CreateTicketRequest{Ticket: smallTicket(1)})
 	if err != nil {
