@@ -9,11 +9,13 @@ import (
 	"time"
 )
 
-// small is the default trace scaled down (2 h, peak 5 sessions/s, 50 sessions/server) so it runs
-// in seconds under the race detector; BENCHMARKS.md quotes the full default run.
+// small is the default trace scaled down (one 1 h period, peak 5 sessions/s, 50 sessions/server)
+// so it runs in seconds under the race detector; BENCHMARKS.md quotes the full default run. One
+// period holds the whole swing (rise, peak, fall with scale-in); the baseline's thousands of
+// one-session servers make every simulated hour cost about 10 s with -race.
 func small() Config {
 	cfg := Default()
-	cfg.Duration = 2 * time.Hour
+	cfg.Duration = time.Hour
 	cfg.Period = time.Hour
 	cfg.PeakRate = 5
 	cfg.Capacity = 50
