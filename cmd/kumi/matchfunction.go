@@ -14,7 +14,7 @@ import (
 // carries the Go runtime and process collectors, like every other component's.
 func runMatchFunction(ctx context.Context, log *slog.Logger, args []string) error {
 	cfg := matchfunction.Default()
-	fs := flag.NewFlagSet("kumi matchfunction", flag.ContinueOnError)
+	fs := flag.NewFlagSet("matchfunction", flag.ContinueOnError)
 	if err := config.Bind(fs, "", &cfg); err != nil {
 		return err
 	}
