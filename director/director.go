@@ -54,7 +54,7 @@ type Director struct {
 // Start builds the director over the given allocation backends (at least one; names distinct),
 // rebuilds its pool from them, and returns once the control API (and admin API, when configured)
 // listen. Matches are fetched only after the pool servers' reports arrived or RebuildTimeout
-// passed. Everything stops when ctx ends; Wait returns then.
+// passed. Everything stops when ctx ends; Wait returns then. A nil reg exports no metrics.
 func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer, backends ...allocation.Backend) (*Director, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

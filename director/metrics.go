@@ -51,6 +51,9 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_fetches_total",
 			Help: "FetchMatches calls by profile and result (ok, error)."}, []string{"profile", "result"}),
 	}
+	if reg == nil {
+		return m, nil // nowhere to export to, as for the other components
+	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
 		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
