@@ -38,8 +38,10 @@ func fleetConfig(t *testing.T) localfleet.Config {
 	cfg.MaxReplicas = 6
 	cfg.SessionCapacity = 2
 	cfg.Labels = map[string]string{"kumi.dev/pool": "p"}
-	// Children ping every 20 ms; a missed 100 ms period three times after 1 s means Unhealthy.
-	cfg.Health = localsdk.Health{Period: 100 * time.Millisecond, FailureThreshold: 3, InitialDelay: time.Second}
+	// Children ping every 20 ms; a missed 100 ms period five times after 1 s means Unhealthy. Half
+	// a second of silence, so a -race child starved on a loaded 2-core machine is not taken for
+	// an unhealthy one (tests count the unhealthy deletions exactly).
+	cfg.Health = localsdk.Health{Period: 100 * time.Millisecond, FailureThreshold: 5, InitialDelay: time.Second}
 	cfg.SyncInterval = 200 * time.Millisecond
 	cfg.StopGrace = 2 * time.Second
 	if testing.Verbose() {
