@@ -37,10 +37,12 @@ func TestAgonesSDK(t *testing.T) {
 	lcfg.ListenAddr = "127.0.0.1:0"
 	lcfg.Name = "gs-sdk-7"
 	lcfg.ReadyDelay = 0
-	// Without pings the local SDK marks the server Unhealthy 100 ms + 2 × 200 ms after start.
+	// Without pings the local SDK marks the server Unhealthy 100 ms + 3 × 200 ms after start, well
+	// inside the 800 ms the test watches below; with pings every 100 ms, a loaded machine would
+	// have to stall the pinger for 600 ms to fail it.
 	lcfg.Health.InitialDelay = 100 * time.Millisecond
 	lcfg.Health.Period = 200 * time.Millisecond
-	lcfg.Health.FailureThreshold = 2
+	lcfg.Health.FailureThreshold = 3
 	port := freeUDPPort(t)
 	lcfg.Ports = []allocation.Port{{Name: "default", Port: port}}
 	lcfg.Counters = map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: 0, Capacity: 30}}
