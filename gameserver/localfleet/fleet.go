@@ -89,8 +89,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		command = append([]string{exe, "gameserver", "-listen-addr=" + net.JoinHostPort(cfg.Address, "0")}, cfg.Args...)
 	}
 	sdkLog := log.With("fleet", cfg.Name)
-	log = log.With("component", "localfleet", "fleet", cfg.Name)
-	config.Log(ctx, log, "localfleet", &cfg)
+	log = log.With("fleet", cfg.Name)
+	config.Log(ctx, log, "localfleet", &cfg) // adds component itself: a second one would duplicate the key
+	log = log.With("component", "localfleet")
 	m, err := newMetrics(cfg.Name, reg)
 	if err != nil {
 		return nil, err

@@ -79,8 +79,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("localsdk: invalid config: %w", err)
 	}
 	cfg = cfg.clone()
-	log = log.With("component", "localsdk", "gameserver", cfg.Name)
-	config.Log(ctx, log, "localsdk", &cfg)
+	log = log.With("gameserver", cfg.Name)
+	config.Log(ctx, log, "localsdk", &cfg) // adds component itself: a second one would duplicate the key
+	log = log.With("component", "localsdk")
 	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("localsdk: listen %s: %w", cfg.ListenAddr, err)
