@@ -2,11 +2,13 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Run starts the stack, prints where everything listens, runs the demo crowd (unless Players is 0)
@@ -40,6 +42,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := Start(ctx, log, cfg)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w (is another kumi local running? every address is a flag, and 127.0.0.1:0 picks a free port)", err)
+	}
 	if err != nil {
 		return err
 	}

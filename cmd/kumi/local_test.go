@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -101,5 +102,18 @@ func TestLocalRejectsBadConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("kumi local %v: %v, want error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// A port already taken (say, by another kumi local) is named with a hint what to do.
+func TestLocalPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = runLocal(context.Background(), slog.New(slog.DiscardHandler), []string{"-players=0", "-key-dir=" + t.TempDir(), "-metrics-addr=" + l.Addr().String()})
+	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "127.0.0.1:0 picks a free port") {
+		t.Fatalf("err = %v, want EADDRINUSE with a hint", err)
 	}
 }
