@@ -110,6 +110,11 @@ func acceptAll(ctx context.Context, in <-chan *pb.Match, out chan<- string) erro
 	return nil
 }
 
+// sharedCycle widens an embedded core's registration window for tests whose calls must join one
+// cycle although a test goroutine makes them one after another (with a match round trip between
+// them in TestSynchronizerMatchCollision).
+func sharedCycle(tm *Timing) { tm.Registration = max(tm.Registration, 1500*time.Millisecond) }
+
 func TestHappyPath(t *testing.T) {
 	h := New(t)
 	h.Parallel(t)
@@ -127,7 +132,7 @@ func TestHappyPath(t *testing.T) {
 }
 
 func TestMatchFunctionMatchCollision(t *testing.T) {
-	h := New(t)
+	h := NewWithTiming(t, sharedCycle)
 	h.Parallel(t)
 	ctx := testCtx(t)
 	t1, t2 := h.create(t, nil), h.create(t, nil)
@@ -176,7 +181,7 @@ func TestMatchFunctionMatchCollision(t *testing.T) {
 }
 
 func TestSynchronizerMatchCollision(t *testing.T) {
-	h := New(t)
+	h := NewWithTiming(t, sharedCycle)
 	h.Parallel(t)
 	ctx := testCtx(t)
 	t1 := h.create(t, nil)
@@ -459,7 +464,7 @@ func TestProposalWindowClose(t *testing.T) {
 }
 
 func TestMultipleFetchCalls(t *testing.T) {
-	h := New(t)
+	h := NewWithTiming(t, sharedCycle)
 	h.Parallel(t)
 	t1, t2 := h.create(t, nil), h.create(t, nil)
 	m1 := &pb.Match{MatchId: "1", Tickets: []*pb.Ticket{t1}}
