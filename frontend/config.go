@@ -209,6 +209,10 @@ func ParseAttributes(s string) (Attributes, error) {
 				if !ok || err1 != nil || err2 != nil || min > max || math.IsInf(min, 0) || math.IsInf(max, 0) || math.IsNaN(min) || math.IsNaN(max) {
 					return nil, fmt.Errorf("attribute %q: range %q must be min..max with finite min ≤ max", a.Name, constraint)
 				}
+				if min == 0 && max == 0 {
+					// Min = Max = 0 is how an unbounded number is stored; accepting it would silently drop the bound.
+					return nil, fmt.Errorf("attribute %q: range 0..0 is not supported (it would mean any number); drop the range or widen it", a.Name)
+				}
 				a.Min, a.Max = min, max
 			}
 		case Bool:

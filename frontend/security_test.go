@@ -334,7 +334,7 @@ func TestParseAttributes(t *testing.T) {
 	if s := good.String(); s != "mode:string!=voice|duel,skill:number=-5..5000,ranked:bool" {
 		t.Fatalf("round trip %q", s)
 	}
-	for _, bad := range []string{"mode", "mode:text", ":string", "a:string,a:number", "x:number=5..1", "x:number=a..b", "x:number=NaN..NaN", "x:number=0..NaN", "x:bool=true", "kumi.player:string", "x:string=a||b"} {
+	for _, bad := range []string{"mode", "mode:text", ":string", "a:string,a:number", "x:number=5..1", "x:number=a..b", "x:number=NaN..NaN", "x:number=0..NaN", "x:number=0..0", "x:bool=true", "kumi.player:string", "x:string=a||b"} {
 		if _, err := ParseAttributes(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
