@@ -606,3 +606,29 @@ func must2[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestNewVerifierRefusesBadConfig: each unusable setting is refused at construction, naming the
+// flag to fix, before any JWKS is fetched.
+func TestNewVerifierRefusesBadConfig(t *testing.T) {
+	key := newTestSigner(t, AlgEdDSA, "k").PublicKey()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*VerifierConfig)
+		want   string
+	}{
+		{"no keys", func(c *VerifierConfig) { c.Keys = nil }, "set public-keys, jwks-file or jwks-url"},
+		{"token cap", func(c *VerifierConfig) { c.MaxTokenBytes = 0 }, "max-token-bytes"},
+		{"negative leeway", func(c *VerifierConfig) { c.Leeway = -time.Second }, "leeway"},
+		{"jwks url without timeout", func(c *VerifierConfig) { c.JWKSURL, c.JWKSTimeout = "http://127.0.0.1:1/jwks", 0 }, "jwks-timeout"},
+		{"negative min refresh", func(c *VerifierConfig) { c.JWKSMinRefresh = -time.Second }, "jwks-min-refresh"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultVerifierConfig()
+			cfg.Keys = []PublicKey{key}
+			tc.mutate(&cfg)
+			if _, err := NewVerifier(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}

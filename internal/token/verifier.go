@@ -165,6 +165,13 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("token: leeway %s must not be negative", cfg.Leeway)
 	}
+	if cfg.JWKSURL != "" && cfg.JWKSTimeout <= 0 {
+		// Every fetch would fail at once with a bare "context deadline exceeded".
+		return nil, fmt.Errorf("token: jwks-timeout %s must be positive when jwks-url is set", cfg.JWKSTimeout)
+	}
+	if cfg.JWKSMinRefresh < 0 || cfg.JWKSRefresh < 0 {
+		return nil, fmt.Errorf("token: jwks-min-refresh (%s) and jwks-refresh (%s) must not be negative", cfg.JWKSMinRefresh, cfg.JWKSRefresh)
+	}
 	static := make(map[string]PublicKey, len(cfg.Keys))
 	for _, k := range cfg.Keys {
 		if k.KID == "" {
