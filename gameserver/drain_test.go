@@ -1,14 +1,18 @@
 package gameserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -285,4 +289,53 @@ func TestDirectorReportsAndDrainRequest(t *testing.T) {
 	if a.State() != StateStopping {
 		t.Fatalf("state %s", a.State())
 	}
+}
+
+// A server whose public address is unspecified (0.0.0.0, ::) would have the director send players
+// somewhere only this machine reaches: it says so at start, naming the setting to fix.
+func TestUnspecifiedPublicAddrWarns(t *testing.T) {
+	signer := newSigner(t)
+	_, daddr := startDirector(t, signer)
+	for _, tc := range []struct {
+		public string
+		warn   bool
+	}{{"0.0.0.0:7777", true}, {"[::]:7777", true}, {"127.0.0.1:7777", false}} {
+		t.Run(tc.public, func(t *testing.T) {
+			var buf syncBuffer
+			cfg := testConfig("gs-a")
+			cfg.Director, cfg.PublicAddr = daddr, tc.public
+			ctx, cancel := context.WithCancel(context.Background())
+			s, err := Start(ctx, slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn})), cfg,
+				prometheus.NewRegistry(), WithVerifier(signer.Verifier("", time.Second)))
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			cancel()
+			if err := s.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(buf.String(), "set -public-addr"); got != tc.warn {
+				t.Fatalf("warning logged = %v, want %v; log:\n%s", got, tc.warn, buf.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

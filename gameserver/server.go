@@ -249,6 +249,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		s.public = s.conn.LocalAddr().String()
 	}
 	s.log = log.With("server", s.name)
+	if ap, err := netip.ParseAddrPort(s.public); err == nil && ap.Addr().IsUnspecified() && s.deps.director != nil {
+		// The director hands this address to players: 0.0.0.0 or :: reaches only this machine.
+		s.log.Warn("public address is unspecified, so players on other machines cannot reach this server: set -public-addr", "public", s.public)
+	}
 	m, err := newMetrics(reg, s)
 	if err != nil {
 		s.conn.Close()
