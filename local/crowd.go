@@ -124,9 +124,14 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 		}
 		pc.OnJoined = func(_ string, leg player.Leg) {
 			states[i].Store(stConnected)
-			if leg.Cause == "assignment" {
+			// A late member whose first JOIN met its session already moving off a draining server
+			// is refused and files a new ticket; it still lands in its group's session, so the
+			// first session it actually joined (first ticket or that one) is what counts.
+			if leg.Cause != "move" {
 				mu.Lock()
-				firstSess[i] = leg.SessionID
+				if firstSess[i] == "" {
+					firstSess[i] = leg.SessionID
+				}
 				mu.Unlock()
 			}
 		}

@@ -41,6 +41,7 @@ func configDocs() []struct {
 		{"kumi gameserver", func() any { c := gameserver.Default(); return &c }},
 		{"kumi token keygen", func() any { c := token.DefaultKeygenConfig(); return &c }},
 		{"kumi token issue", func() any { c := token.DefaultIssueConfig(); return &c }},
+		{"kumi token verify", func() any { return &tokenVerifyFlags{Verifier: token.DefaultVerifierConfig()} }},
 		{"kumi bench spiky", func() any { c := spiky.Default(); c.Out = "out/spiky"; return &c }},
 		{"kumi bench e2e", func() any { c := e2e.Default(); return &c }},
 	}

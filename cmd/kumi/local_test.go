@@ -71,8 +71,11 @@ func TestLocalCrowd(t *testing.T) {
 	if sum.LateTotal == 0 || sum.LateJoinedGroup != sum.LateTotal {
 		t.Errorf("late group members in their group's session: %d of %d", sum.LateJoinedGroup, sum.LateTotal)
 	}
-	if len(sum.Drained) != 1 || sum.Moves == 0 || sum.Reconnects != 0 {
-		t.Errorf("scale-in drained %v with %d moves and %d reconnects; want one drain whose sessions all move", sum.Drained, sum.Moves, sum.Reconnects)
+	// Only a late member placed just before its session started moving may be refused by the
+	// draining server and file a second ticket (which lands in the moved session); everyone else
+	// follows MOVE.
+	if len(sum.Drained) != 1 || sum.Moves == 0 || sum.Reconnects > sum.LateTotal {
+		t.Errorf("scale-in drained %v with %d moves and %d reconnects (late members %d); want one drain whose sessions all move", sum.Drained, sum.Moves, sum.Reconnects, sum.LateTotal)
 	}
 	if sum.Player.FramesReceived == 0 || sum.Player.TicketToAssignment.N != cfg.Players {
 		t.Errorf("frames received %d, assignments %d", sum.Player.FramesReceived, sum.Player.TicketToAssignment.N)
