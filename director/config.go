@@ -27,10 +27,12 @@ type Config struct {
 	PortName     string   `flag:"port-name" help:"GameServer port clients use (the first port when empty or absent)"`
 	Weights      string   `flag:"weights" help:"traffic weights as backend=percent with 0.01 resolution, e.g. local=99.99,agones=0.01; empty splits evenly"`
 
-	TokenKeyFile string        `flag:"token-key" help:"PEM private key signing server tokens (kumi token keygen)"`
-	TokenKID     string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
-	TokenIssuer  string        `flag:"token-issuer" help:"iss of server tokens"`
-	TokenTTL     time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
+	TokenKeyFile string `flag:"token-key" help:"PEM private key signing server tokens (kumi token keygen)"`
+	// ControlSecretFile guards MoveSession, which mints server tokens: only game servers may call it.
+	ControlSecretFile string        `flag:"control-secret-file" help:"file with the secret game servers must present on the control API (their -director-secret-file); empty accepts any caller, so only on a network players cannot reach"`
+	TokenKID          string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
+	TokenIssuer       string        `flag:"token-issuer" help:"iss of server tokens"`
+	TokenTTL          time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
 
 	ReportInterval  time.Duration `flag:"report-interval" help:"how often game servers report their load (told to them in every reply)"`
 	RebuildTimeout  time.Duration `flag:"rebuild-timeout" help:"at start, longest wait for the listed pool servers' first reports before placing"`
@@ -47,6 +49,8 @@ type Config struct {
 	// Signer signs server tokens; when nil one is loaded from TokenKeyFile. Set by callers that
 	// share a key in process (kumi local, tests).
 	Signer *token.Signer
+	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
+	ControlSecret string
 }
 
 // Default returns the defaults: upstream Open Match's backend port 50505 and MMF port 50502.

@@ -14,6 +14,7 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/controlauth"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -135,7 +136,17 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if err != nil {
 		return nil, fmt.Errorf("director: control-addr %s: %w", cfg.ControlAddr, err)
 	}
-	d.grpcSrv = grpc.NewServer()
+	secret := cfg.ControlSecret
+	if secret == "" {
+		if secret, err = controlauth.ReadSecret(cfg.ControlSecretFile); err != nil {
+			d.ctlLn.Close()
+			return nil, fmt.Errorf("director: %w", err)
+		}
+	}
+	if secret == "" {
+		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it")
+	}
+	d.grpcSrv = grpc.NewServer(grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))
 	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)

@@ -14,6 +14,7 @@ import (
 	"github.com/kumi-dev/kumi/director/agones"
 	"github.com/kumi-dev/kumi/director/agones/agonestest"
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/controlauth"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -183,14 +184,29 @@ func TestControlAPI(t *testing.T) {
 	}
 	cfg := e.directorConfig()
 	cfg.RebuildTimeout = 0
+	const secret = "control-secret-0123456789"
+	cfg.ControlSecret = secret
 	d, _ := e.startDirector(e.ctx, cfg, kb)
-	conn, err := grpc.NewClient(d.ControlAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ctx := e.ctx
+
+	// Without the control secret nobody gets in: MoveSession would mint tokens for anyone.
+	anon, err := grpc.NewClient(d.ControlAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := control.NewDirectorClient(anon).Report(ctx, &control.LoadReport{Server: "x", State: control.ServerState_SERVER_STATE_ACCEPTING}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("report without the secret: %v", err)
+	}
+	if _, err := control.NewDirectorClient(anon).MoveSession(ctx, &control.MoveSessionRequest{Server: "x", SessionId: "s"}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("move without the secret: %v", err)
+	}
+	conn, err := grpc.NewClient(d.ControlAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(controlauth.Credentials(secret)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	c := control.NewDirectorClient(conn)
-	ctx := e.ctx
 
 	for _, tc := range []struct {
 		r    *control.LoadReport

@@ -17,6 +17,7 @@ import (
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
+	"github.com/kumi-dev/kumi/internal/controlauth"
 )
 
 // SDK is the part of the Agones SDK the game server uses; *sdk.Client implements it (against the
@@ -39,7 +40,15 @@ const sdkStartTimeout = 30 * time.Second
 // dialDeps connects to the director and the SDK sidecar unless the caller supplied them.
 func (s *Server) dialDeps() error {
 	if s.deps.director == nil && s.cfg.Director != "" {
-		conn, err := grpc.NewClient(s.cfg.Director, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		secret, err := controlauth.ReadSecret(s.cfg.DirectorSecretFile)
+		if err != nil {
+			return fmt.Errorf("gameserver: %w", err)
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if c := controlauth.Credentials(secret); c != nil {
+			opts = append(opts, grpc.WithPerRPCCredentials(c))
+		}
+		conn, err := grpc.NewClient(s.cfg.Director, opts...)
 		if err != nil {
 			return fmt.Errorf("gameserver: director %s: %w", s.cfg.Director, err)
 		}

@@ -46,9 +46,10 @@ type Config struct {
 	MoveCallTimeout time.Duration `flag:"move-call-timeout" help:"timeout of one MoveSession call to the director"`
 	ExitWhenDrained bool          `flag:"exit-when-drained" help:"stop the process once a drain has emptied the server (after SDK Shutdown)"`
 
-	Director       string        `flag:"director" help:"director control API address (host:port, plaintext gRPC); empty runs without a director: no load reports, drain sends RECONNECT"`
-	ReportInterval time.Duration `flag:"report-interval" help:"load report period until the director's reply sets one"`
-	ReportDebounce time.Duration `flag:"report-debounce" help:"a session start or end triggers a report this much later (changes in between share it)"`
+	Director           string        `flag:"director" help:"director control API address (host:port, plaintext gRPC); empty runs without a director: no load reports, drain sends RECONNECT"`
+	DirectorSecretFile string        `flag:"director-secret-file" help:"file with the director's control secret (its -control-secret-file), sent with every control call"`
+	ReportInterval     time.Duration `flag:"report-interval" help:"load report period until the director's reply sets one"`
+	ReportDebounce     time.Duration `flag:"report-debounce" help:"a session start or end triggers a report this much later (changes in between share it)"`
 
 	MetricsAddr string `flag:"metrics-addr" help:"serve Prometheus /metrics over HTTP here (host:port; empty: off); needs a registry that is also a Gatherer"`
 

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -195,6 +196,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	if err := writePrivateKey(s.KeyDir, "player.key.pem", s.PlayerSigner); err != nil {
 		return fail(err)
 	}
+	// Only the game servers may call the director's control API (MoveSession mints tokens).
+	controlSecret := rand.Text()
+	secretFile := filepath.Join(s.KeyDir, "control.secret")
+	if err := os.WriteFile(secretFile, []byte(controlSecret), 0o600); err != nil {
+		return fail(fmt.Errorf("write %s: %w", secretFile, err))
+	}
 
 	omCfg := openmatch.Default()
 	omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
@@ -244,6 +251,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	flCfg.Output = cfg.GameServerOutput
 	gsArgs := []string{
 		"-director=" + ctlAddr,
+		"-director-secret-file=" + secretFile,
 		"-token-public-keys=" + serverSigner.KID() + "=" + serverPub,
 		"-capacity=" + strconv.Itoa(cfg.Capacity),
 		"-max-members=" + strconv.Itoa(cfg.MaxMembers),
@@ -268,6 +276,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	dCfg.MMFHost, dCfg.MMFPort = mmfHost, mmfPort
 	dCfg.Profiles = []string{"voice", "duel"}
 	dCfg.Signer = serverSigner
+	dCfg.ControlSecret = controlSecret
 	dCfg.ReportInterval = 500 * time.Millisecond
 	dCfg.RebuildTimeout = 0
 	dCfg.Pool.MinFreeSlots = max(2, cfg.Capacity/2)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,7 @@ type directorFlags struct {
 	Agones      agones.Config     `prefix:"agones-"`
 
 	pubKeyFile string
+	secretFile string // a control secret generated for this run's local fleet
 }
 
 // wireFleet points the local fleet's game servers at this director: its control address and the
@@ -63,6 +65,25 @@ func wireFleet(fl *directorFlags) error {
 			host = "127.0.0.1"
 		}
 		fl.Fleet.Args = append(fl.Fleet.Args, "-director="+net.JoinHostPort(host, port))
+	}
+	if !has("director-secret-file") {
+		// The fleet's game servers get the director's control secret; without one configured, a
+		// fresh random one guards this machine's director.
+		path := fl.Director.ControlSecretFile
+		if path == "" {
+			f, err := os.CreateTemp("", "kumi-director-*.secret")
+			if err != nil {
+				return err
+			}
+			_, werr := f.WriteString(rand.Text())
+			if err := errors.Join(werr, f.Close()); err != nil {
+				return fmt.Errorf("write the control secret for the fleet: %w", err)
+			}
+			path = f.Name()
+			fl.Director.ControlSecretFile = path
+			fl.secretFile = path
+		}
+		fl.Fleet.Args = append(fl.Fleet.Args, "-director-secret-file="+path)
 	}
 	if !has("token-") && fl.Director.TokenKeyFile != "" {
 		s, err := token.LoadSigner(fl.Director.TokenKeyFile, fl.Director.TokenKID, fl.Director.TokenIssuer)
@@ -121,6 +142,7 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 				return err
 			}
 			defer os.Remove(fl.pubKeyFile)
+			defer os.Remove(fl.secretFile)
 			f, err := localfleet.Start(ctx, log.With("backend", "local"), fl.Fleet, reg)
 			if err != nil {
 				return fmt.Errorf("local fleet: %w", err)
