@@ -166,7 +166,9 @@ func (b *Backend) List(ctx context.Context, matchLabels map[string]string) ([]al
 	for i := range l.Items {
 		gs, err := gameServerOf(&l.Items[i])
 		if err != nil {
-			return nil, err
+			// One malformed object must not keep the director from starting; Watch skips it too.
+			b.log.Warn("skipping undecodable GameServer", "name", l.Items[i].GetName(), "err", err)
+			continue
 		}
 		out = append(out, gs)
 	}
