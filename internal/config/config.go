@@ -94,7 +94,8 @@ func (s *stringList) Set(v string) error {
 }
 
 // Log writes every tagged setting of cfg as one structured record, so a log shows exactly what a
-// component ran with. Fields tagged `secret:"true"` are logged as "<set>" or "<unset>".
+// component ran with. The name goes under "config_of", not "component": loggers often carry a
+// component attribute already, and a record must not hold the same key twice. Fields tagged `secret:"true"` are logged as "<set>" or "<unset>".
 func Log(ctx context.Context, log *slog.Logger, component string, cfg any) {
 	v := reflect.ValueOf(cfg)
 	if v.Kind() == reflect.Pointer {
@@ -102,7 +103,7 @@ func Log(ctx context.Context, log *slog.Logger, component string, cfg any) {
 	}
 	var attrs []slog.Attr
 	collect(&attrs, "", v)
-	log.LogAttrs(ctx, slog.LevelInfo, "config", append([]slog.Attr{slog.String("component", component)}, attrs...)...)
+	log.LogAttrs(ctx, slog.LevelInfo, "config", append([]slog.Attr{slog.String("config_of", component)}, attrs...)...)
 }
 
 func collect(attrs *[]slog.Attr, prefix string, v reflect.Value) {

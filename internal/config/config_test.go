@@ -71,7 +71,7 @@ func TestLogHidesSecrets(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	Log(context.Background(), log, "x", &sample{Addr: ":5", Key: "hunter2", Wait: time.Second, Inner: inner{Port: 3}})
 	out := buf.String()
-	for _, want := range []string{"component=x", "addr=:5", "key=<set>", "wait=1s", "in.port=3"} {
+	for _, want := range []string{"config_of=x", "addr=:5", "key=<set>", "wait=1s", "in.port=3"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log %q lacks %q", out, want)
 		}
