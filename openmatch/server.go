@@ -55,6 +55,10 @@ func serverOptions(log *slog.Logger) []grpc.ServerOption {
 		grpc.ChainStreamInterceptor(recoverStream(log)),
 		// Upstream's enforcement policy, so clients tuned for Open Match behave the same here.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		// Stop (after the shutdown grace) also waits for running handlers, whose contexts it
+		// cancels, so Wait never returns while a FetchMatches handler could still dial a match
+		// function whose connections are being closed.
+		grpc.WaitForHandlers(true),
 	}
 }
 
