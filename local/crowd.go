@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/stats"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -202,7 +203,7 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 			if cfg.ProgressTTY {
 				snap := s.Director.Pool().Snapshot(now)
 				mu.Lock()
-				p99 := quantile(assignLat, 0.99)
+				p99 := stats.Quantile(stats.Sorted(assignLat), 0.99)
 				mu.Unlock()
 				var n [stFailed + 1]int
 				for i := range states {
@@ -269,15 +270,6 @@ func busiestLeastLoaded(st pool.Stats) string {
 	}
 	slices.SortFunc(cands, func(a, b pool.ServerStats) int { return a.Sessions - b.Sessions })
 	return cands[0].Name
-}
-
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
 // Print writes the summary.

@@ -10,10 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/stats"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -192,12 +192,8 @@ filing:
 }
 
 func quantiles(ds []time.Duration) [3]time.Duration {
-	if len(ds) == 0 {
-		return [3]time.Duration{}
-	}
-	slices.Sort(ds)
-	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
-	return [3]time.Duration{at(0.5), at(0.99), at(0.999)}
+	s := stats.Sorted(ds)
+	return [3]time.Duration{stats.Quantile(s, 0.5), stats.Quantile(s, 0.99), stats.Quantile(s, 0.999)}
 }
 
 // Header writes the markdown table header Row fills.

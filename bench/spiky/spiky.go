@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/stats"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -336,7 +337,7 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 	}
 	res.AvgIdle = idle / float64(len(res.Series))
 	slices.Sort(latencies)
-	res.P50, res.P99 = quantile(latencies, 0.50), quantile(latencies, 0.99)
+	res.P50, res.P99 = stats.Quantile(latencies, 0.50), stats.Quantile(latencies, 0.99)
 	if len(latencies) > 0 {
 		res.MaxPlace = latencies[len(latencies)-1]
 	}
@@ -364,11 +365,4 @@ func cmpDur(a, b time.Duration) int {
 		return 1
 	}
 	return 0
-}
-
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }

@@ -1,7 +1,7 @@
 package player
 
 import (
-	"slices"
+	"github.com/kumi-dev/kumi/internal/stats"
 	"time"
 )
 
@@ -15,10 +15,8 @@ func quantiles(ds []time.Duration) Quantiles {
 	if len(ds) == 0 {
 		return Quantiles{}
 	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[int(q*float64(len(s)-1))] }
-	return Quantiles{N: len(s), P50: at(0.5), P99: at(0.99), Max: s[len(s)-1]}
+	s := stats.Sorted(ds)
+	return Quantiles{N: len(s), P50: stats.Quantile(s, 0.5), P99: stats.Quantile(s, 0.99), Max: s[len(s)-1]}
 }
 
 // Summary aggregates many players' reports (a crowd, a load run).
