@@ -20,6 +20,7 @@ import (
 	"github.com/kumi-dev/kumi/frontend"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/netaddr"
 	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/matchfunction"
@@ -234,7 +235,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	s.waits = append(s.waits, s.Frontend.Wait)
 
 	// Game servers are told the director's address when they start, so it is fixed before both.
-	ctlAddr, err := fixPort(cfg.ControlAddr)
+	ctlAddr, err := netaddr.FixPort(cfg.ControlAddr)
 	if err != nil {
 		return fail(err)
 	}
@@ -334,24 +335,6 @@ func writePrivateKey(dir, name string, s *token.Signer) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// fixPort turns host:0 into host:<a free port>, for an address others must know before its
-// listener starts (the game servers learn the director's address at start).
-func fixPort(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("address %q: %w", addr, err)
-	}
-	if port != "0" {
-		return addr, nil
-	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("pick a port on %s: %w", host, err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -18,6 +18,7 @@ import (
 	"github.com/kumi-dev/kumi/director/agones"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/netaddr"
 	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/internal/token"
 )
@@ -37,30 +38,26 @@ type directorFlags struct {
 // wireFleet points the local fleet's game servers at this director: its control address and the
 // public key of its server tokens (written to a temporary file), unless -fleet-args already say.
 func wireFleet(fl *directorFlags) error {
-	has := func(flagName string) bool {
+	// has reports whether -fleet-args already sets flag name, or any flag starting with name when
+	// it ends in "-" (a flag family such as token-).
+	has := func(name string) bool {
 		for _, a := range fl.Fleet.Args {
-			if strings.HasPrefix(strings.TrimLeft(a, "-"), flagName) {
+			f, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if f == name || (strings.HasSuffix(name, "-") && strings.HasPrefix(f, name)) {
 				return true
 			}
 		}
 		return false
 	}
 	if !has("director") {
-		host, port, err := net.SplitHostPort(fl.Director.ControlAddr)
+		// The game servers learn the address before the director listens: fix a port 0 now, or
+		// they would be told port 0 and never report.
+		addr, err := netaddr.FixPort(fl.Director.ControlAddr)
 		if err != nil {
-			return fmt.Errorf("-control-addr %q: %w", fl.Director.ControlAddr, err)
+			return fmt.Errorf("-control-addr: %w", err)
 		}
-		if port == "0" {
-			// The game servers learn the address before the director listens: fix the port now,
-			// or they would be told port 0 and never report.
-			l, err := net.Listen("tcp", fl.Director.ControlAddr)
-			if err != nil {
-				return fmt.Errorf("-control-addr %q: pick a free port: %w", fl.Director.ControlAddr, err)
-			}
-			fl.Director.ControlAddr = l.Addr().String()
-			l.Close()
-			_, port, _ = net.SplitHostPort(fl.Director.ControlAddr)
-		}
+		fl.Director.ControlAddr = addr
+		host, port, _ := net.SplitHostPort(addr)
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			host = "127.0.0.1"
 		}

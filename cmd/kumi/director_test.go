@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -59,5 +60,44 @@ func TestWireFleetFixesControlPort(t *testing.T) {
 	}
 	if want := "-director=" + fl.Director.ControlAddr; !slices.Contains(fl.Fleet.Args, want) {
 		t.Fatalf("fleet args %v, want %s", fl.Fleet.Args, want)
+	}
+}
+
+// -fleet-args that already set a flag are respected, and a flag is recognised by its whole name:
+// -director-secret-file does not count as -director.
+func TestWireFleetRespectsFleetArgs(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		wantDir  bool // wireFleet adds -director
+		wantSecr bool // wireFleet adds -director-secret-file
+	}{
+		{"nothing set", nil, true, true},
+		{"secret set", []string{"-director-secret-file=/s"}, true, false},
+		{"director set", []string{"--director=10.0.0.1:1"}, false, true},
+	}
+	for _, tc := range tests {
+		fl := directorFlags{Director: director.Default()}
+		fl.Director.ControlAddr = "127.0.0.1:50610"
+		fl.Fleet.Args = slices.Clone(tc.args)
+		if err := wireFleet(&fl); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(fl.secretFile) })
+		count := func(prefix string) int {
+			n := 0
+			for _, a := range fl.Fleet.Args {
+				if strings.HasPrefix(strings.TrimLeft(a, "-"), prefix) {
+					n++
+				}
+			}
+			return n
+		}
+		if got := slices.Contains(fl.Fleet.Args, "-director=127.0.0.1:50610"); got != tc.wantDir {
+			t.Errorf("%s: -director added = %v, want %v (args %v)", tc.name, got, tc.wantDir, fl.Fleet.Args)
+		}
+		if got := count("director-secret-file=") == 1 && (tc.wantSecr || slices.Contains(tc.args, "-director-secret-file=/s")); !got {
+			t.Errorf("%s: want exactly one -director-secret-file (args %v)", tc.name, fl.Fleet.Args)
+		}
 	}
 }
