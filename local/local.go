@@ -178,8 +178,16 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		if s.KeyDir, err = os.MkdirTemp("", "kumi-local-"); err != nil {
 			return fail(fmt.Errorf("key dir: %w", err))
 		}
+	} else if err := os.MkdirAll(s.KeyDir, 0o700); err != nil {
+		return fail(fmt.Errorf("key dir: %w", err))
 	}
-	if s.PlayerSigner, err = token.GenerateSigner(token.DefaultIssuer); err != nil {
+	// The player key's kid is its thumbprint, which is what `examples/client -key` (and `kumi token
+	// issue`) put in tokens signed with the written player.key.pem.
+	playerKey, err := token.GenerateKey(token.AlgEdDSA)
+	if err != nil {
+		return fail(err)
+	}
+	if s.PlayerSigner, err = token.NewSigner(playerKey, "", token.DefaultIssuer); err != nil {
 		return fail(err)
 	}
 	serverSigner, err := token.GenerateSigner(token.DefaultIssuer)

@@ -27,6 +27,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 		}
 		cfg.KeyDir = dir
 	}
+	if err := os.MkdirAll(cfg.KeyDir, 0o700); err != nil {
+		return fmt.Errorf("local: key dir: %w", err)
+	}
 	if cfg.LogFile == "" {
 		cfg.LogFile = filepath.Join(cfg.KeyDir, "kumi.log")
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/kumi-dev/kumi/internal/token"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,7 +39,7 @@ func TestLocalCrowd(t *testing.T) {
 	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.KeyDir = t.TempDir()
+	cfg.KeyDir = filepath.Join(t.TempDir(), "not", "yet") // created by kumi local
 	cfg.GameServerCommand = []string{exe, "gameserver"}
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
 	var out bytes.Buffer
@@ -49,6 +51,12 @@ func TestLocalCrowd(t *testing.T) {
 	s, err := local.Start(ctx, log, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The written player key signs tokens the frontend accepts: `examples/client -key` derives the
+	// kid from the key (its thumbprint), so the stack must use that kid too.
+	fileSigner, err := token.LoadSigner(filepath.Join(cfg.KeyDir, "player.key.pem"), "", token.DefaultIssuer)
+	if err != nil || fileSigner.KID() != s.PlayerSigner.KID() {
+		t.Fatalf("player.key.pem gives kid %v (%v), the frontend trusts %q", fileSigner, err, s.PlayerSigner.KID())
 	}
 	sum, err := local.RunCrowd(ctx, log, cfg, s)
 	if err != nil {
