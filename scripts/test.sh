@@ -7,13 +7,27 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "tools"
-if ! command -v protoc >/dev/null; then
-  sudo=""
+# apt_install CMD PKG...: installs Debian packages when CMD is missing (apt-get update once per run).
+apt_updated=""
+apt_install() {
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null && return 0
+  local sudo=""
   if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=sudo; fi
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq protobuf-compiler >/dev/null
-fi
+  if [ -z "$apt_updated" ]; then $sudo apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+apt_install protoc protobuf-compiler
 protoc --version
 go version
+# Each scripts/tools.d/*.sh installs or builds what one part of the suite needs (sourced, in order,
+# with apt_install available); it may export variables the tests read.
+for f in scripts/tools.d/*.sh; do
+  [ -e "$f" ] || continue
+  step "tools: $(basename "$f" .sh)"
+  # shellcheck source=/dev/null
+  . "$f"
+done
 
 step "generated code is fresh"
 ./scripts/gen.sh

@@ -31,6 +31,9 @@ func commands() map[string]command {
 		"token":         {"generate keys and issue development tokens", runToken},
 		"local":         {"run the whole product on this machine with a demo crowd", runLocal},
 		"bench":         {"load generators and benchmarks", runBench},
+		"version":       {"print the version this binary was built from", runVersion},
+		"nodeoperator":  {"keep on-prem workers serving, with GCE fallback VMs", runNodeOperator},
+		"builds":        {"serve the builds API for uploaded dedicated-server builds", runBuilds},
 	}
 }
 
