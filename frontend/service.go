@@ -21,10 +21,10 @@ import (
 const (
 	// PlayerExtension (StringValue) is the id of the player who owns the ticket: the subject of
 	// their JWT. The director reads it to mint each player's server token.
-	PlayerExtension = "kumi.player"
+	PlayerExtension = omext.Player
 	// AttributesExtension (google.protobuf.Struct) is the attributes exactly as the client sent them,
 	// for GetTicket and for the one-live-ticket comparison after a restart.
-	AttributesExtension = "kumi.attributes"
+	AttributesExtension = omext.Attributes
 )
 
 // maxTicketIDBytes bounds ticket ids taken from clients.

@@ -192,7 +192,7 @@ func (d *Director) place(ctx context.Context, be pb.BackendServiceClient, m *pb.
 	d.mu.Unlock()
 	var groups []*pb.AssignmentGroup
 	for _, tk := range m.GetTickets() {
-		pl, _, _ := omext.String(tk.GetExtensions(), frontend.PlayerExtension)
+		pl, _, _ := omext.String(tk.GetExtensions(), omext.Player)
 		raw, c, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: pl, SessionID: sid, Server: gs.Name(), ExpiresAt: time.Now().Add(time.Minute)})
 		if err != nil {
 			continue // only a missing player id fails; the ticket then stays pending and times out
