@@ -1,4 +1,4 @@
-// Package e2e is kumi's end-to-end load generator: simulated players (examples/client/player) file
+// Package e2e is kumi's end-to-end load generator: simulated players (the client package) file
 // tickets at a fixed rate in chat groups, wait for their assignment, join their game server over
 // UDP, exchange voice-like frames for a random session lifetime and leave. It runs against a stack
 // it starts in process (`kumi local` with no crowd; the allocation latency can be simulated) or
@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/kumi-dev/kumi/examples/client/player"
+	player "github.com/kumi-dev/kumi/client"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/local"
 )

@@ -1,7 +1,7 @@
 // Command client is kumi's example game client: it gets a dev player token (or takes one), files a
 // ticket through the frontend, waits for the assignment, joins the game server over UDP with the
 // server token, exchanges voice-like frames, follows MOVE and RECONNECT, and prints its timings.
-// The flow itself is the importable package examples/client/player.
+// The flow itself is the importable product package client (github.com/kumi-dev/kumi/client).
 //
 //	go run ./examples/client -frontend 127.0.0.1:50600 -key token.key -attrs mode=voice,chat_group=guild-42
 package main
@@ -18,7 +18,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/kumi-dev/kumi/examples/client/player"
+	"github.com/kumi-dev/kumi/client"
 	"github.com/kumi-dev/kumi/internal/config"
 )
 
@@ -30,13 +30,13 @@ func main() {
 
 // cliConfig is every setting of the command: one player's settings plus how many to run.
 type cliConfig struct {
-	Player  player.Config
+	Player  client.Config
 	Players int  `flag:"players" help:"run this many players at once (ids <player>-1..N, or random), all with the same attributes"`
 	Verbose bool `flag:"v" help:"log every step"`
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg := cliConfig{Player: player.Default(), Players: 1}
+	cfg := cliConfig{Player: client.Default(), Players: 1}
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	if err := config.Bind(fs, "", &cfg); err != nil {
@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	config.Log(ctx, log, "client", &cfg)
 
-	reps := make([]*player.Report, cfg.Players)
+	reps := make([]*client.Report, cfg.Players)
 	errs := make([]error, cfg.Players)
 	var wg sync.WaitGroup
 	for i := range cfg.Players {
@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if cfg.Players > 1 && pc.Player != "" {
 			pc.Player = fmt.Sprintf("%s-%d", pc.Player, i+1)
 		}
-		wg.Go(func() { reps[i], errs[i] = player.Run(ctx, log, pc) })
+		wg.Go(func() { reps[i], errs[i] = client.Run(ctx, log, pc) })
 	}
 	wg.Wait()
 	code := 0
@@ -80,13 +80,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cfg.Players > 1 {
-		printSummary(stdout, player.Summarize(reps))
+		printSummary(stdout, client.Summarize(reps))
 	}
 	return code
 }
 
-func printSummary(w io.Writer, s player.Summary) {
-	q := func(name string, v player.Quantiles) {
+func printSummary(w io.Writer, s client.Summary) {
+	q := func(name string, v client.Quantiles) {
 		if v.N > 0 {
 			fmt.Fprintf(w, "  %-20s p50 %v p99 %v max %v (n=%d)\n", name, v.P50, v.P99, v.Max, v.N)
 		}
@@ -99,7 +99,7 @@ func printSummary(w io.Writer, s player.Summary) {
 	q("frame latency", s.FrameLatency)
 }
 
-func printReport(w io.Writer, r *player.Report) {
+func printReport(w io.Writer, r *client.Report) {
 	fmt.Fprintf(w, "player %s\n", r.Player)
 	for i, l := range r.Legs {
 		fmt.Fprintf(w, "leg %d (%s): session %s on %s member %d\n", i+1, l.Cause, l.SessionID, l.Address, l.MemberID)

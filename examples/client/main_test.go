@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kumi-dev/kumi/examples/client/internal/teststack"
+	"github.com/kumi-dev/kumi/internal/teststack"
 )
 
 // TestCLIEndToEnd runs the command with two players of one chat group against the real stack and

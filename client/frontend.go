@@ -1,4 +1,4 @@
-package player
+package client
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kumi-dev/kumi/api/client"
+	clientpb "github.com/kumi-dev/kumi/api/client"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -19,15 +19,15 @@ import (
 
 // frontendAPI is the part of kumi's frontend a player uses, over gRPC or HTTP/JSON.
 type frontendAPI interface {
-	create(ctx context.Context, attrs map[string]*structpb.Value) (*client.Ticket, error)
+	create(ctx context.Context, attrs map[string]*structpb.Value) (*clientpb.Ticket, error)
 	// waitAssigned returns the ticket once it is assigned.
-	waitAssigned(ctx context.Context, id string) (*client.Ticket, error)
+	waitAssigned(ctx context.Context, id string) (*clientpb.Ticket, error)
 	cancel(ctx context.Context, id string) error
 }
 
 // grpcFrontend uses kumi.client.v1.Frontend over gRPC.
 type grpcFrontend struct {
-	fe   client.FrontendClient
+	fe   clientpb.FrontendClient
 	auth string
 }
 
@@ -35,13 +35,13 @@ func (g *grpcFrontend) ctx(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", g.auth)
 }
 
-func (g *grpcFrontend) create(ctx context.Context, attrs map[string]*structpb.Value) (*client.Ticket, error) {
-	return g.fe.CreateTicket(g.ctx(ctx), &client.CreateTicketRequest{Attributes: attrs})
+func (g *grpcFrontend) create(ctx context.Context, attrs map[string]*structpb.Value) (*clientpb.Ticket, error) {
+	return g.fe.CreateTicket(g.ctx(ctx), &clientpb.CreateTicketRequest{Attributes: attrs})
 }
 
-func (g *grpcFrontend) waitAssigned(ctx context.Context, id string) (*client.Ticket, error) {
+func (g *grpcFrontend) waitAssigned(ctx context.Context, id string) (*clientpb.Ticket, error) {
 	for {
-		stream, err := g.fe.WatchAssignment(g.ctx(ctx), &client.WatchAssignmentRequest{TicketId: id})
+		stream, err := g.fe.WatchAssignment(g.ctx(ctx), &clientpb.WatchAssignmentRequest{TicketId: id})
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +53,7 @@ func (g *grpcFrontend) waitAssigned(ctx context.Context, id string) (*client.Tic
 			if err != nil {
 				return nil, err
 			}
-			if t.GetState() == client.Ticket_ASSIGNED {
+			if t.GetState() == clientpb.Ticket_ASSIGNED {
 				return t, nil
 			}
 		}
@@ -61,7 +61,7 @@ func (g *grpcFrontend) waitAssigned(ctx context.Context, id string) (*client.Tic
 }
 
 func (g *grpcFrontend) cancel(ctx context.Context, id string) error {
-	_, err := g.fe.CancelTicket(g.ctx(ctx), &client.CancelTicketRequest{TicketId: id})
+	_, err := g.fe.CancelTicket(g.ctx(ctx), &clientpb.CancelTicketRequest{TicketId: id})
 	return err
 }
 
@@ -83,7 +83,7 @@ type httpError struct {
 
 func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Body) }
 
-func (h *httpFrontend) do(ctx context.Context, method, path string, body []byte) (*client.Ticket, error) {
+func (h *httpFrontend) do(ctx context.Context, method, path string, body []byte) (*clientpb.Ticket, error) {
 	req, err := http.NewRequestWithContext(ctx, method, h.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -112,22 +112,22 @@ func (h *httpFrontend) do(ctx context.Context, method, path string, body []byte)
 	if method == http.MethodDelete {
 		return nil, nil
 	}
-	t := &client.Ticket{}
+	t := &clientpb.Ticket{}
 	if err := protojson.Unmarshal(data, t); err != nil {
 		return nil, fmt.Errorf("response of %s %s is not a Ticket: %w", method, path, err)
 	}
 	return t, nil
 }
 
-func (h *httpFrontend) create(ctx context.Context, attrs map[string]*structpb.Value) (*client.Ticket, error) {
-	body, err := protojson.Marshal(&client.CreateTicketRequest{Attributes: attrs})
+func (h *httpFrontend) create(ctx context.Context, attrs map[string]*structpb.Value) (*clientpb.Ticket, error) {
+	body, err := protojson.Marshal(&clientpb.CreateTicketRequest{Attributes: attrs})
 	if err != nil {
 		return nil, err
 	}
 	return h.do(ctx, http.MethodPost, "/v1/tickets", body)
 }
 
-func (h *httpFrontend) waitAssigned(ctx context.Context, id string) (*client.Ticket, error) {
+func (h *httpFrontend) waitAssigned(ctx context.Context, id string) (*clientpb.Ticket, error) {
 	path := "/v1/tickets/" + url.PathEscape(id) + "?wait=" + h.wait.String()
 	for {
 		t, err := h.do(ctx, http.MethodGet, path, nil)
@@ -146,7 +146,7 @@ func (h *httpFrontend) waitAssigned(ctx context.Context, id string) (*client.Tic
 		if err != nil {
 			return nil, err
 		}
-		if t.GetState() == client.Ticket_ASSIGNED {
+		if t.GetState() == clientpb.Ticket_ASSIGNED {
 			return t, nil
 		}
 	}

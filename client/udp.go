@@ -1,4 +1,4 @@
-package player
+package client
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
-	"github.com/kumi-dev/kumi/api/client"
+	clientpb "github.com/kumi-dev/kumi/api/client"
 	gsclient "github.com/kumi-dev/kumi/gameserver/client"
 )
 
@@ -22,7 +22,7 @@ const maxLatencySamples = 10000
 // connect joins the game server of as with the game server's Go client (gameserver/client), which
 // follows MOVE by itself, and exchanges frames until the talk deadline or a RECONNECT. Each server
 // stayed on becomes a Leg in the report; reconnect is true when a new ticket is needed.
-func (p *run) connect(ctx context.Context, leg Leg, as *client.Assignment) (reconnect bool, err error) {
+func (p *run) connect(ctx context.Context, leg Leg, as *clientpb.Assignment) (reconnect bool, err error) {
 	received := time.Now()
 	cfg := gsclient.Default()
 	cfg.JoinTimeout, cfg.JoinRetry, cfg.FollowMoves = p.cfg.JoinTimeout, p.cfg.JoinRetry, true

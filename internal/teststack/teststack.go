@@ -1,4 +1,5 @@
-// Package teststack starts kumi's player path on 127.0.0.1 for the example client's tests.
+// Package teststack starts kumi's player path on 127.0.0.1 for the tests of the client package and
+// the example client.
 //
 // StartProduct (product.go) runs the whole product with nothing stood in: the embedded Open Match
 // core, the match function, the frontend, the real director and a local fleet of game-server

@@ -1,4 +1,4 @@
-package player
+package client
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kumi-dev/kumi/api/client"
+	clientpb "github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/internal/token"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -87,14 +87,14 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Report, error) {
 	case cfg.FrontendHTTP != "":
 		fe = &httpFrontend{base: strings.TrimRight(cfg.FrontendHTTP, "/"), auth: "Bearer " + raw, wait: cfg.PollWait, hc: &http.Client{}}
 	case cfg.FrontendConn != nil:
-		fe = &grpcFrontend{fe: client.NewFrontendClient(cfg.FrontendConn), auth: "Bearer " + raw}
+		fe = &grpcFrontend{fe: clientpb.NewFrontendClient(cfg.FrontendConn), auth: "Bearer " + raw}
 	default:
 		cc, err := grpc.NewClient(cfg.Frontend, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return rep, fmt.Errorf("player: frontend %q: %w", cfg.Frontend, err)
 		}
 		defer cc.Close()
-		fe = &grpcFrontend{fe: client.NewFrontendClient(cc), auth: "Bearer " + raw}
+		fe = &grpcFrontend{fe: clientpb.NewFrontendClient(cc), auth: "Bearer " + raw}
 	}
 	p := &run{cfg: cfg, log: log, fe: fe, rep: rep}
 	return rep, p.play(ctx)
@@ -128,7 +128,7 @@ func (p *run) play(ctx context.Context) error {
 }
 
 // assign files a ticket and waits for its assignment.
-func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment, error) {
+func (p *run) assign(ctx context.Context, cause string) (Leg, *clientpb.Assignment, error) {
 	attrs, err := structpb.NewStruct(p.cfg.Attributes)
 	if err != nil {
 		return Leg{}, nil, fmt.Errorf("player: attributes: %w", err)
@@ -141,7 +141,7 @@ func (p *run) assign(ctx context.Context, cause string) (Leg, *client.Assignment
 		return Leg{}, nil, fmt.Errorf("player: create ticket: %w", err)
 	}
 	p.log.DebugContext(ctx, "ticket created", "ticket", t.GetId())
-	if t.GetState() != client.Ticket_ASSIGNED {
+	if t.GetState() != clientpb.Ticket_ASSIGNED {
 		id := t.GetId()
 		if t, err = p.fe.waitAssigned(ctx, id); err != nil {
 			// Leave no live ticket behind; the frontend would expire it, but a retry should start clean.

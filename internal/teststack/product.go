@@ -25,7 +25,7 @@ import (
 // The test binary doubles as the game-server process the local fleet starts, so the fleet runs real
 // game-server code in real processes (RunChildIfAsked in TestMain), configured by the same flags
 // `kumi gameserver` takes.
-const childEnv = "KUMI_EXAMPLE_CLIENT_CHILD"
+const childEnv = "KUMI_TESTSTACK_CHILD"
 
 // ProductMaxMembers is the session member limit of the product stack's voice profile.
 const ProductMaxMembers = 4

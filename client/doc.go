@@ -1,5 +1,6 @@
-// Package player is a kumi game client as a library: the whole player flow that examples/client
-// runs from the command line and `kumi local`'s demo crowd runs many times in one process.
+// Package client is kumi's Go client library for game backends, bots and load generators: the whole
+// player flow, token → ticket → assignment → UDP session. examples/client runs it from the command
+// line, `kumi local`'s demo crowd and `kumi bench e2e` run it many times in one process.
 //
 //  1. a player JWT: given, or a dev token minted with a local key (like `kumi token issue`);
 //  2. CreateTicket on kumi's frontend (gRPC kumi.client.v1.Frontend, bearer token), or POST
@@ -14,4 +15,4 @@
 //     (LEAVE, then a new ticket);
 //  7. LEAVE at the end and report timings: ticket→assignment, assignment→ACCEPT, ACCEPT→first
 //     relayed frame, and one-way frame latency between players on this machine.
-package player
+package client

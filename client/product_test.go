@@ -1,4 +1,4 @@
-package player_test
+package client_test
 
 import (
 	"os"
@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kumi-dev/kumi/examples/client/internal/teststack"
-	"github.com/kumi-dev/kumi/examples/client/player"
+	"github.com/kumi-dev/kumi/client"
+	"github.com/kumi-dev/kumi/internal/teststack"
 )
 
 func TestMain(m *testing.M) {
@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 
 type joinedLeg struct {
 	player string
-	leg    player.Leg
+	leg    client.Leg
 }
 
 // TestWholeProduct runs players through all of kumi with nothing stood in: the embedded core, the
@@ -28,14 +28,14 @@ func TestWholeProduct(t *testing.T) {
 	p := teststack.StartProduct(t)
 	joined := make(chan joinedLeg, 64)
 	var assignedMu sync.Mutex
-	assigned := map[string]player.Leg{} // first assignment per player, seen before its join
-	cfg := func(id, group string) player.Config {
-		c := player.Default()
+	assigned := map[string]client.Leg{} // first assignment per player, seen before its join
+	cfg := func(id, group string) client.Config {
+		c := client.Default()
 		c.Frontend, c.Key, c.Player = p.Frontend.GRPCAddr(), p.KeyFile, id
-		c.Attributes = player.Attributes{"mode": "voice", "chat_group": group}
+		c.Attributes = client.Attributes{"mode": "voice", "chat_group": group}
 		c.Talk, c.AssignTimeout = 3*time.Second, 20*time.Second
-		c.OnJoined = func(pl string, l player.Leg) { joined <- joinedLeg{pl, l} }
-		c.OnAssigned = func(pl string, l player.Leg) {
+		c.OnJoined = func(pl string, l client.Leg) { joined <- joinedLeg{pl, l} }
+		c.OnAssigned = func(pl string, l client.Leg) {
 			assignedMu.Lock()
 			defer assignedMu.Unlock()
 			if _, ok := assigned[pl]; !ok {

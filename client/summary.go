@@ -1,4 +1,4 @@
-package player
+package client
 
 import (
 	"github.com/kumi-dev/kumi/internal/stats"
