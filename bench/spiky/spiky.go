@@ -33,6 +33,9 @@ type Config struct {
 
 	// Pool is the director's pool configuration used for the shared-server policy.
 	Pool pool.Config `prefix:"pool-"`
+
+	// Progress, when set, is called once per simulated minute with the policy being replayed.
+	Progress func(policy string, at time.Duration)
 }
 
 // Default returns the settings BENCHMARKS.md quotes.
@@ -206,8 +209,13 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 		live = slices.Insert(live, i, s)
 	}
 	for t := time.Duration(0); t < cfg.Duration; t += time.Second {
-		if t%(time.Minute) == 0 && ctx.Err() != nil {
-			return res, ctx.Err()
+		if t%(time.Minute) == 0 {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(policy, t)
+			}
 		}
 		now := epoch.Add(t)
 		// 1. Arrivals of this second.
