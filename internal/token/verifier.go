@@ -109,8 +109,8 @@ type Verifier struct {
 	keys   atomic.Pointer[keySet]
 	kick   chan struct{} // unknown kid seen: re-fetch soon (buffered 1)
 
-	fetchMu     sync.Mutex // one JWKS fetch at a time
-	lastAttempt time.Time  // guarded by fetchMu
+	fetchMu     sync.Mutex   // one JWKS fetch at a time
+	lastAttempt time.Time    // guarded by fetchMu
 	fetches     atomic.Int64 // JWKS fetch attempts (tests)
 	kicks       atomic.Int64 // unknown-kid re-fetch requests handled by refreshLoop (tests)
 }
