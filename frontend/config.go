@@ -97,6 +97,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("frontend: max-wait and sse-heartbeat must be positive")
 	case c.OpenMatchRPCTimeout <= 0:
 		return fmt.Errorf("frontend: om-timeout must be positive")
+	case c.JWT.Audience == "" && !c.JWT.AnyAudience:
+		// Without an audience, a token the identity provider issued for another service would open this one.
+		return fmt.Errorf("frontend: jwt-audience is empty; set it to the audience your identity provider issues for the game, or pass jwt-any-audience to accept any")
 	}
 	return nil
 }

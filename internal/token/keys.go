@@ -269,31 +269,40 @@ func MarshalJWKS(keys ...PublicKey) ([]byte, error) {
 	return json.MarshalIndent(set, "", "  ")
 }
 
-// ParseJWKS decodes a JWKS document into verification keys. Keys with "use" other than "sig" are
-// skipped; any other key kumi cannot use is an error naming its position and kid, so a broken
-// JWKS is noticed instead of silently shrinking.
-func ParseJWKS(data []byte) ([]PublicKey, error) {
+// ParseJWKS decodes a JWKS document into the verification keys kumi can use. Keys with "use" other
+// than "sig" are left out silently; every other key kumi cannot use (an RSA-PSS or HMAC key, a curve
+// it does not support, a broken point, a kid that appears twice) is left out too and reported in
+// skipped, one error naming its position and kid: identity providers publish mixed sets, and one
+// odd key must not disable the others. err is set only when data is not a JWKS document at all.
+func ParseJWKS(data []byte) (keys []PublicKey, skipped []error, err error) {
 	var set JWKSet
 	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, fmt.Errorf("token: JWKS is not valid JSON: %w", err)
+		return nil, nil, fmt.Errorf("token: JWKS is not valid JSON: %w", err)
 	}
-	out := make([]PublicKey, 0, len(set.Keys))
-	seen := make(map[string]bool, len(set.Keys))
+	keys = make([]PublicKey, 0, len(set.Keys))
+	count := make(map[string]int, len(set.Keys))
 	for i, j := range set.Keys {
 		if j.Use != "" && j.Use != "sig" {
 			continue
 		}
 		k, err := fromJWK(j)
 		if err != nil {
-			return nil, fmt.Errorf("token: JWKS key %d (kid %q): %w", i, j.Kid, err)
+			skipped = append(skipped, fmt.Errorf("token: JWKS key %d (kid %q): %w", i, j.Kid, err))
+			continue
 		}
-		if seen[k.KID] {
-			return nil, fmt.Errorf("token: JWKS key %d: kid %q appears twice", i, k.KID)
+		count[k.KID]++
+		keys = append(keys, k)
+	}
+	// A kid named twice is ambiguous (which key signed?): neither copy is trusted.
+	out := keys[:0]
+	for _, k := range keys {
+		if count[k.KID] > 1 {
+			skipped = append(skipped, fmt.Errorf("token: JWKS kid %q appears %d times; no copy is used", k.KID, count[k.KID]))
+			continue
 		}
-		seen[k.KID] = true
 		out = append(out, k)
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
 func decodeB64(field, s string) ([]byte, error) {

@@ -212,7 +212,8 @@ func (s *Signer) sign(claims jwtClaims, typ string) (string, error) {
 // each VerifyServerToken call.
 func (s *Signer) Verifier(audience string, leeway time.Duration) *Verifier {
 	cfg := DefaultVerifierConfig()
-	cfg.Issuer, cfg.Audience, cfg.Leeway = s.issuer, audience, leeway
+	cfg.Issuer, cfg.Audience, cfg.AnyAudience, cfg.Leeway = s.issuer, audience, audience == "", leeway
+	cfg.AnyIssuer = s.issuer == ""
 	cfg.Keys = []PublicKey{s.pub}
 	v, err := newStatic(cfg)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -21,10 +23,12 @@ import (
 // PEM public key files, a JWKS file, a JWKS URL and Keys; at least one key is required.
 type VerifierConfig struct {
 	PublicKeys     []string      `flag:"public-keys" help:"PEM public key files, each 'path' (kid = the key's RFC 7638 thumbprint) or 'kid=path'"`
-	JWKSFile       string        `flag:"jwks-file" help:"JWKS file of verification keys (re-read on an unknown kid)"`
-	JWKSURL        string        `flag:"jwks-url" help:"JWKS URL of verification keys (cached; re-fetched on an unknown kid and every jwks-refresh)"`
-	Issuer         string        `flag:"issuer" help:"required token issuer (iss); empty accepts any issuer"`
-	Audience       string        `flag:"audience" help:"required audience (aud) of player tokens; empty accepts any"`
+	JWKSFile       string        `flag:"jwks-file" help:"JWKS file of verification keys (re-read in the background every jwks-refresh and on an unknown kid)"`
+	JWKSURL        string        `flag:"jwks-url" help:"JWKS URL of verification keys: https (plain http only to a loopback host); re-fetched in the background every jwks-refresh and on an unknown kid"`
+	Issuer         string        `flag:"issuer" help:"required token issuer (iss); empty needs any-issuer"`
+	AnyIssuer      bool          `flag:"any-issuer" help:"accept tokens of any issuer (explicit opt-out; issuer must then be empty)"`
+	Audience       string        `flag:"audience" help:"required audience (aud) of player tokens; empty needs any-audience"`
+	AnyAudience    bool          `flag:"any-audience" help:"accept player tokens of any audience (explicit opt-out; audience must then be empty)"`
 	Leeway         time.Duration `flag:"leeway" help:"clock skew tolerated on exp, nbf and iat"`
 	MaxTokenBytes  int           `flag:"max-token-bytes" help:"longer tokens are refused before parsing"`
 	JWKSRefresh    time.Duration `flag:"jwks-refresh" help:"re-fetch the JWKS when the cached copy is older than this"`
@@ -33,7 +37,8 @@ type VerifierConfig struct {
 
 	// Keys are trusted in addition to the files (programmatic use, tests).
 	Keys []PublicKey
-	// HTTPClient fetches JWKSURL; nil uses a client without extra settings.
+	// HTTPClient fetches JWKSURL; nil uses a client without extra settings. Its CheckRedirect is
+	// replaced by one refusing redirects to another host or from https to http.
 	HTTPClient *http.Client
 	// Log receives JWKS refresh failures; nil discards them.
 	Log *slog.Logger
@@ -92,18 +97,27 @@ func (s *keySet) kids() []string {
 func (s *keySet) len() int { return len(s.static) + len(s.dynamic) }
 
 // Verifier checks player and server tokens. It is safe for concurrent use.
+//
+// A JWKS (file or URL) is only ever read by one background goroutine, never inside a verification:
+// a request naming an unknown kid fails at once and asks that goroutine for a re-fetch (at most one
+// per JWKSMinRefresh), so a flood of tokens with made-up kids costs the JWKS host nothing and no
+// request waits on it.
 type Verifier struct {
 	cfg    VerifierConfig
 	ctx    context.Context // parent of JWKS fetches
 	parser *jwt.Parser
 	keys   atomic.Pointer[keySet]
+	kick   chan struct{} // unknown kid seen: re-fetch soon (buffered 1)
 
-	fetchMu     sync.Mutex // one JWKS fetch at a time
-	lastAttempt time.Time  // guarded by fetchMu
+	fetchMu     sync.Mutex   // one JWKS fetch at a time
+	lastAttempt time.Time    // guarded by fetchMu
+	fetches     atomic.Int64 // JWKS fetch attempts (tests)
+	kicks       atomic.Int64 // unknown-kid re-fetch requests handled by refreshLoop (tests)
 }
 
-// NewVerifier loads every configured key (fetching the JWKS URL once) and returns a verifier. ctx
-// bounds later JWKS re-fetches: once it ends, the verifier keeps its cached keys.
+// NewVerifier loads every configured key (fetching the JWKS once, and failing when it yields no
+// usable key) and returns a verifier. With a JWKS it starts a background refresher that runs until
+// ctx ends; afterwards the verifier keeps its cached keys.
 func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.PublicKeys == nil && cfg.JWKSFile == "" && cfg.JWKSURL == "" && len(cfg.Keys) == 0 {
 		return nil, errors.New("token: verifier has no keys; set public-keys, jwks-file or jwks-url")
@@ -135,13 +149,12 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 		return nil, err
 	}
 	v.ctx = ctx
-	if cfg.JWKSFile != "" || cfg.JWKSURL != "" {
-		v.fetchMu.Lock()
-		err := v.fetchLocked()
-		v.fetchMu.Unlock()
-		if err != nil {
+	if v.hasJWKS() {
+		if err := v.Refresh(); err != nil {
 			return nil, err
 		}
+		v.kick = make(chan struct{}, 1)
+		go v.refreshLoop(ctx)
 	}
 	if v.keys.Load().len() == 0 {
 		return nil, errors.New("token: verifier has no keys: the configured JWKS is empty")
@@ -156,8 +169,13 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+	switch {
+	case cfg.Issuer == "" && !cfg.AnyIssuer:
+		return nil, errors.New("token: issuer is empty; set issuer, or any-issuer to accept tokens of every issuer")
+	case cfg.Issuer != "" && cfg.AnyIssuer:
+		return nil, fmt.Errorf("token: issuer %q and any-issuer both set; choose one", cfg.Issuer)
+	case cfg.Audience != "" && cfg.AnyAudience:
+		return nil, fmt.Errorf("token: audience %q and any-audience both set; choose one", cfg.Audience)
 	}
 	if cfg.MaxTokenBytes <= 0 {
 		return nil, fmt.Errorf("token: max-token-bytes %d must be positive", cfg.MaxTokenBytes)
@@ -165,13 +183,25 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("token: leeway %s must not be negative", cfg.Leeway)
 	}
-	if cfg.JWKSURL != "" && cfg.JWKSTimeout <= 0 {
-		// Every fetch would fail at once with a bare "context deadline exceeded".
-		return nil, fmt.Errorf("token: jwks-timeout %s must be positive when jwks-url is set", cfg.JWKSTimeout)
+	if cfg.JWKSURL != "" {
+		if err := checkJWKSURL(cfg.JWKSURL); err != nil {
+			return nil, err
+		}
+		if cfg.JWKSTimeout <= 0 {
+			// Every fetch would fail at once with a bare "context deadline exceeded".
+			return nil, fmt.Errorf("token: jwks-timeout %s must be positive when jwks-url is set", cfg.JWKSTimeout)
+		}
 	}
 	if cfg.JWKSMinRefresh < 0 || cfg.JWKSRefresh < 0 {
 		return nil, fmt.Errorf("token: jwks-min-refresh (%s) and jwks-refresh (%s) must not be negative", cfg.JWKSMinRefresh, cfg.JWKSRefresh)
 	}
+	hc := &http.Client{}
+	if cfg.HTTPClient != nil {
+		c := *cfg.HTTPClient
+		hc = &c
+	}
+	hc.CheckRedirect = sameHostRedirect
+	cfg.HTTPClient = hc
 	static := make(map[string]PublicKey, len(cfg.Keys))
 	for _, k := range cfg.Keys {
 		if k.KID == "" {
@@ -196,11 +226,97 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
-// fetchLocked loads the JWKS (file and/or URL) and swaps in the new dynamic keys. On failure the
-// previous keys stay. The caller holds fetchMu.
+// checkJWKSURL allows https, and plain http only to a loopback host: keys fetched in clear from
+// another machine could be swapped by anyone on the path, and with them every player's identity.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("token: jwks-url: %w", err)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("token: jwks-url %s is plain http to a non-loopback host; use https (keys fetched in clear can be replaced on the path)", raw)
+	}
+	return fmt.Errorf("token: jwks-url %s: scheme %q not supported; use https", raw, u.Scheme)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// sameHostRedirect follows a JWKS redirect only within the same scheme and host, so a redirect
+// cannot hand key selection to another server or downgrade the fetch to plain http.
+func sameHostRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) >= 5:
+		return errors.New("JWKS: more than 5 redirects")
+	case req.URL.Host != first.Host:
+		return fmt.Errorf("JWKS: redirect from host %s to another host %s refused", first.Host, req.URL.Host)
+	case req.URL.Scheme != first.Scheme:
+		return fmt.Errorf("JWKS: redirect from %s to %s refused", first.Scheme, req.URL.Scheme)
+	}
+	return nil
+}
+
+// refreshLoop re-reads the JWKS every JWKSRefresh and soon after a request names an unknown kid
+// (at most once per JWKSMinRefresh), until ctx ends.
+func (v *Verifier) refreshLoop(ctx context.Context) {
+	var tick <-chan time.Time
+	if v.cfg.JWKSRefresh > 0 {
+		t := time.NewTicker(v.cfg.JWKSRefresh)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-v.kick:
+			v.fetchMu.Lock()
+			since := v.cfg.Now().Sub(v.lastAttempt)
+			v.fetchMu.Unlock()
+			v.kicks.Add(1)
+			if since < v.cfg.JWKSMinRefresh {
+				continue
+			}
+		}
+		if err := v.Refresh(); err != nil {
+			v.cfg.Log.Warn("JWKS refresh failed; keeping the cached keys", "err", err, "kids", v.KIDs())
+		}
+	}
+}
+
+// Refresh re-reads the JWKS now (the background refresher calls it; operators and tests may too).
+// The new set replaces the cached one only if it holds at least one usable key; otherwise, or on
+// any fetch error, the cached keys stay and the error says why.
+func (v *Verifier) Refresh() error {
+	if !v.hasJWKS() {
+		return nil
+	}
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	return v.fetchLocked()
+}
+
+// fetchLocked loads the JWKS (file and/or URL) and swaps in the new dynamic keys. Keys kumi cannot
+// use are skipped and logged; a failure or a set without a usable key keeps the previous keys. The
+// caller holds fetchMu.
 func (v *Verifier) fetchLocked() error {
 	v.lastAttempt = v.cfg.Now()
+	v.fetches.Add(1)
 	dynamic := make(map[string]PublicKey)
+	var skipped []error
 	for _, src := range []struct{ name, file, url string }{
 		{"jwks-file " + v.cfg.JWKSFile, v.cfg.JWKSFile, ""},
 		{"jwks-url " + v.cfg.JWKSURL, "", v.cfg.JWKSURL},
@@ -218,9 +334,13 @@ func (v *Verifier) fetchLocked() error {
 		if err != nil {
 			return fmt.Errorf("token: %s: %w", src.name, err)
 		}
-		keys, err := ParseJWKS(data)
+		keys, skip, err := ParseJWKS(data)
 		if err != nil {
 			return fmt.Errorf("%w (%s)", err, src.name)
+		}
+		for _, e := range skip {
+			v.cfg.Log.Warn("JWKS key skipped", "source", src.name, "reason", e)
+			skipped = append(skipped, fmt.Errorf("%w (%s)", e, src.name))
 		}
 		for _, k := range keys {
 			dynamic[k.KID] = k
@@ -231,6 +351,10 @@ func (v *Verifier) fetchLocked() error {
 		if _, clash := old.static[kid]; clash {
 			return fmt.Errorf("token: JWKS kid %q clashes with a configured PEM key", kid)
 		}
+	}
+	if len(dynamic) == 0 {
+		return fmt.Errorf("token: the JWKS holds no usable key; keeping %d cached JWKS keys: %w",
+			len(old.dynamic), errors.Join(append([]error{errors.New("JWKS empty")}, skipped...)...))
 	}
 	v.keys.Store(&keySet{static: old.static, dynamic: dynamic, fetched: v.lastAttempt})
 	return nil
@@ -264,8 +388,9 @@ func (v *Verifier) download(url string) ([]byte, error) {
 
 func (v *Verifier) hasJWKS() bool { return v.cfg.JWKSFile != "" || v.cfg.JWKSURL != "" }
 
-// lookup finds kid, re-fetching the JWKS (at most once per JWKSMinRefresh) when it is unknown: the
-// way a rotated-in key becomes usable without a restart.
+// lookup finds kid in the cached keys. An unknown kid never waits for the JWKS: it asks the
+// background refresher for a re-fetch (the way a rotated-in key becomes usable without a restart)
+// and fails now. Errors never list the trusted kids: they reach unauthenticated callers.
 func (v *Verifier) lookup(kid string) (PublicKey, error) {
 	set := v.keys.Load()
 	if kid == "" {
@@ -280,36 +405,16 @@ func (v *Verifier) lookup(kid string) (PublicKey, error) {
 		return PublicKey{}, fail(ErrUnknownKey, "no kid header and the verifier holds %d keys; sign with a kid header", set.len())
 	}
 	if k, ok := set.get(kid); ok {
-		if v.hasJWKS() && v.cfg.JWKSRefresh > 0 && v.cfg.Now().Sub(set.fetched) > v.cfg.JWKSRefresh && v.fetchMu.TryLock() {
-			// Cache is stale: refresh in this call; others carry on with the cached keys meanwhile.
-			if err := v.fetchLocked(); err != nil {
-				v.cfg.Log.Warn("JWKS refresh failed; keeping cached keys", "err", err)
-			}
-			v.fetchMu.Unlock()
-		}
 		return k, nil
 	}
 	if !v.hasJWKS() {
-		return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q (known: %s)", kid, strings.Join(set.kids(), ", "))
+		return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q", kid)
 	}
-	v.fetchMu.Lock()
-	defer v.fetchMu.Unlock()
-	if k, ok := v.keys.Load().get(kid); ok { // another caller fetched it meanwhile
-		return k, nil
+	select {
+	case v.kick <- struct{}{}:
+	default: // a re-fetch is already asked for
 	}
-	since := v.cfg.Now().Sub(v.lastAttempt)
-	if since < v.cfg.JWKSMinRefresh {
-		return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q (known: %s; JWKS re-fetched %s ago, next re-fetch allowed in %s)",
-			kid, strings.Join(v.keys.Load().kids(), ", "), since.Round(time.Millisecond), (v.cfg.JWKSMinRefresh - since).Round(time.Millisecond))
-	}
-	if err := v.fetchLocked(); err != nil {
-		v.cfg.Log.Warn("JWKS re-fetch for unknown kid failed; keeping cached keys", "kid", kid, "err", err)
-		return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q and the JWKS re-fetch failed: %v", kid, err)
-	}
-	if k, ok := v.keys.Load().get(kid); ok {
-		return k, nil
-	}
-	return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q (known after JWKS re-fetch: %s)", kid, strings.Join(v.keys.Load().kids(), ", "))
+	return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q; the JWKS is re-fetched in the background (at most every %s), retry shortly if the key is new", kid, v.cfg.JWKSMinRefresh)
 }
 
 // parse checks size, key, algorithm and signature, and returns the unvalidated claims.
@@ -427,6 +532,9 @@ func (v *Verifier) VerifyPlayerToken(raw string) (PlayerClaims, error) {
 	}
 	if err := v.checkIssuer(c); err != nil {
 		return PlayerClaims{}, err
+	}
+	if v.cfg.Audience == "" && !v.cfg.AnyAudience {
+		return PlayerClaims{}, fail(ErrAudience, "this verifier has no player audience configured; set audience, or any-audience to accept every audience")
 	}
 	if v.cfg.Audience != "" && !slices.Contains(c.Audience, v.cfg.Audience) {
 		return PlayerClaims{}, fail(ErrAudience, "audience %q, want %q", []string(c.Audience), v.cfg.Audience)
