@@ -43,7 +43,9 @@ type Director struct {
 	lock    *fileLock
 
 	reported chan struct{} // poked on every known report (rebuild waits on it)
-	mainDone chan struct{} // closed when the match, refill and housekeeping loops have ended
+	// instances is each server's reported instance, named in the tokens minted for it.
+	instances instances
+	mainDone  chan struct{} // closed when the match, refill and housekeeping loops have ended
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once

@@ -240,7 +240,7 @@ func TestControlAPI(t *testing.T) {
 	now := time.Now()
 	for _, n := range []string{"one", "two"} {
 		d.Pool().AddServer(poolServer(n), now)
-		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
+		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Instance: "ins-" + n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -257,7 +257,7 @@ func TestControlAPI(t *testing.T) {
 	}
 	for _, tk := range mv.GetTokens() {
 		cl, err := e.signer.Verifier("", 0).VerifyServerToken(tk.GetToken(), "two")
-		if err != nil || cl.PlayerID != tk.GetPlayerId() || cl.SessionID != "s1" {
+		if err != nil || cl.PlayerID != tk.GetPlayerId() || cl.SessionID != "s1" || cl.Instance != "ins-two" {
 			t.Fatalf("moved token %v: %+v %v", tk, cl, err)
 		}
 	}

@@ -256,9 +256,13 @@ func (d *Director) sendBatch(ctx context.Context, profile string, batch []receiv
 // assignmentGroups mints one server token per player and builds one assignment per ticket.
 func (d *Director) assignmentGroups(pl pool.Placement, ids, players []string, now time.Time) ([]*openmatch.AssignmentGroup, error) {
 	out := make([]*openmatch.AssignmentGroup, len(ids))
+	inst := d.instances.get(pl.Server)
+	if inst == "" {
+		d.log.Warn("server has not reported its instance: its tokens cannot be used", "server", pl.Server)
+	}
 	for i := range ids {
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: players[i], SessionID: pl.SessionID,
-			Server: pl.Server, ExpiresAt: now.Add(d.cfg.TokenTTL)})
+			Server: pl.Server, Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL)})
 		if err != nil {
 			return nil, err
 		}

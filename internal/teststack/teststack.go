@@ -194,7 +194,7 @@ func (d *Director) place(ctx context.Context, be pb.BackendServiceClient, m *pb.
 	var groups []*pb.AssignmentGroup
 	for _, tk := range m.GetTickets() {
 		pl, _, _ := omext.String(tk.GetExtensions(), omext.Player)
-		raw, c, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: pl, SessionID: sid, Server: gs.Name(), ExpiresAt: time.Now().Add(time.Minute)})
+		raw, c, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: pl, SessionID: sid, Server: gs.Name(), Instance: gs.Instance(), ExpiresAt: time.Now().Add(time.Minute)})
 		if err != nil {
 			continue // only a missing player id fails; the ticket then stays pending and times out
 		}
@@ -231,7 +231,7 @@ func (d *Director) MoveSession(ctx context.Context, in *control.MoveSessionReque
 	gs := d.Servers[d.current]
 	reply := &control.MoveSessionReply{Server: gs.Name(), Address: gs.Addr(), SessionId: in.GetSessionId()}
 	for _, pl := range in.GetPlayers() {
-		raw, err := d.signer.ServerToken(token.ServerClaims{PlayerID: pl, SessionID: in.GetSessionId(), Server: gs.Name(), ExpiresAt: time.Now().Add(time.Minute)})
+		raw, err := d.signer.ServerToken(token.ServerClaims{PlayerID: pl, SessionID: in.GetSessionId(), Server: gs.Name(), Instance: gs.Instance(), ExpiresAt: time.Now().Add(time.Minute)})
 		if err != nil {
 			return nil, err
 		}

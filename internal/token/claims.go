@@ -3,6 +3,7 @@ package token
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"time"
 
@@ -20,6 +21,7 @@ type wireClaims struct {
 	Iat *float64        `json:"iat"`
 	Jti string          `json:"jti"`
 	Sid string          `json:"sid"`
+	Ins string          `json:"ins"`
 }
 
 // UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
@@ -28,7 +30,7 @@ func (c *jwtClaims) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid}
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins}
 	if len(w.Aud) > 0 && string(w.Aud) != "null" {
 		if w.Aud[0] == '"' {
 			var one string
@@ -64,4 +66,19 @@ func numericDate(name string, f *float64) (*jwt.NumericDate, error) {
 	}
 	sec, frac := math.Modf(*f)
 	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+}
+
+// UnverifiedServerInstance reads the "ins" claim (the game-server instance) of a server token
+// without checking its signature. Clients use it to seal their JOIN to that instance: they got
+// the token over the frontend's authenticated channel and cannot verify it anyway, and the game
+// server verifies everything it admits.
+func UnverifiedServerInstance(raw string) (string, error) {
+	var c jwtClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return "", fmt.Errorf("token: server token does not parse: %w", err)
+	}
+	if c.Ins == "" {
+		return "", errors.New("token: server token names no game-server instance (claim ins); it was minted for protocol v1 or by a director that had no report from the server")
+	}
+	return c.Ins, nil
 }
