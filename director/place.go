@@ -50,9 +50,11 @@ func (d *Director) place(ctx context.Context, req pool.Request, deadline *time.T
 			}
 			req.Failover = true
 			pl, err = d.pool.Place(req, time.Now())
-			if err == nil && pl.FailedOver != "" {
-				d.m.failovers.WithLabelValues(pl.FailedOver, pl.Backend).Inc()
-				d.log.Info("session failed over to another backend", "session", pl.SessionID, "chosen", pl.FailedOver, "placed_on", pl.Backend)
+			for part := &pl; err == nil && part != nil; part = part.Rest {
+				if part.FailedOver != "" {
+					d.m.failovers.WithLabelValues(part.FailedOver, part.Backend).Inc()
+					d.log.Info("session failed over to another backend", "session", part.SessionID, "chosen", part.FailedOver, "placed_on", part.Backend)
+				}
 			}
 			return pl, err
 		}

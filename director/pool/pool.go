@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -164,6 +165,10 @@ type Placement struct {
 	Joined bool
 	// FailedOver is the backend the weights chose when the session went elsewhere (Failover).
 	FailedOver string
+	// Players is set when a rendezvous match was split: the leading part of Request.Players placed
+	// here. Rest then places the remaining players (in a new session of the group).
+	Players []string
+	Rest    *Placement
 }
 
 type server struct {
@@ -631,17 +636,33 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var gk string
+	var (
+		gk     string
+		live   *session // the group's live session, when the match only partly fits in it
+		liveOn *server
+		fit    int
+	)
 	if req.Group != "" {
 		gk = GroupKey(req.Group)
 		if id, ok := p.groups[gk]; ok {
 			ss := p.sessions[id]
 			s := p.servers[ss.server]
-			if s != nil && p.joinable(s, now) && ss.room(req.Players, now) {
-				ss.reserve(req.Players, now.Add(p.cfg.ReservationTTL))
-				return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: id, Joined: true}, nil
+			if s != nil && p.joinable(s, now) {
+				if ss.room(req.Players, now) {
+					ss.reserve(req.Players, now.Add(p.cfg.ReservationTTL))
+					return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: id, Joined: true}, nil
+				}
+				// Fill the open session before opening a new one: a group arriving in waves
+				// of 12, 11, 16 and 1 at 16 per session ends as 16/16/8, not 12/11/16/1.
+				if fit = ss.free(now); fit > 0 && fit < len(req.Players) {
+					live, liveOn = ss, s
+				}
 			}
 		}
+	}
+	players := req.Players
+	if live != nil {
+		players = req.Players[fit:]
 	}
 	if req.SessionID == "" {
 		return Placement{}, errors.New("pool: a new session needs an id (NewSessionID)")
@@ -665,8 +686,8 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 		from = first
 	}
 	ss := &session{id: req.SessionID, server: s.Name, group: gk, maxMembers: memberLimit(req.MaxMembers, s.maxMembers),
-		expires: now.Add(p.cfg.ReservationTTL), members: make(map[string]time.Time, len(req.Players))}
-	ss.reserve(req.Players, ss.expires)
+		expires: now.Add(p.cfg.ReservationTTL), members: make(map[string]time.Time, len(players))}
+	ss.reserve(players, ss.expires)
 	p.sessions[ss.id] = ss
 	s.sessions[ss.id] = ss
 	if gk != "" {
@@ -674,7 +695,28 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 		p.groups[gk] = ss.id
 	}
 	p.rate.add(now, 1)
-	return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: ss.id, FailedOver: from}, nil
+	pl := Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: ss.id, FailedOver: from}
+	if live == nil {
+		return pl, nil
+	}
+	live.reserve(req.Players[:fit], now.Add(p.cfg.ReservationTTL))
+	pl.Players = slices.Clip(players)
+	return Placement{Server: liveOn.Name, Backend: liveOn.Backend, Address: liveOn.Address, SessionID: live.id, Joined: true,
+		Players: slices.Clip(req.Players[:fit]), Rest: &pl}, nil
+}
+
+// free is how many more members the session takes (0 for no limit: then everyone fits).
+func (ss *session) free(now time.Time) int {
+	if ss.maxMembers <= 0 {
+		return 0
+	}
+	n := 0
+	for _, exp := range ss.members {
+		if exp.IsZero() || now.Before(exp) {
+			n++
+		}
+	}
+	return max(ss.maxMembers-n, 0)
 }
 
 func memberLimit(match, server int) int {

@@ -705,3 +705,53 @@ func TestAdoptedServerLeavesWhenSilent(t *testing.T) {
 		t.Fatal("a backend's silent server was dropped")
 	}
 }
+
+// TestLargeGroupFillsOpenSessions: a chat group whose members arrive in matches of 12, 11, 16 and 1
+// at 16 members per session fills each open session before the next opens: 16/16/8, whatever
+// chunks the core's cycles happened to give the match function.
+func TestLargeGroupFillsOpenSessions(t *testing.T) {
+	p := New(testConfig())
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "s1", Backend: "local", Capacity: 10}, t0)
+	next := 0
+	members := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("m%02d", next)
+			next++
+		}
+		return out
+	}
+	perSession := map[string]int{}
+	var order []string
+	for _, n := range []int{12, 11, 16, 1} {
+		pl := mustPlace(t, p, "big", members(n), 16, t0)
+		placed := 0
+		for part := &pl; part != nil; part = part.Rest {
+			k := n - placed
+			if part.Players != nil {
+				k = len(part.Players)
+			}
+			if _, seen := perSession[part.SessionID]; !seen {
+				order = append(order, part.SessionID)
+			}
+			perSession[part.SessionID] += k
+			placed += k
+		}
+		if placed != n {
+			t.Fatalf("match of %d: %d placed", n, placed)
+		}
+	}
+	var sizes []int
+	for _, id := range order {
+		sizes = append(sizes, perSession[id])
+	}
+	if fmt.Sprint(sizes) != "[16 16 8]" {
+		t.Fatalf("40 members at 16 per session split %v, want [16 16 8]", sizes)
+	}
+	// The oldest members of a split match fill the open session.
+	pl := mustPlace(t, p, "big2", members(10), 16, t0)
+	pl = mustPlace(t, p, "big2", members(10), 16, t0)
+	if pl.Rest == nil || len(pl.Players) != 6 || pl.Players[0] != fmt.Sprintf("m%02d", 50) || len(pl.Rest.Players) != 4 {
+		t.Fatalf("split of 10 into a session with 6 free: %+v", pl)
+	}
+}
