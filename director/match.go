@@ -144,11 +144,11 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 // in one AssignTickets call and releases the tickets of matches that could not be placed in one
 // ReleaseTickets call.
 func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) (send func()) {
-	now := time.Now()
 	var (
-		groups  []*openmatch.AssignmentGroup
-		release []string
-		created = map[string]time.Time{}
+		groups   []*openmatch.AssignmentGroup
+		release  []string
+		created  = map[string]time.Time{}
+		deadline time.Time // of waiting for a short backend's refill, shared by the batch
 	)
 	for _, r := range batch {
 		m := r.m
@@ -176,7 +176,8 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			release = append(release, ids...)
 			continue
 		}
-		pl, err := d.pool.Place(pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, now)
+		pl, err := d.place(ctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
+		now := time.Now()
 		if err != nil {
 			reason := "error"
 			if errors.Is(err, pool.ErrNoRoom) {
@@ -188,23 +189,38 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			d.pokeAll()
 			continue
 		}
-		gs, err := d.assignmentGroups(pl, ids, players, now)
+		// A rendezvous match may be split: its oldest players fill the group's open session, the
+		// rest open the next one (pl.Rest). Players and ids are in the same order.
+		var mgs []*openmatch.AssignmentGroup
+		off := 0
+		for part := &pl; part != nil && err == nil; part = part.Rest {
+			k := len(ids) - off
+			if part.Players != nil {
+				k = len(part.Players)
+			}
+			var gs []*openmatch.AssignmentGroup
+			gs, err = d.assignmentGroups(*part, ids[off:off+k], players[off:off+k], now)
+			mgs = append(mgs, gs...)
+			off += k
+		}
 		if err != nil {
 			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
 			d.m.unplaced.WithLabelValues("token").Inc()
 			release = append(release, ids...)
 			continue
 		}
-		groups = append(groups, gs...)
-		kind := "new"
-		if pl.Joined {
-			kind = "joined"
-		}
-		d.m.placements.WithLabelValues(pl.Backend, kind).Inc()
-		d.log.Debug("match placed", "match", m.GetMatchId(), "session", pl.SessionID, "server", pl.Server,
-			"backend", pl.Backend, "group", group, "joined", pl.Joined, "tickets", len(ids))
-		if bl := d.backends[pl.Backend]; bl != nil {
-			bl.poke()
+		groups = append(groups, mgs...)
+		for part := &pl; part != nil; part = part.Rest {
+			kind := "new"
+			if part.Joined {
+				kind = "joined"
+			}
+			d.m.placements.WithLabelValues(part.Backend, kind).Inc()
+			d.log.Debug("match placed", "match", m.GetMatchId(), "session", part.SessionID, "server", part.Server,
+				"backend", part.Backend, "group", group, "joined", part.Joined, "tickets", len(ids), "split", pl.Rest != nil)
+			if bl := d.backends[part.Backend]; bl != nil {
+				bl.poke()
+			}
 		}
 	}
 	return func() { d.sendBatch(ctx, profile, batch, groups, release, created) }
