@@ -53,10 +53,13 @@ func (c *controlServer) Report(ctx context.Context, r *control.LoadReport) (*con
 		}
 		rep.Sessions = append(rep.Sessions, pool.SessionLoad{ID: s.GetSessionId(), Players: s.GetPlayers()})
 	}
-	res := d.pool.Report(rep, time.Now())
+	now := time.Now()
+	res := d.pool.Report(rep, now)
+	if !res.Known && d.adopt(ctx, rep, now) {
+		res = d.pool.Report(rep, now)
+	}
 	if !res.Known {
 		d.m.reports.WithLabelValues("false").Inc()
-		d.log.Debug("report from a server outside the pool", "server", r.GetServer())
 	} else {
 		d.m.reports.WithLabelValues("true").Inc()
 		select {

@@ -144,11 +144,11 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 // in one AssignTickets call and releases the tickets of matches that could not be placed in one
 // ReleaseTickets call.
 func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) (send func()) {
-	now := time.Now()
 	var (
-		groups  []*openmatch.AssignmentGroup
-		release []string
-		created = map[string]time.Time{}
+		groups   []*openmatch.AssignmentGroup
+		release  []string
+		created  = map[string]time.Time{}
+		deadline time.Time // of waiting for a short backend's refill, shared by the batch
 	)
 	for _, r := range batch {
 		m := r.m
@@ -176,7 +176,8 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			release = append(release, ids...)
 			continue
 		}
-		pl, err := d.pool.Place(pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, now)
+		pl, err := d.place(ctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
+		now := time.Now()
 		if err != nil {
 			reason := "error"
 			if errors.Is(err, pool.ErrNoRoom) {

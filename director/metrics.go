@@ -20,6 +20,8 @@ type metrics struct {
 	moves         *prometheus.CounterVec // result
 	reports       *prometheus.CounterVec // known (true|false)
 	fetches       *prometheus.CounterVec // profile, result
+	placeWaits    *prometheus.CounterVec // backend, result (refilled|timeout)
+	failovers     *prometheus.CounterVec // from, to
 }
 
 func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
@@ -50,12 +52,16 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 			Help: "Load reports received, by whether the server is in the pool."}, []string{"known"}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_fetches_total",
 			Help: "FetchMatches calls by profile and result (ok, error)."}, []string{"profile", "result"}),
+		placeWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_placement_waits_total",
+			Help: "New sessions that waited for the refill of the backend the weights chose, by backend and result (refilled, timeout)."}, []string{"backend", "result"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_failovers_total",
+			Help: "New sessions placed on another backend than the weights chose (only with -failover=spill), by chosen and used backend."}, []string{"from", "to"}),
 	}
 	if reg == nil {
 		return m, nil // nowhere to export to, as for the other components
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
-		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, &poolCollector{p: p}} {
+		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
