@@ -64,8 +64,11 @@ func (s *service) create(ctx context.Context, player string, req *client.CreateT
 	if err != nil {
 		return nil, false, err
 	}
-	e := s.players.lock(player)
-	defer s.players.unlock(player, e)
+	e, err := s.players.lock(ctx, player)
+	if err != nil {
+		return nil, false, err
+	}
+	defer s.players.unlock(ctx, player, e)
 	if e.ticketID != "" {
 		old, err := s.omGet(ctx, e.ticketID)
 		switch {
@@ -246,11 +249,19 @@ func (s *service) cancel(ctx context.Context, player, id string) error {
 
 // expire deletes a ticket that reached its lifetime without an assignment.
 func (s *service) expire(ctx context.Context, it expiryItem) {
-	e := s.players.lockExisting(it.player)
+	e, err := s.players.lockExisting(ctx, it.player)
+	if err != nil {
+		s.log.Warn("ticket expiry: live-ticket store unavailable; retrying later", "ticket", it.ticketID, "player", it.player, "err", err)
+		if ctx.Err() == nil {
+			it.deadline = s.now().Add(min(s.cfg.TicketLifetime, 5*time.Second))
+			s.expiry.push(it)
+		}
+		return
+	}
 	if e == nil {
 		return // cancelled, assigned or replaced already
 	}
-	defer s.players.unlock(it.player, e)
+	defer s.players.unlock(ctx, it.player, e)
 	if e.ticketID != it.ticketID {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/kumi-dev/kumi/client"
 	"github.com/kumi-dev/kumi/internal/config"
@@ -80,19 +81,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if cfg.Players > 1 {
-		printSummary(stdout, client.Summarize(reps))
+		failed := 0
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				failed++
+			}
+		}
+		printSummary(stdout, client.Summarize(reps), failed)
 	}
 	return code
 }
 
-func printSummary(w io.Writer, s client.Summary) {
+// short rounds a duration to three significant figures or so (1.23s, 45.6ms, 789µs): timings are
+// read by people, and the nanoseconds are noise.
+func short(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(time.Microsecond)
+}
+
+func printSummary(w io.Writer, s client.Summary, failed int) {
 	q := func(name string, v client.Quantiles) {
 		if v.N > 0 {
-			fmt.Fprintf(w, "  %-20s p50 %v p99 %v max %v (n=%d)\n", name, v.P50, v.P99, v.Max, v.N)
+			fmt.Fprintf(w, "  %-20s p50 %v p99 %v max %v (n=%d)\n", name, short(v.P50), short(v.P99), short(v.Max), v.N)
 		}
 	}
-	fmt.Fprintf(w, "summary of %d players: %d moves, %d reconnects, frames sent %d received %d\n",
-		s.Players, s.Moves, s.Reconnects, s.FramesSent, s.FramesReceived)
+	fmt.Fprintf(w, "summary of %d players (%d failed): %d moves, %d reconnects, frames sent %d received %d\n",
+		s.Players+failed, failed, s.Moves, s.Reconnects, s.FramesSent, s.FramesReceived)
 	q("ticket -> assignment", s.TicketToAssignment)
 	q("assignment -> ACCEPT", s.AssignmentToAccept)
 	q("ACCEPT -> 1st frame", s.AcceptToFirstFrame)
@@ -104,11 +129,11 @@ func printReport(w io.Writer, r *client.Report) {
 	for i, l := range r.Legs {
 		fmt.Fprintf(w, "leg %d (%s): session %s on %s member %d\n", i+1, l.Cause, l.SessionID, l.Address, l.MemberID)
 		if l.Cause != "move" {
-			fmt.Fprintf(w, "  ticket %s -> assignment  %v\n", l.TicketID, l.TicketToAssignment)
+			fmt.Fprintf(w, "  ticket %s -> assignment  %v\n", l.TicketID, short(l.TicketToAssignment))
 		}
-		fmt.Fprintf(w, "  assignment -> ACCEPT      %v\n", l.AssignmentToAccept)
+		fmt.Fprintf(w, "  assignment -> ACCEPT      %v\n", short(l.AssignmentToAccept))
 		if l.FramesReceived > 0 {
-			fmt.Fprintf(w, "  ACCEPT -> first frame     %v\n", l.AcceptToFirstFrame)
+			fmt.Fprintf(w, "  ACCEPT -> first frame     %v\n", short(l.AcceptToFirstFrame))
 		} else {
 			fmt.Fprintf(w, "  ACCEPT -> first frame     none received (alone in the session?)\n")
 		}
@@ -118,6 +143,6 @@ func printReport(w io.Writer, r *client.Report) {
 	fmt.Fprintf(w, "total: %d legs, %d moves, %d reconnects, frames sent %d received %d\n", len(r.Legs), r.Moves(), r.Reconnects(), sent, recv)
 	if len(r.FrameLatency) > 0 {
 		fmt.Fprintf(w, "frame latency (one way, same host): p50 %v p99 %v max %v over %d samples\n",
-			r.LatencyQuantile(0.5), r.LatencyQuantile(0.99), r.LatencyQuantile(1), len(r.FrameLatency))
+			short(r.LatencyQuantile(0.5)), short(r.LatencyQuantile(0.99)), short(r.LatencyQuantile(1)), len(r.FrameLatency))
 	}
 }
