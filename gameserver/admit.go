@@ -77,6 +77,12 @@ func (s *Server) admit(req joinReq) {
 		return
 	}
 	log := s.log.With("session", claims.SessionID, "player", claims.PlayerID)
+	// The handshake's public-key work now, outside the lock the relay reads under.
+	if err := hs.Prepare(); err != nil {
+		log.Warn("join handshake failed", "err", err)
+		refuse(wire.RefuseBadToken, "handshake failed")
+		return
+	}
 
 	s.mu.Lock()
 	if e := s.jtis[claims.ID]; e != nil {

@@ -167,10 +167,11 @@ func (in *Initiator) Accept(p []byte) (Accept, SessionKeys, error) {
 
 // Responder is the server's side of one join, after the JOIN opened.
 type Responder struct {
-	in  *Instance
-	j   Join
-	es  []byte
-	eph *ecdh.PrivateKey
+	in   *Instance
+	j    Join
+	es   []byte
+	epub []byte      // the server's ephemeral public key, once Prepare ran
+	keys SessionKeys // once Prepare ran
 }
 
 // Open checks that j was sealed to this instance and opens its token.
@@ -194,23 +195,40 @@ func (in *Instance) Open(j Join) (*Responder, []byte, error) {
 	return &Responder{in: in, j: j, es: es}, token, nil
 }
 
-// Accept makes the ACCEPT packet for a and the member's session keys.
-func (r *Responder) Accept(a Accept) ([]byte, SessionKeys, error) {
+// Prepare does the join's remaining public-key work (the server's ephemeral key and the second
+// DH), so that Accept, which needs the member id, only seals; the server calls it before taking
+// its membership lock.
+func (r *Responder) Prepare() error {
+	if r.epub != nil {
+		return nil
+	}
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, SessionKeys{}, fmt.Errorf("wire: ephemeral key: %w", err)
+		return fmt.Errorf("wire: ephemeral key: %w", err)
 	}
-	cpub, _ := ecdh.X25519().NewPublicKey(r.j.Ephemeral[:]) // parsed in Open
+	cpub, err := ecdh.X25519().NewPublicKey(r.j.Ephemeral[:])
+	if err != nil {
+		return ErrAuth
+	}
 	ee, err := eph.ECDH(cpub)
 	if err != nil {
-		return nil, SessionKeys{}, ErrAuth
+		return ErrAuth
 	}
-	epub := eph.PublicKey().Bytes()
-	keys := sessionKeys(r.es, ee, r.in.pub[:], r.j.Ephemeral[:], epub)
+	r.epub = eph.PublicKey().Bytes()
+	r.keys = sessionKeys(r.es, ee, r.in.pub[:], r.j.Ephemeral[:], r.epub)
+	return nil
+}
+
+// Accept makes the ACCEPT packet for a and the member's session keys (calling Prepare first if
+// the caller did not).
+func (r *Responder) Accept(a Accept) ([]byte, SessionKeys, error) {
+	if err := r.Prepare(); err != nil {
+		return nil, SessionKeys{}, err
+	}
 	p := make([]byte, 0, AcceptLen)
 	p = append(p, Version, byte(TypeAccept))
 	p = append(p, r.j.Nonce[:]...)
-	p = append(p, epub...)
-	p = newAEAD(keys[KeyLen:]).Seal(p, zeroNonce(), appendAcceptBody(nil, a), p)
-	return p, keys, nil
+	p = append(p, r.epub...)
+	p = newAEAD(r.keys[KeyLen:]).Seal(p, zeroNonce(), appendAcceptBody(nil, a), p)
+	return p, r.keys, nil
 }
