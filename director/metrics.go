@@ -20,6 +20,7 @@ type metrics struct {
 	moves         *prometheus.CounterVec // result
 	reports       *prometheus.CounterVec // known (true|false)
 	fetches       *prometheus.CounterVec // profile, result
+	refused       *prometheus.CounterVec // reason (missing|invalid|expired)
 }
 
 func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
@@ -50,12 +51,14 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 			Help: "Load reports received, by whether the server is in the pool."}, []string{"known"}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_fetches_total",
 			Help: "FetchMatches calls by profile and result (ok, error)."}, []string{"profile", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_tickets_refused_total",
+			Help: "Tickets in matches never assigned because they lack a valid kumi frontend seal (created straight in the core), by reason."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil // nowhere to export to, as for the other components
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
-		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, &poolCollector{p: p}} {
+		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.refused, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,9 +49,24 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	config.Log(ctx, log, "frontend", &cfg)
 	cfg.JWT.Log = log
+	cfg.JWT.Claims = cfg.Attributes.claims()
 	verifier, err := token.NewVerifier(ctx, cfg.JWT)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: player token keys (flags jwt-public-keys, jwt-jwks-file, jwt-jwks-url): %w", err)
+	}
+	sealSecret := cfg.TicketSealSecret
+	if sealSecret == "" {
+		if sealSecret, err = controlauth.ReadSecret(cfg.TicketSealSecretFile); err != nil {
+			return nil, fmt.Errorf("frontend: ticket-seal-secret-file: %w", err)
+		}
+	}
+	var sealer *ticketseal.Sealer
+	if sealSecret != "" {
+		if sealer, err = ticketseal.New(sealSecret, 0); err != nil {
+			return nil, fmt.Errorf("frontend: %w", err)
+		}
+	} else {
+		log.Warn("ticket-seal-secret-file not set: tickets are not sealed, and a director that checks seals will never assign them")
 	}
 	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -65,7 +82,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	s := &service{
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
-		players: newPlayers(), expiry: newExpiryQueue(), now: time.Now,
+		players: newPlayers(), expiry: newExpiryQueue(), now: time.Now, seal: sealer,
 		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)

@@ -3,7 +3,9 @@ package token
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -22,13 +24,38 @@ type wireClaims struct {
 	Sid string          `json:"sid"`
 }
 
+// registeredNames are the claims kumi reads itself; extra claims may not reuse them.
+var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid"}
+
 // UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
+// The extra claims named in c.want are decoded too, in a second pass only when some are wanted.
 func (c *jwtClaims) UnmarshalJSON(b []byte) error {
 	var w wireClaims
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid}
+	want := c.want
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, want: want}
+	if len(want) > 0 {
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(b, &all); err != nil {
+			return err
+		}
+		for _, name := range want {
+			raw, ok := all[name]
+			if !ok {
+				continue
+			}
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return err
+			}
+			if c.Extra == nil {
+				c.Extra = make(map[string]any, len(want))
+			}
+			c.Extra[name] = v
+		}
+	}
 	if len(w.Aud) > 0 && string(w.Aud) != "null" {
 		if w.Aud[0] == '"' {
 			var one string
@@ -64,4 +91,28 @@ func numericDate(name string, f *float64) (*jwt.NumericDate, error) {
 	}
 	sec, frac := math.Modf(*f)
 	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
+}
+
+// MarshalJSON writes the registered claims, sid and the extra claims (which may not reuse a
+// registered name).
+func (c jwtClaims) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		jwt.RegisteredClaims
+		SID string `json:"sid,omitempty"`
+	}
+	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID})
+	if err != nil || len(c.Extra) == 0 {
+		return b, err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Extra {
+		if slices.Contains(registeredNames, k) {
+			return nil, fmt.Errorf("token: extra claim %q would replace a registered claim", k)
+		}
+		all[k] = v
+	}
+	return json.Marshal(all)
 }

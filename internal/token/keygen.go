@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -115,6 +116,8 @@ type IssueConfig struct {
 	TTL     time.Duration `flag:"ttl" help:"token lifetime"`
 	Server  string        `flag:"server" help:"issue a server token for this game server (aud) instead of a player token"`
 	Session string        `flag:"session" help:"session id (sid) of a server token"`
+	Groups  []string      `flag:"groups" help:"player token claim \"groups\": the chat groups the player may join (the frontend's chat_group attribute comes from it)"`
+	Claims  string        `flag:"claims" help:"more player token claims as one JSON object, e.g. {\"party\":\"p-7\",\"skill\":1450}"`
 }
 
 // DefaultIssueConfig issues a one-hour player token with ./token.key.
@@ -144,5 +147,14 @@ func Issue(cfg IssueConfig) (string, error) {
 		return s.ServerToken(ServerClaims{PlayerID: cfg.Player, SessionID: cfg.Session, Server: cfg.Server,
 			ExpiresAt: time.Now().Add(cfg.TTL)})
 	}
-	return s.PlayerToken(cfg.Player, cfg.TTL)
+	claims := map[string]any{}
+	if cfg.Claims != "" {
+		if err := json.Unmarshal([]byte(cfg.Claims), &claims); err != nil {
+			return "", fmt.Errorf("token: --claims must be one JSON object: %w", err)
+		}
+	}
+	if len(cfg.Groups) > 0 {
+		claims["groups"] = cfg.Groups
+	}
+	return s.PlayerToken(cfg.Player, cfg.TTL, claims)
 }
