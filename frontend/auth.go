@@ -27,8 +27,8 @@ type caller struct {
 // admit checks the limits of the request's source, then the bearer token in the Authorization
 // value, then the player's limit, and returns the caller.
 func (g *gate) admit(authorization, source string) (caller, *apiError) {
-	if err := g.lim.allowGlobal(); err != nil {
-		g.m.limited.WithLabelValues("global").Inc()
+	if err := g.lim.allowSource(source); err != nil {
+		g.m.limited.WithLabelValues("source").Inc()
 		return caller{}, err
 	}
 	scheme, raw, ok := strings.Cut(strings.TrimSpace(authorization), " ")

@@ -34,8 +34,8 @@ func TestAttackChatGroupWithoutClaimRefused(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, player, body string
-		code              int
-		field, msg        string
+		code               int
+		field, msg         string
 	}{
 		{"granted group", "member", `{"attributes":{"mode":"voice","chat_group":"raid-2"}}`, http.StatusCreated, "", ""},
 		{"other group", "outsider", `{"attributes":{"mode":"voice","chat_group":"guild-7"}}`, http.StatusForbidden, "attributes.chat_group", `not allowed by claim "groups"`},

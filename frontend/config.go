@@ -35,9 +35,12 @@ type Config struct {
 
 	PlayerRate   float64 `flag:"player-rate" help:"requests per second allowed per player (sustained)"`
 	PlayerBurst  int     `flag:"player-burst" help:"requests a player may make at once above player-rate"`
-	GlobalRate   float64 `flag:"global-rate" help:"requests per second allowed across all players (0 = unlimited)"`
-	GlobalBurst  int     `flag:"global-burst" help:"burst above global-rate"`
-	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body; larger gets 413"`
+	SourceRate   float64 `flag:"source-rate" help:"requests per second allowed per client address (IPv4 address or IPv6 /64), checked before the token (0 = unlimited)"`
+	SourceBurst  int     `flag:"source-burst" help:"requests one address may make at once above source-rate"`
+	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body or gRPC message; larger gets 413 / ResourceExhausted"`
+
+	MaxStreamsPerConn int           `flag:"max-streams-per-conn" help:"concurrent gRPC calls one connection may hold open (HTTP/2 MAX_CONCURRENT_STREAMS); a shared proxy connection needs more"`
+	ConnIdleTimeout   time.Duration `flag:"conn-idle-timeout" help:"close gRPC and HTTP keep-alive connections idle (no call in flight) this long"`
 
 	MaxWatchesPerPlayer int           `flag:"max-watches-per-player" help:"open watch streams, event streams and long-polls one player may hold at once"`
 	MaxWait             time.Duration `flag:"max-wait" help:"longest long-poll (?wait=) a client may ask for"`
@@ -50,7 +53,8 @@ type Config struct {
 // Default is a frontend on :50600 (gRPC) and :8080 (HTTP) in front of Open Match on
 // 127.0.0.1:50504, accepting mode, region (client-chosen strings), chat_group (one of the token's
 // "groups"), party (the token's "party"), skill (the token's "skill"), party_size (a number) and
-// ranked (bool); tickets live 10 minutes; 5 requests/s per player (burst 10).
+// ranked (bool); tickets live 10 minutes; 5 requests/s per player (burst 10) and 50 per client
+// address (burst 100).
 func Default() Config {
 	jwt := token.DefaultVerifierConfig()
 	attrs, err := ParseAttributes(DefaultAttributes)
@@ -70,9 +74,11 @@ func Default() Config {
 		TicketLifetime:      10 * time.Minute,
 		PlayerRate:          5,
 		PlayerBurst:         10,
-		GlobalRate:          50000,
-		GlobalBurst:         50000,
+		SourceRate:          50,
+		SourceBurst:         100,
 		MaxBodyBytes:        16 << 10,
+		MaxStreamsPerConn:   100,
+		ConnIdleTimeout:     2 * time.Minute,
 		MaxWait:             60 * time.Second,
 		MaxWatchesPerPlayer: 4,
 		SSEHeartbeat:        15 * time.Second,
@@ -95,8 +101,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("frontend: ticket-lifetime %s must be positive", c.TicketLifetime)
 	case c.PlayerRate <= 0 || c.PlayerBurst < 1:
 		return fmt.Errorf("frontend: player-rate (%g) must be positive and player-burst (%d) at least 1", c.PlayerRate, c.PlayerBurst)
-	case c.GlobalRate < 0 || (c.GlobalRate > 0 && c.GlobalBurst < 1):
-		return fmt.Errorf("frontend: global-rate (%g) must be ≥ 0 and global-burst (%d) at least 1", c.GlobalRate, c.GlobalBurst)
+	case c.SourceRate < 0 || (c.SourceRate > 0 && c.SourceBurst < 1):
+		return fmt.Errorf("frontend: source-rate (%g) must be ≥ 0 and source-burst (%d) at least 1", c.SourceRate, c.SourceBurst)
+	case c.MaxStreamsPerConn < 1 || c.ConnIdleTimeout <= 0:
+		return fmt.Errorf("frontend: max-streams-per-conn (%d) must be ≥ 1 and conn-idle-timeout (%s) > 0", c.MaxStreamsPerConn, c.ConnIdleTimeout)
 	case c.MaxBodyBytes < 64:
 		return fmt.Errorf("frontend: max-body-bytes %d is too small (min 64)", c.MaxBodyBytes)
 	case c.MaxStringBytes < 1:

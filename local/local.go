@@ -242,6 +242,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OpenMatch.FrontendAddr(), s.OpenMatch.QueryAddr()
 	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
 	feCfg.TicketSealSecret = sealSecret
+	// The whole demo crowd (and kumi bench e2e's) comes from 127.0.0.1 over one shared connection;
+	// per-player limits still apply.
+	feCfg.SourceRate, feCfg.MaxStreamsPerConn = 0, 1<<16
 	if s.Frontend, err = frontend.Start(ctx, log.With("component", "frontend"), feCfg, wrap("frontend")); err != nil {
 		return fail(fmt.Errorf("frontend: %w", err))
 	}
