@@ -161,6 +161,23 @@ func (p *run) assign(ctx context.Context, cause string) (Leg, *clientpb.Assignme
 	return leg, as, nil
 }
 
+// DevClaims are the claims a dev player token carries so that the frontend's default allow-list
+// (frontend.DefaultAttributes) accepts attrs: "groups" holding the chat_group, "party" and "skill"
+// equal to theirs. Minting a dev token makes this program its own identity provider; a real one
+// grants these claims from its own records (frontend/doc.go).
+func DevClaims(attrs Attributes) map[string]any {
+	c := map[string]any{}
+	if g, ok := attrs["chat_group"].(string); ok {
+		c["groups"] = []string{g}
+	}
+	for _, name := range []string{"party", "skill"} {
+		if v, ok := attrs[name]; ok {
+			c[name] = v
+		}
+	}
+	return c
+}
+
 // playerToken returns the player id and JWT: the configured token, or a dev token.
 func playerToken(cfg Config) (string, string, error) {
 	if cfg.Token != "" {
@@ -182,7 +199,7 @@ func playerToken(cfg Config) (string, string, error) {
 			return "", "", fmt.Errorf("player: dev token key: %w (run `kumi token keygen` or pass -token)", err)
 		}
 	}
-	raw, err := s.PlayerToken(id, cfg.TTL)
+	raw, err := s.PlayerToken(id, cfg.TTL, DevClaims(cfg.Attributes))
 	if err != nil {
 		return "", "", fmt.Errorf("player: dev token: %w", err)
 	}

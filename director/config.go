@@ -32,10 +32,14 @@ type Config struct {
 
 	TokenKeyFile string `flag:"token-key" help:"PEM private key signing server tokens (kumi token keygen)"`
 	// ControlSecretFile guards MoveSession, which mints server tokens: only game servers may call it.
-	ControlSecretFile string        `flag:"control-secret-file" help:"file with the secret game servers must present on the control API (their -director-secret-file); empty accepts any caller, so only on a network players cannot reach"`
-	TokenKID          string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
-	TokenIssuer       string        `flag:"token-issuer" help:"iss of server tokens"`
-	TokenTTL          time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
+	ControlSecretFile string `flag:"control-secret-file" help:"file with the secret game servers must present on the control API (their -director-secret-file); empty accepts any caller, so only on a network players cannot reach"`
+	// TicketSealSecretFile keys the check that a ticket came through a kumi frontend (internal/ticketseal).
+	TicketSealSecretFile  string        `flag:"ticket-seal-secret-file" help:"file with the secret kumi frontends seal tickets with (their -ticket-seal-secret-file); tickets without a valid seal are never assigned"`
+	AcceptUnsealedTickets bool          `flag:"accept-unsealed-tickets" help:"assign tickets without a frontend seal (explicit opt-out, e.g. another frontend in front of Open Match): anyone who can reach the core can then get server tokens for any player"`
+	TicketSealMaxAge      time.Duration `flag:"ticket-seal-max-age" help:"refuse tickets sealed longer ago than this (at least the frontend's ticket-lifetime; 0: no limit)"`
+	TokenKID              string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
+	TokenIssuer           string        `flag:"token-issuer" help:"iss of server tokens"`
+	TokenTTL              time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
 
 	ReportInterval  time.Duration `flag:"report-interval" help:"how often game servers report their load (told to them in every reply)"`
 	RebuildTimeout  time.Duration `flag:"rebuild-timeout" help:"at start, longest wait for the listed pool servers' first reports before placing"`
@@ -56,32 +60,35 @@ type Config struct {
 	Signer *token.Signer
 	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
 	ControlSecret string
+	// TicketSealSecret is used instead of TicketSealSecretFile when set (kumi local, tests).
+	TicketSealSecret string
 }
 
 // Default returns the defaults: upstream Open Match's backend port 50505 and MMF port 50502.
 func Default() Config {
 	return Config{
-		ControlAddr:     ":50610",
-		AdminAddr:       "127.0.0.1:50611",
-		BackendAddr:     "127.0.0.1:50505",
-		MMFHost:         "127.0.0.1",
-		MMFPort:         50502,
-		Profiles:        DefaultProfiles(),
-		PoolName:        "default",
-		PortName:        "default",
-		TokenIssuer:     token.DefaultIssuer,
-		TokenTTL:        token.DefaultServerTokenTTL,
-		ReportInterval:  time.Second,
-		RebuildTimeout:  3 * time.Second,
-		MaxAllocations:  4,
-		AllocBackoffMax: 5 * time.Second,
-		FetchBackoffMax: 2 * time.Second,
-		MinFetchGap:     10 * time.Millisecond,
-		RPCTimeout:      5 * time.Second,
-		ShutdownGrace:   5 * time.Second,
-		Pool:            pool.DefaultConfig(),
-		PlaceWait:       2 * time.Second,
-		Failover:        FailoverNone,
+		ControlAddr:      ":50610",
+		AdminAddr:        "127.0.0.1:50611",
+		BackendAddr:      "127.0.0.1:50505",
+		MMFHost:          "127.0.0.1",
+		MMFPort:          50502,
+		Profiles:         DefaultProfiles(),
+		PoolName:         "default",
+		PortName:         "default",
+		TokenIssuer:      token.DefaultIssuer,
+		TokenTTL:         token.DefaultServerTokenTTL,
+		ReportInterval:   time.Second,
+		RebuildTimeout:   3 * time.Second,
+		MaxAllocations:   4,
+		AllocBackoffMax:  5 * time.Second,
+		FetchBackoffMax:  2 * time.Second,
+		MinFetchGap:      10 * time.Millisecond,
+		RPCTimeout:       5 * time.Second,
+		ShutdownGrace:    5 * time.Second,
+		Pool:             pool.DefaultConfig(),
+		PlaceWait:        2 * time.Second,
+		Failover:         FailoverNone,
+		TicketSealMaxAge: 15 * time.Minute,
 	}
 }
 
@@ -110,6 +117,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("director: token-ttl %s must be > 0", c.TokenTTL)
 	case c.Signer == nil && c.TokenKeyFile == "":
 		return errors.New("director: token-key is empty: give the PEM key that signs server tokens (kumi token keygen)")
+	case c.TicketSealSecret == "" && c.TicketSealSecretFile == "" && !c.AcceptUnsealedTickets:
+		return errors.New("director: ticket-seal-secret-file is empty: give the secret the frontends seal tickets with (e.g. openssl rand -hex 32 > ticket.secret, to both), or pass accept-unsealed-tickets")
+	case (c.TicketSealSecret != "" || c.TicketSealSecretFile != "") && c.AcceptUnsealedTickets:
+		return errors.New("director: ticket-seal-secret-file and accept-unsealed-tickets both set; choose one")
+	case c.TicketSealMaxAge < 0:
+		return fmt.Errorf("director: ticket-seal-max-age %s must be ≥ 0", c.TicketSealMaxAge)
 	case c.ReportInterval <= 0 || c.RebuildTimeout < 0 || c.RPCTimeout <= 0 || c.ShutdownGrace < 0:
 		return errors.New("director: report-interval and rpc-timeout must be > 0, rebuild-timeout and shutdown-grace ≥ 0")
 	case c.Pool.ReservationTTL < c.TokenTTL:

@@ -15,6 +15,7 @@ import (
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -29,6 +30,7 @@ type Director struct {
 	log      *slog.Logger
 	pool     *pool.Pool
 	signer   *token.Signer
+	seal     *ticketseal.Sealer // nil with accept-unsealed-tickets
 	m        *metrics
 	om       openmatch.BackendServiceClient
 	conn     *grpc.ClientConn
@@ -104,6 +106,18 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, fmt.Errorf("director: token-key: %w", err)
 		}
 		d.signer = s
+	}
+	var err error
+	if !cfg.AcceptUnsealedTickets {
+		sealSecret := cfg.TicketSealSecret
+		if sealSecret == "" {
+			if sealSecret, err = controlauth.ReadSecret(cfg.TicketSealSecretFile); err != nil {
+				return nil, fmt.Errorf("director: ticket-seal-secret-file: %w", err)
+			}
+		}
+		if d.seal, err = ticketseal.New(sealSecret, cfg.TicketSealMaxAge); err != nil {
+			return nil, fmt.Errorf("director: %w", err)
+		}
 	}
 	m, err := newMetrics(reg, d.pool)
 	if err != nil {

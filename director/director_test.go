@@ -58,6 +58,7 @@ func TestParseWeights(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	base := director.Default()
 	base.TokenKeyFile = "key.pem"
+	base.TicketSealSecretFile = "ticket.secret"
 	if err := base.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +67,8 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{func(c *director.Config) { c.TokenKeyFile = "" }, "token-key"},
+		{func(c *director.Config) { c.TicketSealSecretFile = "" }, "accept-unsealed-tickets"},
+		{func(c *director.Config) { c.AcceptUnsealedTickets = true }, "choose one"},
 		{func(c *director.Config) { c.Profiles = nil }, "profiles"},
 		{func(c *director.Config) { c.Profiles = []string{"a", "a"} }, "distinct"},
 		{func(c *director.Config) { c.ServerLabels = []string{"novalue"} }, "key=value"},

@@ -225,6 +225,7 @@ func (e *env) directorConfig() director.Config {
 	cfg.Profiles = []string{"voice"}
 	cfg.PoolName = "it"
 	cfg.Signer = e.signer
+	cfg.TicketSealSecret = testSealSecret
 	cfg.ReportInterval = 200 * time.Millisecond
 	cfg.RebuildTimeout = 3 * time.Second
 	cfg.Pool.MinFreeSlots = 10
@@ -282,8 +283,10 @@ func (e *env) tickets() *tickets {
 func (ts *tickets) create(player, group string) {
 	e := ts.e
 	ext := omext.PutString(nil, director.PlayerExtension, player)
+	sf := &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": group}}
+	testSealer.Seal(ext, player, sf, time.Now()) // as kumi's frontend does
 	tk, err := e.fe.CreateTicket(e.ctx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{
-		SearchFields: &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": group}},
+		SearchFields: sf,
 		Extensions:   ext,
 	}})
 	if err != nil {

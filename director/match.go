@@ -11,6 +11,7 @@ import (
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
@@ -168,6 +169,18 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 				created[t.GetId()] = ct.AsTime()
 			}
 		}
+		if bad := d.unsealed(m, players, time.Now()); len(bad) > 0 {
+			// Tickets that did not come through a kumi frontend are neither assigned nor released: they
+			// stay pending until the core's pending timeout, so a forger gets no server token and cannot
+			// make the match function spin on them. The match's other tickets go back at once.
+			d.m.unplaced.WithLabelValues("unsealed").Inc()
+			for i, id := range ids {
+				if !bad[id] {
+					release = append(release, ids[i])
+				}
+			}
+			continue
+		}
 		group, _, gerr := omext.String(m.GetExtensions(), omext.Group)
 		maxMembers, _, merr := omext.Int(m.GetExtensions(), omext.MaxMembers)
 		if err := errors.Join(gerr, merr); err != nil {
@@ -267,6 +280,36 @@ func (d *Director) sendBatch(ctx context.Context, profile string, batch []receiv
 			d.log.Error("ReleaseTickets failed; the tickets return after Open Match's pending timeout", "tickets", len(release), "err", err)
 		}
 	}
+}
+
+// unsealed returns the tickets of m without a valid frontend seal (nil when all are sealed or the
+// director accepts unsealed tickets), counting and logging each.
+func (d *Director) unsealed(m *openmatch.Match, players []string, now time.Time) map[string]bool {
+	if d.seal == nil {
+		return nil
+	}
+	var bad map[string]bool
+	for i, t := range m.GetTickets() {
+		err := d.seal.Check(t, players[i], now)
+		if err == nil {
+			continue
+		}
+		reason := "invalid"
+		switch {
+		case errors.Is(err, ticketseal.ErrMissing):
+			reason = "missing"
+		case errors.Is(err, ticketseal.ErrExpired):
+			reason = "expired"
+		}
+		d.m.refused.WithLabelValues(reason).Inc()
+		d.log.Warn("ticket refused: no valid kumi frontend seal (created straight in the core?); not assigning it",
+			"ticket", t.GetId(), "player", players[i], "match", m.GetMatchId(), "reason", err)
+		if bad == nil {
+			bad = map[string]bool{}
+		}
+		bad[t.GetId()] = true
+	}
+	return bad
 }
 
 // assignmentGroups mints one server token per player and builds one assignment per ticket.

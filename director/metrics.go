@@ -22,6 +22,7 @@ type metrics struct {
 	fetches       *prometheus.CounterVec // profile, result
 	placeWaits    *prometheus.CounterVec // backend, result (refilled|timeout)
 	failovers     *prometheus.CounterVec // from, to
+	refused       *prometheus.CounterVec // reason (missing|invalid|expired)
 }
 
 func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
@@ -56,12 +57,14 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 			Help: "New sessions that waited for the refill of the backend the weights chose, by backend and result (refilled, timeout)."}, []string{"backend", "result"}),
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_failovers_total",
 			Help: "New sessions placed on another backend than the weights chose (only with -failover=spill), by chosen and used backend."}, []string{"from", "to"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_tickets_refused_total",
+			Help: "Tickets in matches never assigned because they lack a valid kumi frontend seal (created straight in the core), by reason."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m, nil // nowhere to export to, as for the other components
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
-		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, &poolCollector{p: p}} {
+		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, m.refused, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

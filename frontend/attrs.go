@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -9,15 +10,17 @@ import (
 	"unicode/utf8"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // maxAttributes bounds a request's attribute count independently of the allow-list size.
 const maxAttributes = 64
 
-// checkAttributes validates attrs against the allow-list and returns the Open Match search fields
-// and a canonical key (equal attributes ⇔ equal keys) for the one-live-ticket comparison.
-func checkAttributes(allow Attributes, maxString int, attrs map[string]*structpb.Value) (*openmatch.SearchFields, string, error) {
+// checkAttributes validates attrs against the allow-list and the caller's verified token claims,
+// and returns the Open Match search fields and a canonical key (equal attributes ⇔ equal keys) for
+// the one-live-ticket comparison.
+func checkAttributes(allow Attributes, maxString int, attrs map[string]*structpb.Value, claims map[string]any) (*openmatch.SearchFields, string, error) {
 	if len(attrs) > maxAttributes {
 		return nil, "", fieldErr("attributes", "%d attributes, at most %d allowed", len(attrs), maxAttributes)
 	}
@@ -34,6 +37,11 @@ func checkAttributes(allow Attributes, maxString int, attrs map[string]*structpb
 			return nil, "", fieldErr("attributes."+name, "attribute %q is not allowed (allowed: %s)", name, allowedNames(allow))
 		}
 		field := "attributes." + name
+		if a.Claim != "" {
+			if err := claimAllows(a, v, claims); err != nil {
+				return nil, "", err
+			}
+		}
 		switch k := v.GetKind().(type) {
 		case *structpb.Value_StringValue:
 			if a.Type != String {
@@ -82,6 +90,42 @@ func checkAttributes(allow Attributes, maxString int, attrs map[string]*structpb
 		}
 	}
 	return sf, canonicalKey(attrs), nil
+}
+
+// claimAllows checks a claim-sourced attribute: a string must be the claim's string or one of its
+// list of strings (a "groups" claim lists every chat group the player may join); a number or bool
+// must equal the claim. The error names the claim, not its values: the player holds the token and
+// can read them, but logs and proxies of the response need not.
+func claimAllows(a Attribute, v *structpb.Value, claims map[string]any) error {
+	field := "attributes." + a.Name
+	c, ok := claims[a.Claim]
+	if !ok {
+		return &apiError{code: codes.PermissionDenied, field: field, msg: fmt.Sprintf(
+			"attribute %q comes from claim %q of the player token, and this token has no such claim; the identity provider must issue it (see frontend/doc.go)", a.Name, a.Claim)}
+	}
+	allowed := false
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		switch cv := c.(type) {
+		case string:
+			allowed = cv == k.StringValue
+		case []any:
+			allowed = slices.Contains(cv, any(k.StringValue))
+		}
+	case *structpb.Value_NumberValue:
+		cv, isNum := c.(float64)
+		allowed = isNum && cv == k.NumberValue
+	case *structpb.Value_BoolValue:
+		cv, isBool := c.(bool)
+		allowed = isBool && cv == k.BoolValue
+	default:
+		return nil // the type check that follows explains the wrong type
+	}
+	if !allowed {
+		return &apiError{code: codes.PermissionDenied, field: field, msg: fmt.Sprintf(
+			"attribute %q value not allowed by claim %q of the player token; only values the identity provider granted may be used", a.Name, a.Claim)}
+	}
+	return nil
 }
 
 func allowedNames(allow Attributes) string {

@@ -18,35 +18,41 @@ type gate struct {
 	now   func() time.Time
 }
 
-// admit checks the global limit, then the bearer token in the Authorization value, then the
-// player's limit, and returns the player id.
-func (g *gate) admit(authorization string) (string, *apiError) {
-	if err := g.lim.allowGlobal(); err != nil {
-		g.m.limited.WithLabelValues("global").Inc()
-		return "", err
+// caller is who made a request: the verified player id and the token claims attributes come from.
+type caller struct {
+	player string
+	claims map[string]any // only the claims named by the attribute allow-list; read-only
+}
+
+// admit checks the limits of the request's source, then the bearer token in the Authorization
+// value, then the player's limit, and returns the caller.
+func (g *gate) admit(authorization, source string) (caller, *apiError) {
+	if err := g.lim.allowSource(source); err != nil {
+		g.m.limited.WithLabelValues("source").Inc()
+		return caller{}, err
 	}
 	scheme, raw, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
 		g.m.authFail.WithLabelValues("missing").Inc()
-		return "", errorf(codes.Unauthenticated, "missing player token: send the header \"Authorization: Bearer <player JWT>\"")
+		return caller{}, errorf(codes.Unauthenticated, "missing player token: send the header \"Authorization: Bearer <player JWT>\"")
 	}
 	raw = strings.TrimSpace(raw)
 	now := g.now()
-	player, ok := g.cache.get(raw, now)
+	who, ok := g.cache.get(raw, now)
 	if !ok {
 		c, err := g.v.VerifyPlayerToken(raw)
 		if err != nil {
 			g.m.authFail.WithLabelValues(reason(err)).Inc()
-			return "", errorf(codes.Unauthenticated, "invalid player token: %v", err)
+			return caller{}, errorf(codes.Unauthenticated, "invalid player token: %v", err)
 		}
-		player = c.PlayerID
-		g.cache.put(raw, player, c.ExpiresAt, now)
+		who = caller{player: c.PlayerID, claims: c.Claims}
+		g.cache.put(raw, who, c.ExpiresAt, now)
 	}
-	if err := g.lim.allowPlayer(player); err != nil {
+	if err := g.lim.allowPlayer(who.player); err != nil {
 		g.m.limited.WithLabelValues("player").Inc()
-		return "", err
+		return caller{}, err
 	}
-	return player, nil
+	return who, nil
 }
 
 // reason is a low-cardinality label for a verification failure.

@@ -22,18 +22,25 @@ type Config struct {
 
 	JWT token.VerifierConfig `prefix:"jwt-"`
 
+	TicketSealSecretFile string `flag:"ticket-seal-secret-file" help:"file with the secret sealing every ticket for the director (its -ticket-seal-secret-file; e.g. openssl rand -hex 32); empty: tickets are unsealed and a sealing director never assigns them"`
+	// TicketSealSecret is used instead of TicketSealSecretFile when set (kumi local, tests).
+	TicketSealSecret string
+
 	TokenCacheSize int           `flag:"token-cache-size" help:"verified player tokens remembered so repeat calls skip the signature check (0 disables)"`
 	TokenCacheTTL  time.Duration `flag:"token-cache-ttl" help:"longest a verified token is trusted from the cache (bounds how long a withdrawn JWKS key keeps working)"`
 
-	Attributes     Attributes    `flag:"attributes" help:"allowed ticket attributes, comma-separated name:type[!][=constraint]; type string|number|bool; ! = required; string=a|b enumerates, number=min..max bounds"`
+	Attributes     Attributes    `flag:"attributes" help:"allowed ticket attributes, comma-separated name:type[!][=constraint][@claim]; type string|number|bool; ! = required; string=a|b enumerates, number=min..max bounds; @claim: the value must be allowed by that claim of the player token (a string claim or a list of strings for string attributes, equal value otherwise), no @: the client chooses"`
 	MaxStringBytes int           `flag:"max-string-bytes" help:"longest accepted string attribute value"`
 	TicketLifetime time.Duration `flag:"ticket-lifetime" help:"an unassigned ticket is deleted from Open Match this long after creation"`
 
 	PlayerRate   float64 `flag:"player-rate" help:"requests per second allowed per player (sustained)"`
 	PlayerBurst  int     `flag:"player-burst" help:"requests a player may make at once above player-rate"`
-	GlobalRate   float64 `flag:"global-rate" help:"requests per second allowed across all players (0 = unlimited)"`
-	GlobalBurst  int     `flag:"global-burst" help:"burst above global-rate"`
-	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body; larger gets 413"`
+	SourceRate   float64 `flag:"source-rate" help:"requests per second allowed per client address (IPv4 address or IPv6 /64), checked before the token (0 = unlimited)"`
+	SourceBurst  int     `flag:"source-burst" help:"requests one address may make at once above source-rate"`
+	MaxBodyBytes int64   `flag:"max-body-bytes" help:"largest accepted HTTP request body or gRPC message; larger gets 413 / ResourceExhausted"`
+
+	MaxStreamsPerConn int           `flag:"max-streams-per-conn" help:"concurrent gRPC calls one connection may hold open (HTTP/2 MAX_CONCURRENT_STREAMS); a shared proxy connection needs more"`
+	ConnIdleTimeout   time.Duration `flag:"conn-idle-timeout" help:"close gRPC and HTTP keep-alive connections idle (no call in flight) this long"`
 
 	MaxWatchesPerPlayer int           `flag:"max-watches-per-player" help:"open watch streams, event streams and long-polls one player may hold at once"`
 	MaxWait             time.Duration `flag:"max-wait" help:"longest long-poll (?wait=) a client may ask for"`
@@ -48,11 +55,13 @@ type Config struct {
 }
 
 // Default is a frontend on :50600 (gRPC) and :8080 (HTTP) in front of Open Match on
-// 127.0.0.1:50504, accepting mode, region, chat_group, party (strings), party_size, skill
-// (numbers) and ranked (bool); tickets live 10 minutes; 5 requests/s per player (burst 10).
+// 127.0.0.1:50504, accepting mode, region (client-chosen strings), chat_group (one of the token's
+// "groups"), party (the token's "party"), skill (the token's "skill"), party_size (a number) and
+// ranked (bool); tickets live 10 minutes; 5 requests/s per player (burst 10) and 50 per client
+// address (burst 100).
 func Default() Config {
 	jwt := token.DefaultVerifierConfig()
-	attrs, err := ParseAttributes("mode:string,region:string,chat_group:string,party:string,party_size:number=1..64,skill:number,ranked:bool")
+	attrs, err := ParseAttributes(DefaultAttributes)
 	if err != nil {
 		panic(err) // the literal above is valid; a test parses it too
 	}
@@ -69,9 +78,11 @@ func Default() Config {
 		TicketLifetime:      10 * time.Minute,
 		PlayerRate:          5,
 		PlayerBurst:         10,
-		GlobalRate:          50000,
-		GlobalBurst:         50000,
+		SourceRate:          50,
+		SourceBurst:         100,
 		MaxBodyBytes:        16 << 10,
+		MaxStreamsPerConn:   100,
+		ConnIdleTimeout:     2 * time.Minute,
 		MaxWait:             60 * time.Second,
 		MaxWatchesPerPlayer: 4,
 		SSEHeartbeat:        15 * time.Second,
@@ -79,6 +90,11 @@ func Default() Config {
 		Store:               DefaultStoreConfig(),
 	}
 }
+
+// DefaultAttributes is the default allow-list. Attributes that decide who meets whom (the chat
+// group's voice room, the party, the skill a match is balanced on) come from verified claims of the
+// player token, so knowing a group id is not enough to join its room; the rest the client chooses.
+const DefaultAttributes = "mode:string,region:string,chat_group:string@groups,party:string@party,party_size:number=1..64,skill:number@skill,ranked:bool"
 
 func (c *Config) validate() error {
 	if err := c.Store.validate(); err != nil {
@@ -93,8 +109,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("frontend: ticket-lifetime %s must be positive", c.TicketLifetime)
 	case c.PlayerRate <= 0 || c.PlayerBurst < 1:
 		return fmt.Errorf("frontend: player-rate (%g) must be positive and player-burst (%d) at least 1", c.PlayerRate, c.PlayerBurst)
-	case c.GlobalRate < 0 || (c.GlobalRate > 0 && c.GlobalBurst < 1):
-		return fmt.Errorf("frontend: global-rate (%g) must be ≥ 0 and global-burst (%d) at least 1", c.GlobalRate, c.GlobalBurst)
+	case c.SourceRate < 0 || (c.SourceRate > 0 && c.SourceBurst < 1):
+		return fmt.Errorf("frontend: source-rate (%g) must be ≥ 0 and source-burst (%d) at least 1", c.SourceRate, c.SourceBurst)
+	case c.MaxStreamsPerConn < 1 || c.ConnIdleTimeout <= 0:
+		return fmt.Errorf("frontend: max-streams-per-conn (%d) must be ≥ 1 and conn-idle-timeout (%s) > 0", c.MaxStreamsPerConn, c.ConnIdleTimeout)
 	case c.MaxBodyBytes < 64:
 		return fmt.Errorf("frontend: max-body-bytes %d is too small (min 64)", c.MaxBodyBytes)
 	case c.MaxStringBytes < 1:
@@ -129,6 +147,8 @@ type Attribute struct {
 	Required bool
 	Enum     []string // String: allowed values (empty = any)
 	Min, Max float64  // Number: inclusive bounds (both zero = any finite number)
+	// Claim, when set, is the player-token claim that must allow the value; empty: client-chosen.
+	Claim string
 }
 
 func (a Attribute) String() string {
@@ -141,6 +161,9 @@ func (a Attribute) String() string {
 		s += "=" + strings.Join(a.Enum, "|")
 	case a.Min != 0 || a.Max != 0:
 		s += "=" + strconv.FormatFloat(a.Min, 'g', -1, 64) + ".." + strconv.FormatFloat(a.Max, 'g', -1, 64)
+	}
+	if a.Claim != "" {
+		s += "@" + a.Claim
 	}
 	return s
 }
@@ -178,7 +201,18 @@ func (as Attributes) find(name string) (Attribute, bool) {
 // reservedPrefix keeps clients off names kumi's own components use.
 const reservedPrefix = "kumi."
 
-// ParseAttributes parses "mode:string!=voice|duel,skill:number=0..5000,ranked:bool".
+// claims lists the token claims the attributes come from.
+func (as Attributes) claims() []string {
+	var out []string
+	for _, a := range as {
+		if a.Claim != "" && !slices.Contains(out, a.Claim) {
+			out = append(out, a.Claim)
+		}
+	}
+	return out
+}
+
+// ParseAttributes parses "mode:string!=voice|duel,skill:number=0..5000@skill,ranked:bool".
 func ParseAttributes(s string) (Attributes, error) {
 	var out Attributes
 	for _, item := range strings.Split(s, ",") {
@@ -186,12 +220,16 @@ func ParseAttributes(s string) (Attributes, error) {
 		if item == "" {
 			continue
 		}
-		spec, constraint, hasConstraint := strings.Cut(item, "=")
+		body, claim, fromClaim := strings.Cut(item, "@")
+		if fromClaim && (claim == "" || strings.ContainsAny(claim, " \t\"@")) {
+			return nil, fmt.Errorf("attribute %q: @ must be followed by a claim name", item)
+		}
+		spec, constraint, hasConstraint := strings.Cut(body, "=")
 		name, typ, ok := strings.Cut(spec, ":")
 		if !ok {
 			return nil, fmt.Errorf("attribute %q: want name:type (type string, number or bool)", item)
 		}
-		a := Attribute{Name: strings.TrimSpace(name)}
+		a := Attribute{Name: strings.TrimSpace(name), Claim: claim}
 		typ = strings.TrimSpace(typ)
 		if a.Required = strings.HasSuffix(typ, "!"); a.Required {
 			typ = strings.TrimSuffix(typ, "!")

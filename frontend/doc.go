@@ -34,6 +34,36 @@
 // gRPC returns the same codes (InvalidArgument with errdetails.BadRequest, ResourceExhausted with
 // errdetails.RetryInfo and a retry-after header).
 //
+// # Authenticated attributes
+//
+// Each allowed attribute is either client-chosen (mode, region, ranked: a player may pick any
+// allowed value) or comes from a claim of the verified player token, written name:type@claim in
+// the attributes flag. The default (DefaultAttributes) sources the attributes that decide who
+// meets whom:
+//
+//	chat_group:string@groups   the value must be one of the token's "groups" (a string or list of strings)
+//	party:string@party         the value must equal the token's "party"
+//	skill:number@skill         the value must equal the token's "skill"
+//
+// A value the claim does not allow is refused with 403 PERMISSION_DENIED (gRPC PermissionDenied),
+// naming the attribute and the claim but never the granted values. So knowing a guild's chat group
+// id is not enough to sit in its voice room: the identity provider must have put it in the token.
+//
+// The identity provider (the game's login service) issues these as ordinary private claims of the
+// player JWT, next to sub/iss/aud/exp, from its own records — guild membership, the party the
+// player accepted an invite to, the rating service's skill:
+//
+//	{"sub": "player-42", "iss": "https://login.example.com", "aud": "kumi", "exp": 1767225600,
+//	 "groups": ["guild-7", "raid-2"], "party": "p-91f", "skill": 1450}
+//
+// Auth0 and Okta add them with an "action"/"token hook", Keycloak with a protocol mapper (a
+// group-membership mapper gives "groups" directly), Firebase with custom claims. Claims change as
+// often as tokens are re-issued: keep token lifetimes short (minutes) so leaving a guild takes
+// effect, and re-issue a token when a party forms. For local use `kumi token issue --groups
+// guild-7,raid-2 --claims '{"party":"p-91f","skill":1450}'` mints such a token; `kumi local`'s demo
+// crowd and examples/client mint their own (player.DevClaims). Only the claims the allow-list
+// names are decoded; the frontend's token cache keeps them with the player id.
+//
 // # State
 //
 // Per-player state is small (one entry per live ticket) and rebuilt after a restart: the ticket

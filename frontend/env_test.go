@@ -32,6 +32,7 @@ type env struct {
 	fe      *Server
 	cfg     Config
 	signer  *token.Signer
+	claims  map[string]map[string]any // extra claims of each player's token (nil: none)
 	om      pb.FrontendServiceClient
 	backend pb.BackendServiceClient
 	api     client.FrontendClient
@@ -53,6 +54,13 @@ func testConfig(signer *token.Signer) Config {
 	cfg.JWT.Keys = []token.PublicKey{signer.PublicKey()}
 	cfg.ShutdownGrace = time.Second
 	cfg.PlayerRate, cfg.PlayerBurst = 1000, 1000
+	// The flow tests choose every attribute freely; claim-sourced attributes (the default) have
+	// their own tests in claims_test.go.
+	attrs, err := ParseAttributes(strings.NewReplacer("@groups", "", "@party", "", "@skill", "").Replace(DefaultAttributes))
+	if err != nil {
+		panic(err)
+	}
+	cfg.Attributes = attrs
 	return cfg
 }
 
@@ -128,7 +136,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 
 func (e *env) token(player string) string {
 	e.t.Helper()
-	tok, err := e.signer.PlayerToken(player, time.Hour)
+	tok, err := e.signer.PlayerToken(player, time.Hour, e.claims[player])
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -19,20 +20,24 @@ type grpcAPI struct {
 	g *gate
 }
 
-func (a *grpcAPI) admit(ctx context.Context) (string, error) {
+func (a *grpcAPI) admit(ctx context.Context) (caller, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	var auth string
 	if v := md.Get("authorization"); len(v) > 0 {
 		auth = v[0]
 	}
-	p, err := a.g.admit(auth)
+	var source string
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		source = p.Addr.String()
+	}
+	c, err := a.g.admit(auth, source)
 	if err != nil {
 		if err.retryAfter > 0 {
 			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", retryAfterSeconds(err.retryAfter)))
 		}
-		return "", err
+		return caller{}, err
 	}
-	return p, nil
+	return c, nil
 }
 
 // done records the call and turns err into a gRPC status.
@@ -55,31 +60,31 @@ func (a *grpcAPI) done(method string, start time.Time, err error) error {
 
 func (a *grpcAPI) CreateTicket(ctx context.Context, req *client.CreateTicketRequest) (*client.Ticket, error) {
 	start := time.Now()
-	player, err := a.admit(ctx)
+	c, err := a.admit(ctx)
 	if err != nil {
 		return nil, a.done("CreateTicket", start, err)
 	}
-	t, _, err := a.s.create(ctx, player, req)
+	t, _, err := a.s.create(ctx, c, req)
 	return t, a.done("CreateTicket", start, err)
 }
 
 func (a *grpcAPI) GetTicket(ctx context.Context, req *client.GetTicketRequest) (*client.Ticket, error) {
 	start := time.Now()
-	player, err := a.admit(ctx)
+	c, err := a.admit(ctx)
 	if err != nil {
 		return nil, a.done("GetTicket", start, err)
 	}
-	t, err := a.s.get(ctx, player, req.GetTicketId())
+	t, err := a.s.get(ctx, c.player, req.GetTicketId())
 	return t, a.done("GetTicket", start, err)
 }
 
 func (a *grpcAPI) WatchAssignment(req *client.WatchAssignmentRequest, stream grpc.ServerStreamingServer[client.Ticket]) error {
 	start := time.Now()
-	player, err := a.admit(stream.Context())
+	c, err := a.admit(stream.Context())
 	if err != nil {
 		return a.done("WatchAssignment", start, err)
 	}
-	err = a.s.watch(stream.Context(), player, req.GetTicketId(), stream.Send)
+	err = a.s.watch(stream.Context(), c.player, req.GetTicketId(), stream.Send)
 	if status.Code(err) == codes.Canceled && stream.Context().Err() != nil {
 		err = nil // the client went away
 	}
@@ -88,11 +93,11 @@ func (a *grpcAPI) WatchAssignment(req *client.WatchAssignmentRequest, stream grp
 
 func (a *grpcAPI) CancelTicket(ctx context.Context, req *client.CancelTicketRequest) (*client.CancelTicketResponse, error) {
 	start := time.Now()
-	player, err := a.admit(ctx)
+	c, err := a.admit(ctx)
 	if err != nil {
 		return nil, a.done("CancelTicket", start, err)
 	}
-	err = a.s.cancel(ctx, player, req.GetTicketId())
+	err = a.s.cancel(ctx, c.player, req.GetTicketId())
 	if err != nil {
 		return nil, a.done("CancelTicket", start, err)
 	}

@@ -108,13 +108,13 @@ func (h *httpAPI) reply(w http.ResponseWriter, method string, start time.Time, c
 	h.record(method, start, codes.OK)
 }
 
-func (h *httpAPI) admit(w http.ResponseWriter, r *http.Request, method string, start time.Time) (string, bool) {
-	p, err := h.g.admit(r.Header.Get("Authorization"))
+func (h *httpAPI) admit(w http.ResponseWriter, r *http.Request, method string, start time.Time) (caller, bool) {
+	c, err := h.g.admit(r.Header.Get("Authorization"), r.RemoteAddr)
 	if err != nil {
 		h.fail(w, method, start, err)
-		return "", false
+		return caller{}, false
 	}
-	return p, true
+	return c, true
 }
 
 func (h *httpAPI) create(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +125,7 @@ func (h *httpAPI) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, method, start, tooLarge(h.maxBody))
 		return
 	}
-	player, ok := h.admit(w, r, method, start)
+	c, ok := h.admit(w, r, method, start)
 	if !ok {
 		return
 	}
@@ -149,7 +149,7 @@ func (h *httpAPI) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	t, created, err := h.s.create(r.Context(), player, req)
+	t, created, err := h.s.create(r.Context(), c, req)
 	if err != nil {
 		h.fail(w, method, start, err)
 		return
@@ -195,13 +195,13 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, method, start, err)
 		return
 	}
-	player, ok := h.admit(w, r, method, start)
+	c, ok := h.admit(w, r, method, start)
 	if !ok {
 		return
 	}
 	ctx, cancel := mergeCancel(r.Context(), h.stop)
 	defer cancel()
-	t, err := h.s.longPoll(ctx, player, r.PathValue("id"), wait)
+	t, err := h.s.longPoll(ctx, c.player, r.PathValue("id"), wait)
 	if err != nil {
 		if h.stop.Err() != nil {
 			err = errorf(codes.Unavailable, "frontend is shutting down; retry")
@@ -215,11 +215,11 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 func (h *httpAPI) cancel(w http.ResponseWriter, r *http.Request) {
 	const method = "CancelTicket"
 	start := time.Now()
-	player, ok := h.admit(w, r, method, start)
+	c, ok := h.admit(w, r, method, start)
 	if !ok {
 		return
 	}
-	if err := h.s.cancel(r.Context(), player, r.PathValue("id")); err != nil {
+	if err := h.s.cancel(r.Context(), c.player, r.PathValue("id")); err != nil {
 		h.fail(w, method, start, err)
 		return
 	}
@@ -231,7 +231,7 @@ func (h *httpAPI) cancel(w http.ResponseWriter, r *http.Request) {
 func (h *httpAPI) events(w http.ResponseWriter, r *http.Request) {
 	const method = "WatchAssignment"
 	start := time.Now()
-	player, ok := h.admit(w, r, method, start)
+	c, ok := h.admit(w, r, method, start)
 	if !ok {
 		return
 	}
@@ -281,7 +281,7 @@ func (h *httpAPI) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return write(append(append([]byte("event: ticket\ndata: "), b...), '\n', '\n'))
 	}
-	err := h.s.watch(ctx, player, r.PathValue("id"), send)
+	err := h.s.watch(ctx, c.player, r.PathValue("id"), send)
 	if err != nil && h.stop.Err() != nil {
 		err = errorf(codes.Unavailable, "frontend is shutting down; watch again")
 	}

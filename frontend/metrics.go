@@ -9,7 +9,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec   // transport, method, code
 	latency   *prometheus.HistogramVec // transport, method
 	authFail  *prometheus.CounterVec   // reason
-	limited   *prometheus.CounterVec   // scope: player | global
+	limited   *prometheus.CounterVec   // scope: player | source
 	created   prometheus.Counter
 	reused    prometheus.Counter
 	cancelled prometheus.Counter

@@ -16,13 +16,16 @@ import (
 	"github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/controlauth"
 	"github.com/kumi-dev/kumi/internal/telemetry"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -47,9 +50,24 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	config.Log(ctx, log, "frontend", &cfg)
 	cfg.JWT.Log = log
+	cfg.JWT.Claims = cfg.Attributes.claims()
 	verifier, err := token.NewVerifier(ctx, cfg.JWT)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: player token keys (flags jwt-public-keys, jwt-jwks-file, jwt-jwks-url): %w", err)
+	}
+	sealSecret := cfg.TicketSealSecret
+	if sealSecret == "" {
+		if sealSecret, err = controlauth.ReadSecret(cfg.TicketSealSecretFile); err != nil {
+			return nil, fmt.Errorf("frontend: ticket-seal-secret-file: %w", err)
+		}
+	}
+	var sealer *ticketseal.Sealer
+	if sealSecret != "" {
+		if sealer, err = ticketseal.New(sealSecret, 0); err != nil {
+			return nil, fmt.Errorf("frontend: %w", err)
+		}
+	} else {
+		log.Warn("ticket-seal-secret-file not set: tickets are not sealed, and a director that checks seals will never assign them")
 	}
 	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -72,7 +90,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	s := &service{
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
-		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now,
+		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now, seal: sealer,
 		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)
@@ -107,7 +125,19 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		if srv.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
 		}
-		gs = grpc.NewServer(grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)))
+		gs = grpc.NewServer(
+			grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
+			// Headers carry the token: bound them like the HTTP side does.
+			grpc.MaxHeaderListSize(uint32(cfg.JWT.MaxTokenBytes+8<<10)),
+			// Each connection gets a bounded number of concurrent calls; a player needs a handful.
+			grpc.MaxConcurrentStreams(uint32(cfg.MaxStreamsPerConn)),
+			// Clients pinging more often than every 10 s are disconnected (GOAWAY "too_many_pings"),
+			// idle connections are closed, and dead peers are found by our own pings.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.ConnIdleTimeout, Time: time.Minute, Timeout: 20 * time.Second}),
+			// A client that opens a connection and never completes the HTTP/2 handshake is dropped.
+			grpc.ConnectionTimeout(10*time.Second),
+		)
 		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
 		// Standard gRPC health (grpc.health.v1) for load balancers and Kubernetes probes.
 		grpcHealth = health.NewServer()
@@ -124,7 +154,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		hs = &http.Server{
 			Handler:           api.routes(),
 			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
+			IdleTimeout:       cfg.ConnIdleTimeout,
 			MaxHeaderBytes:    cfg.JWT.MaxTokenBytes + 8<<10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

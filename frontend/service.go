@@ -10,6 +10,7 @@ import (
 	"github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -46,6 +47,7 @@ type service struct {
 	watchers *watcherCount
 	m        *metrics
 	now      func() time.Time
+	seal     *ticketseal.Sealer // nil: tickets go unsealed
 }
 
 func (s *service) omCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -58,9 +60,10 @@ func (s *service) omGet(ctx context.Context, id string) (*openmatch.Ticket, erro
 	return s.om.GetTicket(ctx, &openmatch.GetTicketRequest{TicketId: id})
 }
 
-// create files a ticket for player; created is false when the player's live ticket is returned.
-func (s *service) create(ctx context.Context, player string, req *client.CreateTicketRequest) (t *client.Ticket, created bool, err error) {
-	sf, key, err := checkAttributes(s.cfg.Attributes, s.cfg.MaxStringBytes, req.GetAttributes())
+// create files a ticket for the caller; created is false when the player's live ticket is returned.
+func (s *service) create(ctx context.Context, c caller, req *client.CreateTicketRequest) (t *client.Ticket, created bool, err error) {
+	player := c.player
+	sf, key, err := checkAttributes(s.cfg.Attributes, s.cfg.MaxStringBytes, req.GetAttributes(), c.claims)
 	if err != nil {
 		return nil, false, err
 	}
@@ -92,6 +95,9 @@ func (s *service) create(ctx context.Context, player string, req *client.CreateT
 		return nil, false, err
 	}
 	ext[AttributesExtension] = attrs
+	if s.seal != nil {
+		s.seal.Seal(ext, player, sf, s.now())
+	}
 	octx, cancel := s.omCtx(ctx)
 	defer cancel()
 	nt, err := s.om.CreateTicket(octx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{SearchFields: sf, Extensions: ext}})

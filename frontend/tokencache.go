@@ -22,8 +22,8 @@ type tokenShard struct {
 }
 
 type cachedToken struct {
-	player string
-	until  time.Time
+	c     caller
+	until time.Time
 }
 
 // newTokenCache holds up to size tokens; size 0 disables caching (nil cache).
@@ -38,9 +38,9 @@ func newTokenCache(size int, ttl time.Duration) *tokenCache {
 	return c
 }
 
-func (c *tokenCache) get(raw string, now time.Time) (string, bool) {
+func (c *tokenCache) get(raw string, now time.Time) (caller, bool) {
 	if c == nil {
-		return "", false
+		return caller{}, false
 	}
 	k := sha256.Sum256([]byte(raw))
 	sh := &c.shards[k[0]%16]
@@ -48,16 +48,16 @@ func (c *tokenCache) get(raw string, now time.Time) (string, bool) {
 	defer sh.mu.Unlock()
 	e, ok := sh.m[k]
 	if !ok {
-		return "", false
+		return caller{}, false
 	}
 	if !now.Before(e.until) {
 		delete(sh.m, k)
-		return "", false
+		return caller{}, false
 	}
-	return e.player, true
+	return e.c, true
 }
 
-func (c *tokenCache) put(raw, player string, exp, now time.Time) {
+func (c *tokenCache) put(raw string, who caller, exp, now time.Time) {
 	if c == nil {
 		return
 	}
@@ -85,7 +85,7 @@ func (c *tokenCache) put(raw, player string, exp, now time.Time) {
 			drop--
 		}
 	}
-	sh.m[k] = cachedToken{player: player, until: until}
+	sh.m[k] = cachedToken{c: who, until: until}
 }
 
 func (c *tokenCache) len() int {

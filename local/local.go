@@ -212,6 +212,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		return fail(fmt.Errorf("write %s: %w", secretFile, err))
 	}
 
+	// The frontend seals every ticket with this secret; the director assigns only sealed tickets,
+	// so nothing created straight in the core gets a server token.
+	sealSecret := rand.Text()
+
 	omCfg := openmatch.Default()
 	omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
 	omCfg.PendingReleaseTimeout = 5 * time.Second
@@ -237,6 +241,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	feCfg.GRPCAddr, feCfg.HTTPAddr = cfg.FrontendAddr, cfg.FrontendHTTP
 	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OpenMatch.FrontendAddr(), s.OpenMatch.QueryAddr()
 	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
+	feCfg.TicketSealSecret = sealSecret
+	// The whole demo crowd (and kumi bench e2e's) comes from 127.0.0.1 over one shared connection;
+	// per-player limits still apply.
+	feCfg.SourceRate, feCfg.MaxStreamsPerConn = 0, 1<<16
 	if s.Frontend, err = frontend.Start(ctx, log.With("component", "frontend"), feCfg, wrap("frontend")); err != nil {
 		return fail(fmt.Errorf("frontend: %w", err))
 	}
@@ -290,6 +298,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	dCfg.Profiles = []string{"voice", "duel"}
 	dCfg.Signer = serverSigner
 	dCfg.ControlSecret = controlSecret
+	dCfg.TicketSealSecret = sealSecret
 	dCfg.ReportInterval = 500 * time.Millisecond
 	dCfg.RebuildTimeout = 0
 	dCfg.Pool.MinFreeSlots = max(2, cfg.Capacity/2)

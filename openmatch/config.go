@@ -10,9 +10,9 @@ import (
 // Config is every setting of the embedded core. Durations mirror Open Match's config keys of the
 // same name (reference §5); where a default differs from upstream the help text says why.
 type Config struct {
-	FrontendAddr string `flag:"frontend-addr" help:"listen address of openmatch.FrontendService (upstream port 50504)"`
-	BackendAddr  string `flag:"backend-addr" help:"listen address of openmatch.BackendService (upstream port 50505)"`
-	QueryAddr    string `flag:"query-addr" help:"listen address of openmatch.QueryService (upstream port 50503)"`
+	FrontendAddr string `flag:"frontend-addr" help:"listen address of openmatch.FrontendService (upstream port 50504); loopback by default: the core has no authentication, so only kumi's frontend should reach it"`
+	BackendAddr  string `flag:"backend-addr" help:"listen address of openmatch.BackendService (upstream port 50505); loopback by default (AssignTickets decides who gets which game server)"`
+	QueryAddr    string `flag:"query-addr" help:"listen address of openmatch.QueryService (upstream port 50503); loopback by default (it lists every ticket)"`
 
 	// RegistrationInterval is short because the cycle, not the window, is what makes concurrent
 	// FetchMatches calls share an evaluation: a call that arrives while a cycle is evaluating waits
@@ -44,9 +44,9 @@ type Config struct {
 // window (see Config.RegistrationInterval).
 func Default() Config {
 	return Config{
-		FrontendAddr:               ":50504",
-		BackendAddr:                ":50505",
-		QueryAddr:                  ":50503",
+		FrontendAddr:               "127.0.0.1:50504",
+		BackendAddr:                "127.0.0.1:50505",
+		QueryAddr:                  "127.0.0.1:50503",
 		RegistrationInterval:       2 * time.Millisecond,
 		ProposalCollectionInterval: 10 * time.Second,
 		PendingReleaseTimeout:      time.Minute,

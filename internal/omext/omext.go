@@ -39,6 +39,13 @@ const (
 	MaxMembers = "kumi.max_members"
 )
 
+// Keys on Ticket.extensions, written by the frontend and read by the director.
+const (
+	// Seal (StringValue) proves the ticket came through a kumi frontend: an HMAC over its player,
+	// search fields and creation time (internal/ticketseal). The director assigns no ticket without it.
+	Seal = "kumi.seal"
+)
+
 // Keys on Assignment.extensions, written by the director and read by the frontend.
 const (
 	// Session is the session id the player joins (StringValue).

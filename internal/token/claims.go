@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,13 +25,38 @@ type wireClaims struct {
 	Ins string          `json:"ins"`
 }
 
+// registeredNames are the claims kumi reads itself; extra claims may not reuse them.
+var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "ins"}
+
 // UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
+// The extra claims named in c.want are decoded too, in a second pass only when some are wanted.
 func (c *jwtClaims) UnmarshalJSON(b []byte) error {
 	var w wireClaims
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins}
+	want := c.want
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins, want: want}
+	if len(want) > 0 {
+		var all map[string]json.RawMessage
+		if err := json.Unmarshal(b, &all); err != nil {
+			return err
+		}
+		for _, name := range want {
+			raw, ok := all[name]
+			if !ok {
+				continue
+			}
+			var v any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return err
+			}
+			if c.Extra == nil {
+				c.Extra = make(map[string]any, len(want))
+			}
+			c.Extra[name] = v
+		}
+	}
 	if len(w.Aud) > 0 && string(w.Aud) != "null" {
 		if w.Aud[0] == '"' {
 			var one string
@@ -81,4 +107,29 @@ func UnverifiedServerInstance(raw string) (string, error) {
 		return "", errors.New("token: server token names no game-server instance (claim ins); it was minted for protocol v1 or by a director that had no report from the server")
 	}
 	return c.Ins, nil
+}
+
+// MarshalJSON writes the registered claims, sid and the extra claims (which may not reuse a
+// registered name).
+func (c jwtClaims) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		jwt.RegisteredClaims
+		SID string `json:"sid,omitempty"`
+		Ins string `json:"ins,omitempty"`
+	}
+	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID, c.Ins})
+	if err != nil || len(c.Extra) == 0 {
+		return b, err
+	}
+	var all map[string]any
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range c.Extra {
+		if slices.Contains(registeredNames, k) {
+			return nil, fmt.Errorf("token: extra claim %q would replace a registered claim", k)
+		}
+		all[k] = v
+	}
+	return json.Marshal(all)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -116,7 +117,9 @@ type IssueConfig struct {
 	Server  string        `flag:"server" help:"issue a server token for this game server (aud) instead of a player token"`
 	Session string        `flag:"session" help:"session id (sid) of a server token"`
 	// Instance is what the game server logs as "instance" at start (a new one at every start).
-	Instance string `flag:"instance" help:"game-server instance (ins) of a server token: the \"instance\" the game server logs at start; clients seal their JOIN to it"`
+	Instance string   `flag:"instance" help:"game-server instance (ins) of a server token: the \"instance\" the game server logs at start; clients seal their JOIN to it"`
+	Groups   []string `flag:"groups" help:"player token claim \"groups\": the chat groups the player may join (the frontend's chat_group attribute comes from it)"`
+	Claims   string   `flag:"claims" help:"more player token claims as one JSON object, e.g. {\"party\":\"p-7\",\"skill\":1450}"`
 }
 
 // DefaultIssueConfig issues a one-hour player token with ./token.key.
@@ -146,5 +149,14 @@ func Issue(cfg IssueConfig) (string, error) {
 		return s.ServerToken(ServerClaims{PlayerID: cfg.Player, SessionID: cfg.Session, Server: cfg.Server,
 			Instance: cfg.Instance, ExpiresAt: time.Now().Add(cfg.TTL)})
 	}
-	return s.PlayerToken(cfg.Player, cfg.TTL)
+	claims := map[string]any{}
+	if cfg.Claims != "" {
+		if err := json.Unmarshal([]byte(cfg.Claims), &claims); err != nil {
+			return "", fmt.Errorf("token: --claims must be one JSON object: %w", err)
+		}
+	}
+	if len(cfg.Groups) > 0 {
+		claims["groups"] = cfg.Groups
+	}
+	return s.PlayerToken(cfg.Player, cfg.TTL, claims)
 }

@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,33 @@ func TestKeygenThenIssue(t *testing.T) {
 			if v.KIDs()[0] != s.KID() {
 				t.Fatalf("kid %v, want %s", v.KIDs(), s.KID())
 			}
+			// Claims for authenticated attributes: only the ones the verifier asks for come back.
+			ic.Groups, ic.Claims = []string{"guild-7", "raid"}, `{"party":"p-7","skill":1450,"role":"x"}`
+			raw, err = Issue(ic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vc.Claims = []string{"groups", "party", "skill", "absent"}
+			withClaims, err := NewVerifier(context.Background(), vc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err = withClaims.VerifyPlayerToken(raw)
+			if err != nil || fmt.Sprint(c.Claims) != "map[groups:[guild-7 raid] party:p-7 skill:1450]" {
+				t.Fatalf("claims %v, err %v", c.Claims, err)
+			}
+			if c, _ := v.VerifyPlayerToken(raw); c.Claims != nil {
+				t.Fatalf("claims decoded without being asked for: %v", c.Claims)
+			}
+			ic.Groups, ic.Claims = nil, `{"sub":"someone-else"}`
+			if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "registered claim") {
+				t.Fatalf("claims overriding sub: %v", err)
+			}
+			ic.Claims = `[1]`
+			if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "JSON object") {
+				t.Fatalf("claims not an object: %v", err)
+			}
+			ic.Claims = ""
 			ic.Server, ic.Session, ic.TTL = "gs-1", "s1", time.Minute
 			if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "--instance") {
 				t.Fatalf("server token without instance: %v", err)

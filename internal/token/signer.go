@@ -48,13 +48,19 @@ type PlayerClaims struct {
 	IssuedAt  time.Time // JWT iat
 	NotBefore time.Time // JWT nbf
 	ExpiresAt time.Time // JWT exp
+	// Claims are the identity provider's other claims that the verifier was asked for
+	// (VerifierConfig.Claims), decoded from JSON (string, float64, bool, []any, map[string]any),
+	// e.g. "groups": ["guild-7"]; SignPlayer writes every entry.
+	Claims map[string]any
 }
 
 // jwtClaims is the wire form of both token kinds.
 type jwtClaims struct {
 	jwt.RegisteredClaims
-	SID string `json:"sid,omitempty"`
-	Ins string `json:"ins,omitempty"`
+	SID   string         `json:"sid,omitempty"`
+	Ins   string         `json:"ins,omitempty"`
+	Extra map[string]any `json:"-"` // other claims: written all, read only those in want
+	want  []string
 }
 
 // Signer signs tokens with one private key under one kid and issuer. It is safe for concurrent use.
@@ -173,14 +179,24 @@ func (s *Signer) IssueServerToken(c ServerClaims) (string, ServerClaims, error) 
 	return raw, c, err
 }
 
-// PlayerToken signs a dev player token for playerID, audience PlayerAudience, valid for ttl.
-func (s *Signer) PlayerToken(playerID string, ttl time.Duration) (string, error) {
+// PlayerToken signs a dev player token for playerID, audience PlayerAudience, valid for ttl, with
+// the given extra claims (e.g. "groups"; nil for none).
+func (s *Signer) PlayerToken(playerID string, ttl time.Duration, claims ...map[string]any) (string, error) {
 	if ttl <= 0 {
 		return "", fmt.Errorf("token: player token ttl %s must be positive", ttl)
 	}
 	now := s.now()
-	return s.SignPlayer(PlayerClaims{PlayerID: playerID, Audience: []string{PlayerAudience},
-		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(ttl)})
+	c := PlayerClaims{PlayerID: playerID, Audience: []string{PlayerAudience},
+		IssuedAt: now, NotBefore: now, ExpiresAt: now.Add(ttl)}
+	for _, m := range claims {
+		for k, v := range m {
+			if c.Claims == nil {
+				c.Claims = map[string]any{}
+			}
+			c.Claims[k] = v
+		}
+	}
+	return s.SignPlayer(c)
 }
 
 // SignPlayer signs a player token with exactly the given claims (Issuer defaults to the signer's);
@@ -198,7 +214,7 @@ func (s *Signer) SignPlayer(c PlayerClaims) (string, error) {
 	claims := jwtClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer: c.Issuer, Subject: c.PlayerID, Audience: c.Audience, ID: c.ID,
 		ExpiresAt: date(c.ExpiresAt), NotBefore: date(c.NotBefore), IssuedAt: date(c.IssuedAt),
-	}}
+	}, Extra: c.Claims}
 	return s.sign(claims, "JWT")
 }
 

@@ -35,6 +35,9 @@ type VerifierConfig struct {
 	JWKSMinRefresh time.Duration `flag:"jwks-min-refresh" help:"at most one JWKS re-fetch per this interval when tokens name an unknown kid"`
 	JWKSTimeout    time.Duration `flag:"jwks-timeout" help:"timeout of one JWKS fetch"`
 
+	// Claims names the extra player-token claims VerifyPlayerToken returns in PlayerClaims.Claims
+	// (the frontend asks for the claims its attributes come from); others are not decoded.
+	Claims []string
 	// Keys are trusted in addition to the files (programmatic use, tests).
 	Keys []PublicKey
 	// HTTPClient fetches JWKSURL; nil uses a client without extra settings. Its CheckRedirect is
@@ -425,7 +428,7 @@ func (v *Verifier) parse(raw string) (*jwtClaims, *jwt.Token, error) {
 	if raw == "" {
 		return nil, nil, fail(ErrMalformed, "empty token")
 	}
-	claims := new(jwtClaims)
+	claims := &jwtClaims{want: v.cfg.Claims}
 	var keyErr error
 	var key PublicKey
 	tok, err := v.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
@@ -548,6 +551,7 @@ func (v *Verifier) VerifyPlayerToken(raw string) (PlayerClaims, error) {
 	return PlayerClaims{
 		PlayerID: c.Subject, Issuer: c.Issuer, Audience: c.Audience, ID: c.ID,
 		IssuedAt: timeOf(c.IssuedAt), NotBefore: timeOf(c.NotBefore), ExpiresAt: timeOf(c.ExpiresAt),
+		Claims: c.Extra,
 	}, nil
 }
 
