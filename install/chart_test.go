@@ -135,7 +135,7 @@ func chartMatrix() []chartCase {
 
 // TestChartLint runs helm lint --strict with the required values.
 func TestChartLint(t *testing.T) {
-	args := []string{"lint", "--strict", testChart(t)}
+	args := []string{"lint", "--strict", "--kube-version", kubeVersion, testChart(t)}
 	for _, s := range requiredValues {
 		args = append(args, "--set", s)
 	}

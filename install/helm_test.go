@@ -94,6 +94,9 @@ func testChart(t *testing.T) string {
 	return dst
 }
 
+// kubeVersion is what helm assumes of the cluster: the version of internal/kubetest's API server.
+const kubeVersion = "v1.37.1"
+
 // requiredValues are the values every render needs (README "Deploy to Kubernetes").
 var requiredValues = []string{"frontend.jwt.jwksUrl=https://login.example.com/.well-known/jwks.json"}
 
@@ -110,7 +113,7 @@ func render(t *testing.T, set []string, flags ...string) ([]*unstructured.Unstru
 
 func renderErr(t *testing.T, set []string, flags ...string) (string, error) {
 	t.Helper()
-	args := []string{"template", "kumi", testChart(t), "--namespace", "games"}
+	args := []string{"template", "kumi", testChart(t), "--namespace", "games", "--kube-version", kubeVersion}
 	for _, s := range append(append([]string{}, requiredValues...), set...) {
 		args = append(args, "--set", s)
 	}
