@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +84,21 @@ var ErrDigest = errors.New("build digest mismatch")
 // Fetch downloads build sha of tenant from the bucket into work/build.<format> verifying its
 // sha256, then unpacks it into work/root (created empty) and makes the entrypoint executable.
 // It returns the manifest and the absolute entrypoint path.
+//
+// A work dir an earlier Fetch completed for the same build (the Kubernetes init container's) is
+// reused without touching the bucket; b may then be nil.
 func Fetch(ctx context.Context, b *blob.Bucket, tenant, sha string, lim Limits, work string) (Manifest, string, error) {
+	done := filepath.Join(work, "fetched.json")
+	if data, err := os.ReadFile(done); err == nil {
+		var m Manifest
+		if err := json.Unmarshal(data, &m); err == nil && m.SHA256 == sha && m.Tenant == tenant {
+			return m, filepath.Join(work, "root", filepath.FromSlash(m.Entrypoint)), nil
+		}
+		return Manifest{}, "", fmt.Errorf("builds: work dir %s holds another build; use an empty one", work)
+	}
+	if b == nil {
+		return Manifest{}, "", errors.New("builds: fetch needs a bucket")
+	}
 	st := NewStore(b, lim, work)
 	m, r, err := st.Open(ctx, tenant, sha)
 	if err != nil {
@@ -117,6 +132,12 @@ func Fetch(ctx context.Context, b *blob.Bucket, tenant, sha string, lim Limits, 
 	ep := filepath.Join(dir, filepath.FromSlash(m.Entrypoint))
 	if err := os.Chmod(ep, 0o755); err != nil {
 		return Manifest{}, "", fmt.Errorf("builds: entrypoint: %w", err)
+	}
+	// The archive is no longer needed; the marker says the unpacked tree is complete and verified.
+	_ = os.Remove(archive)
+	data, _ := json.Marshal(m)
+	if err := os.WriteFile(done, data, 0o644); err != nil {
+		return Manifest{}, "", fmt.Errorf("builds: fetch: %w", err)
 	}
 	return m, ep, nil
 }

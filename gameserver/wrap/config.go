@@ -20,10 +20,11 @@ const (
 
 // Config is every setting of `kumi gameserver wrap`.
 type Config struct {
-	Bucket  string `flag:"bucket" help:"gocloud.dev/blob bucket URL the builds API stores builds in"`
-	Tenant  string `flag:"tenant" help:"studio id owning the build"`
-	Build   string `flag:"build" help:"sha256 of the build to run"`
-	WorkDir string `flag:"work-dir" help:"directory for the fetched archive and unpacked build (created; empty: a new temp dir, removed at exit)"`
+	Bucket    string `flag:"bucket" help:"gocloud.dev/blob bucket URL the builds API stores builds in"`
+	Tenant    string `flag:"tenant" help:"studio id owning the build"`
+	Build     string `flag:"build" help:"sha256 of the build to run"`
+	FetchOnly bool   `flag:"fetch-only" help:"fetch, verify and unpack the build into -work-dir, then exit (the Kubernetes init container)"`
+	WorkDir   string `flag:"work-dir" help:"directory for the fetched archive and unpacked build (created; empty: a new temp dir, removed at exit)"`
 
 	Name       string   `flag:"name" help:"server name, the audience of the server tokens it admits (with the SDK: the GameServer name)"`
 	ListenAddr string   `flag:"listen-addr" help:"UDP address players reach the server at (host:port); port 0 takes the GameServer status port named port-name"`

@@ -92,6 +92,27 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (w *Wrapper, err e
 		}
 	}()
 
+	if cfg.FetchOnly {
+		if cfg.WorkDir == "" {
+			return nil, errors.New("wrap: -fetch-only needs -work-dir")
+		}
+		if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+			return nil, err
+		}
+		bucket, err := blob.OpenBucket(ctx, cfg.Bucket)
+		if err != nil {
+			return nil, fmt.Errorf("wrap: bucket: %w", err)
+		}
+		defer bucket.Close()
+		m, _, err := builds.Fetch(ctx, bucket, cfg.Tenant, cfg.Build, cfg.Limits, cfg.WorkDir)
+		if err != nil {
+			return nil, fmt.Errorf("wrap: build %s: %w", cfg.Build, err)
+		}
+		log.Info("build fetched and verified", "project", m.Project, "version", m.Version, "sha256", m.SHA256)
+		w := &Wrapper{manifest: m, done: make(chan struct{}), ready: make(chan struct{})}
+		close(w.done)
+		return w, nil
+	}
 	var sdkc *sdk.Client
 	if cfg.SDK {
 		if cfg.SDKAddr != "" {
@@ -118,12 +139,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (w *Wrapper, err e
 	} else if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, err
 	}
-	bucket, err := blob.OpenBucket(ctx, cfg.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("wrap: bucket: %w", err)
+	var bucket *blob.Bucket
+	if _, err := os.Stat(filepath.Join(work, "fetched.json")); err != nil { // else fetched by -fetch-only
+		if bucket, err = blob.OpenBucket(ctx, cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("wrap: bucket: %w", err)
+		}
+		defer bucket.Close()
 	}
 	m, ep, err := builds.Fetch(ctx, bucket, cfg.Tenant, cfg.Build, cfg.Limits, work)
-	bucket.Close()
 	if err != nil {
 		return nil, fmt.Errorf("wrap: build %s: %w", cfg.Build, err)
 	}
