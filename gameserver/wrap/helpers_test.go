@@ -21,7 +21,7 @@ import (
 
 // goBuild compiles one of testdata's programs as a static Linux binary (what an uploaded server
 // is: nothing from the host but what the sandbox mounts).
-func goBuild(t *testing.T, pkg, out string) {
+func goBuild(t testing.TB, pkg, out string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-o", out, "./testdata/"+pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -31,7 +31,7 @@ func goBuild(t *testing.T, pkg, out string) {
 }
 
 // packBuild lays bin out as project's Unreal server and packs it as a .tar.gz.
-func packBuild(t *testing.T, bin, project string) []byte {
+func packBuild(t testing.TB, bin, project string) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	dst := filepath.Join(dir, project, "Binaries", "Linux", project+"Server")
@@ -56,7 +56,7 @@ func packBuild(t *testing.T, bin, project string) []byte {
 }
 
 // requireRunsc fails (never skips) when gVisor is missing, saying how to install it.
-func requireRunsc(t *testing.T) {
+func requireRunsc(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("runsc"); err != nil {
 		t.Fatal("gVisor's runsc is not installed: run `apt-get install runsc` (scripts/tools.d/50-runsc.sh does it for make test)")

@@ -56,6 +56,9 @@ func (w *Wrapper) Manifest() builds.Manifest { return w.manifest }
 // Ready is closed once the server has bound its UDP port (and SDK Ready was sent).
 func (w *Wrapper) Ready() <-chan struct{} { return w.ready }
 
+// Done is closed when the wrapper has finished (Wait then returns at once).
+func (w *Wrapper) Done() <-chan struct{} { return w.done }
+
 // Wait blocks until the wrapper has finished: the server exited and everything is cleaned up.
 func (w *Wrapper) Wait() error { <-w.done; return w.err }
 

@@ -82,6 +82,8 @@ func TestFakeUEEndToEnd(t *testing.T) {
 	}
 	select {
 	case <-w.Ready():
+	case <-w.Done():
+		t.Fatalf("wrapper ended before ready: %v", w.Wait())
 	case <-time.After(2 * time.Minute):
 		t.Fatal("wrapper never became ready")
 	}
