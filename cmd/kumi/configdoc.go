@@ -8,11 +8,13 @@ import (
 
 	"github.com/kumi-dev/kumi/bench/e2e"
 	"github.com/kumi-dev/kumi/bench/spiky"
+	"github.com/kumi-dev/kumi/builds"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
 	"github.com/kumi-dev/kumi/frontend"
 	"github.com/kumi-dev/kumi/gameserver"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
+	"github.com/kumi-dev/kumi/gameserver/wrap"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/local"
@@ -39,6 +41,8 @@ func configDocs() []struct {
 			return &directorFlags{Director: director.Default(), Backends: []string{"local"}, Fleet: localfleet.Default(), Agones: agones.DefaultConfig()}
 		}},
 		{"kumi gameserver", func() any { c := gameserver.Default(); return &c }},
+		{"kumi gameserver wrap", func() any { c := wrap.Default(); return &c }},
+		{"kumi builds", func() any { c := builds.Default(); return &c }},
 		{"kumi token keygen", func() any { c := token.DefaultKeygenConfig(); return &c }},
 		{"kumi token issue", func() any { c := token.DefaultIssueConfig(); return &c }},
 		{"kumi token verify", func() any { return &tokenVerifyFlags{Verifier: token.DefaultVerifierConfig()} }},

@@ -17,6 +17,9 @@ import (
 // the local fleet) AGONES_SDK_GRPC_PORT is set, which turns the SDK on by default; the sidecar
 // address comes from AGONES_SDK_GRPC_HOST/AGONES_SDK_GRPC_PORT unless -sdk-addr is given.
 func runGameServer(ctx context.Context, log *slog.Logger, args []string) error {
+	if len(args) > 0 && args[0] == "wrap" {
+		return runWrap(ctx, log, args[1:])
+	}
 	cfg := gameserver.Default()
 	if os.Getenv(sdk.EnvGRPCPort) != "" {
 		cfg.SDK = true
