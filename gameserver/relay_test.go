@@ -109,8 +109,12 @@ func TestRelayHotPathAllocs(t *testing.T) {
 				r.afterBatch()
 				next++
 			})
-			if allocs != 0 {
-				t.Fatalf("%.1f allocations per relayed DATA", allocs)
+			limit := 0.0
+			if raceEnabled && io == IOBatch {
+				limit = 1 // x/net's batch writer pools its message headers (see race_test.go)
+			}
+			if allocs > limit {
+				t.Fatalf("%.1f allocations per relayed DATA, want ≤ %.0f", allocs, limit)
 			}
 			if got := s.relayed.Load() - before; got != 2*(runs+1) {
 				t.Fatalf("relayed %d, want %d", got, 2*(runs+1))
