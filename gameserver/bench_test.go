@@ -211,6 +211,12 @@ func bareChild() int {
 			flush()
 		}
 	}()
+	if path := os.Getenv("KUMI_RELAY_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	fmt.Printf("ADDR %s -\n", conn.LocalAddr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {

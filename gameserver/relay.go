@@ -47,6 +47,16 @@ func newRelayer(s *Server) *relayer {
 
 func (s *Server) relay() error {
 	r := newRelayer(s)
+	r.buffers()
+	if r.batch {
+		return r.runBatch()
+	}
+	return r.runSingle()
+}
+
+// buffers allocates the outgoing datagram buffers once: the hot path reuses them.
+func (r *relayer) buffers() {
+	s := r.s
 	outSize := wire.Overhead + s.cfg.MaxPayload
 	if r.batch {
 		// Outgoing datagrams are flushed every BatchSize: a bigger batch would save little more
@@ -58,10 +68,9 @@ func (s *Server) relay() error {
 			r.obufs[i] = make([]byte, 0, outSize)
 			r.oms[i].Buffers = [][]byte{nil}
 		}
-		return r.runBatch()
+		return
 	}
 	r.obuf = make([]byte, 0, outSize)
-	return r.runSingle()
 }
 
 // batchReader reads up to len(bufs) datagrams per call.

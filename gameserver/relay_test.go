@@ -2,6 +2,7 @@ package gameserver
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -75,4 +76,49 @@ func FuzzRelayHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The relay's DATA path allocates nothing per datagram (open, window, bucket, one seal and send
+// per recipient), in both I/O modes: garbage collection must not show up as voice latency.
+func TestRelayHotPathAllocs(t *testing.T) {
+	for _, io := range []string{IOBatch, IOSingle} {
+		t.Run(io, func(t *testing.T) {
+			signer := newSigner(t)
+			cfg := testConfig("gs-z")
+			cfg.IO = io
+			cfg.MemberRate = 0 // unlimited: every datagram goes the whole way
+			s := startServer(t, cfg, signer)
+			m, _ := rawJoin(t, s, mint(t, signer, "gs-z", "s1", "p1", time.Minute))
+			rawJoin(t, s, mint(t, signer, "gs-z", "s1", "p2", time.Minute))
+			rawJoin(t, s, mint(t, signer, "gs-z", "s1", "p3", time.Minute))
+			const runs = 200
+			pkts := make([][]byte, runs+1)
+			for i := range pkts {
+				pkts[i] = m.packet(wire.TypeData, []byte("a voice frame"))
+			}
+			r := newRelayer(s)
+			r.buffers()
+			from := m.sock.LocalAddr().(*net.UDPAddr).AddrPort()
+			before := s.relayed.Load()
+			next := 0
+			allocs := testing.AllocsPerRun(runs, func() {
+				s.mu.RLock()
+				r.handle(pkts[next], from, m.sock.LocalAddr().(*net.UDPAddr), time.Now().UnixNano())
+				s.mu.RUnlock()
+				r.flush()
+				r.afterBatch()
+				next++
+			})
+			limit := 0.0
+			if raceEnabled && io == IOBatch {
+				limit = 1 // x/net's batch writer pools its message headers (see race_test.go)
+			}
+			if allocs > limit {
+				t.Fatalf("%.1f allocations per relayed DATA, want ≤ %.0f", allocs, limit)
+			}
+			if got := s.relayed.Load() - before; got != 2*(runs+1) {
+				t.Fatalf("relayed %d, want %d", got, 2*(runs+1))
+			}
+		})
+	}
 }

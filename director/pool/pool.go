@@ -981,14 +981,19 @@ func (p *Pool) Drain(name string) bool {
 }
 
 // ServerStats is one server's state for metrics and the admin API.
+// Its JSON names are snake_case like the rest of GET /pool.
 type ServerStats struct {
-	Name, Backend, Address string
-	State                  string
-	Capacity, Used, Free   int
-	Sessions               int
-	Reported               bool
+	Name     string `json:"name"`
+	Backend  string `json:"backend"`
+	Address  string `json:"address"`
+	State    string `json:"state"`
+	Capacity int    `json:"capacity"`
+	Used     int    `json:"used"`
+	Free     int    `json:"free"`
+	Sessions int    `json:"sessions"`
+	Reported bool   `json:"reported"`
 	// Adopted is true for a server no backend lists that joined the pool by reporting.
-	Adopted bool
+	Adopted bool `json:"adopted"`
 }
 
 // Stats is a snapshot of the pool.

@@ -39,7 +39,7 @@ func fleetConfig(t *testing.T) localfleet.Config {
 	cfg.SessionCapacity = 2
 	cfg.Labels = map[string]string{"kumi.dev/pool": "p"}
 	// Children ping every 20 ms; a missed 100 ms period five times after 1 s means Unhealthy. Half
-	// a second of silence, so a -race child starved on a loaded 2-core machine is not taken for
+	// a second of silence, so a -race child starved on a loaded machine is not taken for
 	// an unhealthy one (tests count the unhealthy deletions exactly).
 	cfg.Health = localsdk.Health{Period: 100 * time.Millisecond, FailureThreshold: 5, InitialDelay: time.Second}
 	cfg.SyncInterval = 200 * time.Millisecond

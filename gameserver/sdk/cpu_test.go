@@ -7,7 +7,7 @@ import (
 )
 
 // cpuTime is the CPU time (user + system, all threads) this process has used. Benchmarks report it
-// per operation because wall time on the shared 2-core machine swings with other people's load.
+// per operation because wall time on a busy machine swings with other processes' load.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
