@@ -194,11 +194,18 @@ func (s *Server) counterLoop() error {
 		case <-s.countKick:
 		case <-retry.C:
 		}
-		n := int64(s.sessionCount())
-		if n == last {
-			continue
+		s.counterMu.Lock()
+		if s.sdkShut {
+			s.counterMu.Unlock()
+			return nil
 		}
-		if err := s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, n); err != nil {
+		n := int64(s.sessionCount())
+		var err error
+		if n != last {
+			err = s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, n)
+		}
+		s.counterMu.Unlock()
+		if err != nil {
 			if s.ctx.Err() == nil {
 				s.log.Warn("could not update counter", "counter", allocation.CounterSessions, "count", n, "err", err)
 				retry.Reset(time.Second)
@@ -207,4 +214,17 @@ func (s *Server) counterLoop() error {
 		}
 		last = n
 	}
+}
+
+// shutdownSDK calls SDK Shutdown once no counter write can follow it: it stops counterLoop's
+// writes under counterMu and, holding it, brings the counter to the live sessions (0 once
+// drained) before Shutdown.
+func (s *Server) shutdownSDK() error {
+	s.counterMu.Lock()
+	defer s.counterMu.Unlock()
+	s.sdkShut = true
+	if err := s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, int64(s.sessionCount())); err != nil {
+		s.log.Warn("could not update counter before Shutdown", "counter", allocation.CounterSessions, "err", err)
+	}
+	return s.deps.sdk.Shutdown(s.ctx)
 }
