@@ -3,6 +3,7 @@ package gameserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kumi-dev/kumi/allocation"
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
@@ -77,14 +79,16 @@ func (s *Server) fromGameServer() (string, error) {
 	defer cancel()
 	var gs *sdkpb.GameServer
 	var err error
-	for backoff := 50 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+	// The sidecar may start after this container: retry with the one jittered backoff policy.
+	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: time.Second}
+	for {
 		if gs, err = s.deps.sdk.GetGameServer(ctx); err == nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("gameserver: SDK sidecar not answering GetGameServer within %s: %w", sdkStartTimeout, err)
-		case <-time.After(backoff):
+		case <-time.After(backoff.Step()):
 		}
 	}
 	name := gs.GetObjectMeta().GetName()
