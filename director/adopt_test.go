@@ -83,7 +83,7 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
 	}
 	onAdopted := 0
-	for _, a := range ts.await(rooms, 30*time.Second) {
+	for _, a := range ts.await(rooms, 60*time.Second) {
 		if a.conn == adopted {
 			onAdopted++
 		}

@@ -35,7 +35,7 @@ func TestChatGroupsPlacedTogether(t *testing.T) {
 				n++
 			}
 		}
-		got = append(got, ts.await(n, 30*time.Second)...)
+		got = append(got, ts.await(n, 60*time.Second)...)
 	}
 	if len(got) != 500 {
 		t.Fatalf("%d assignments", len(got))
@@ -302,7 +302,7 @@ func restartMidLoad(t *testing.T, grace time.Duration) {
 				e.startDirector(e.ctx, cfg, f)
 			}
 		}
-		for _, a := range ts.await(groups, 30*time.Second) {
+		for _, a := range ts.await(groups, 60*time.Second) {
 			join(a)
 		}
 	}
@@ -386,7 +386,7 @@ func TestTrafficWeights(t *testing.T) {
 	for room == nil || backendOf(room.session) != fb.Name() {
 		i := len(ts.all)
 		ts.create(fmt.Sprintf("r%d", i), fmt.Sprintf("room-%d", i))
-		room = ts.await(1, 10*time.Second)[0]
+		room = ts.await(1, 60*time.Second)[0]
 	}
 
 	// Roll back: all new sessions to a, at once.
@@ -403,13 +403,13 @@ func TestTrafficWeights(t *testing.T) {
 	for i := range 50 {
 		ts.create(fmt.Sprintf("q%d", i), fmt.Sprintf("after-%d", i))
 	}
-	for _, a := range ts.await(50, 30*time.Second) {
+	for _, a := range ts.await(50, 60*time.Second) {
 		if b := backendOf(a.session); b != fa.Name() {
 			t.Fatalf("new session on %s after its weight went to 0", b)
 		}
 	}
 	ts.create("late", room.group)
-	if late := ts.await(1, 10*time.Second)[0]; late.session != room.session {
+	if late := ts.await(1, 60*time.Second)[0]; late.session != room.session {
 		t.Fatalf("late arrival of a live room on the weight-0 fleet went to %s, want its session %s", late.session, room.session)
 	}
 
@@ -448,7 +448,7 @@ func TestScaleInUnderLoad(t *testing.T) {
 	for i := range sessions {
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
 	}
-	got := ts.await(sessions, 30*time.Second)
+	got := ts.await(sessions, 60*time.Second)
 	conns := map[string]*client.Conn{}
 	for _, a := range got {
 		c, err := client.Dial(e.ctx, a.conn, a.token, client.Default())
@@ -516,7 +516,7 @@ func TestScaleInUnderLoad(t *testing.T) {
 		}
 	}
 	// Each remaining session lives on a server the director still pools, where its player is.
-	waitFor(t, "moved sessions reported at their new homes", 10*time.Second, func() bool {
+	waitFor(t, "moved sessions reported at their new homes", 60*time.Second, func() bool {
 		for s, c := range conns {
 			srv, ok := d.Pool().SessionServer(s)
 			if !ok || srv == "" {
