@@ -83,7 +83,7 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
 	}
 	onAdopted := 0
-	for _, a := range ts.await(rooms, 30*time.Second) {
+	for _, a := range ts.await(rooms, 60*time.Second) {
 		if a.conn == adopted {
 			onAdopted++
 		}
@@ -106,5 +106,24 @@ func TestDefaultProfilesCoverMatchFunction(t *testing.T) {
 	}
 	if !strings.Contains(fmt.Sprint(got), "duel") {
 		t.Fatalf("duel missing from %v", got)
+	}
+}
+
+// TestDefaultLockFile: the lock lives in the user's runtime dir, one per control address.
+func TestDefaultLockFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", dir)
+	a, err := director.DefaultLockFile(":50610")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := director.DefaultLockFile("127.0.0.1:50620")
+	if filepath.Dir(a) != filepath.Join(dir, "kumi") || a == b || strings.ContainsAny(filepath.Base(a), ":/") {
+		t.Fatalf("lock files %q and %q", a, b)
+	}
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	t.Setenv("XDG_CACHE_HOME", dir)
+	if c, err := director.DefaultLockFile(":50610"); err != nil || filepath.Dir(c) != filepath.Join(dir, "kumi") {
+		t.Fatalf("without XDG_RUNTIME_DIR: %q %v", c, err)
 	}
 }

@@ -49,7 +49,7 @@ type Config struct {
 	MinFetchGap     time.Duration `flag:"min-fetch-gap" help:"least time between two FetchMatches calls that returned nothing (guards a core that answers instantly)"`
 	RPCTimeout      time.Duration `flag:"rpc-timeout" help:"bound on one AssignTickets or ReleaseTickets call"`
 	ShutdownGrace   time.Duration `flag:"shutdown-grace" help:"on stop, how long the current FetchMatches stream may finish so its matches are placed or released"`
-	LockFile        string        `flag:"lock-file" help:"file locked (flock) so only one director runs on this machine; empty disables"`
+	LockFile        string        `flag:"lock-file" help:"file locked (flock) so only one director serves this control address on this machine; kumi director with the local backend defaults it to $XDG_RUNTIME_DIR/kumi (else the user cache dir) keyed by -control-addr; empty disables"`
 	// AdoptBackend lets a lone game server join: see Director.adopt for who may and why.
 	AdoptBackend string `flag:"adopt-backend" help:"backend whose traffic share adopts game servers that report with the control secret but that no backend lists (hand-started kumi gameserver); empty: the first backend; none: never adopt"`
 

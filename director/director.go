@@ -349,28 +349,27 @@ func (d *Director) waitReports(ctx context.Context, listed map[string]bool) {
 // watch keeps the pool in step with the backend's servers: new pool members, state changes,
 // servers gone. A watch that ends before ctx is opened again after a pause.
 func (d *Director) watch(ctx context.Context, b allocation.Backend) error {
-	var backoff time.Duration
+	backoff := newBackoff(100*time.Millisecond, d.cfg.AllocBackoffMax)
 	for {
 		ch, err := b.Watch(ctx, map[string]string{allocation.LabelPool: d.cfg.PoolName})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), d.cfg.AllocBackoffMax)
-			d.log.Warn("watching servers failed", "backend", b.Name(), "err", err, "retry_in", backoff)
-			sleep(ctx, backoff)
+			pause := backoff.Step()
+			d.log.Warn("watching servers failed", "backend", b.Name(), "err", err, "retry_in", pause)
+			sleep(ctx, pause)
 			continue
 		}
 		for ev := range ch {
-			backoff = 0
+			backoff = newBackoff(100*time.Millisecond, d.cfg.AllocBackoffMax)
 			d.apply(b.Name(), ev)
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		d.log.Warn("server watch ended; watching again", "backend", b.Name())
-		backoff = min(max(2*backoff, 100*time.Millisecond), d.cfg.AllocBackoffMax)
-		sleep(ctx, backoff)
+		sleep(ctx, backoff.Step())
 	}
 }
 

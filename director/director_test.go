@@ -111,7 +111,7 @@ func TestOnAgonesStandIn(t *testing.T) {
 	ctx1, cancel1 := context.WithCancel(e.ctx)
 	defer cancel1()
 	d, stop1 := e.startDirector(ctx1, cfg, kb)
-	waitFor(t, "pool filled by allocations", 10*time.Second, func() bool { return d.Pool().Free("agones", time.Now()) >= 15 })
+	waitFor(t, "pool filled by allocations", 60*time.Second, func() bool { return d.Pool().Free("agones", time.Now()) >= 15 })
 
 	// A second director on this machine is refused while the first holds the lock.
 	if _, err := director.Start(e.ctx, testLog(t), cfg, prometheus.NewRegistry(), kb); err == nil || !strings.Contains(err.Error(), "another director") {
@@ -122,7 +122,7 @@ func TestOnAgonesStandIn(t *testing.T) {
 	for i := range 12 {
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("room-%d", i))
 	}
-	got := ts.await(12, 20*time.Second)
+	got := ts.await(12, 60*time.Second)
 	perServer := map[string]int{}
 	for _, a := range got {
 		if !strings.HasPrefix(a.conn, "10.1.0.1:700") {

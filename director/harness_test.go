@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 func runGameServer() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // never outlive a test run
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Minute) // never outlive a test run (its env lasts 5 min)
 	defer cancel()
 	cfg := gameserver.Default()
 	cfg.SDK = true
@@ -107,7 +107,7 @@ const maxMembers = 8
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	e := &env{t: t, ctx: ctx}
 	var waits []func() error
 	t.Cleanup(func() {

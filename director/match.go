@@ -44,7 +44,7 @@ func (d *Director) matchLoop(ctx context.Context, profile string) {
 	// so no cycle can see them again.
 	rpcs := &rpcGroup{sem: make(chan struct{}, maxRPCs)}
 	defer rpcs.wg.Wait()
-	var backoff time.Duration
+	backoff := newBackoff(50*time.Millisecond, d.cfg.FetchBackoffMax)
 	for ctx.Err() == nil {
 		start := time.Now()
 		n, err := d.fetchOnce(ctx, profile, rpcs)
@@ -53,13 +53,13 @@ func (d *Director) matchLoop(ctx context.Context, profile string) {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, 50*time.Millisecond), d.cfg.FetchBackoffMax)
-			d.log.Warn("fetch matches failed", "profile", profile, "err", err, "retry_in", backoff)
-			sleep(ctx, backoff)
+			pause := backoff.Step()
+			d.log.Warn("fetch matches failed", "profile", profile, "err", err, "retry_in", pause)
+			sleep(ctx, pause)
 			continue
 		}
 		d.m.fetches.WithLabelValues(profile, "ok").Inc()
-		backoff = 0
+		backoff = newBackoff(50*time.Millisecond, d.cfg.FetchBackoffMax)
 		if n == 0 {
 			sleep(ctx, d.cfg.MinFetchGap-time.Since(start))
 		}

@@ -34,7 +34,7 @@ func (d *Director) refill(ctx context.Context, bl *backendLoop) {
 	var (
 		mu       sync.Mutex
 		inflight int
-		backoff  time.Duration
+		backoff  = newBackoff(100*time.Millisecond, d.cfg.AllocBackoffMax)
 		until    time.Time // no new allocation before this
 		wg       sync.WaitGroup
 	)
@@ -58,10 +58,9 @@ func (d *Director) refill(ctx context.Context, bl *backendLoop) {
 				mu.Lock()
 				inflight--
 				if ok {
-					backoff = 0
+					backoff = newBackoff(100*time.Millisecond, d.cfg.AllocBackoffMax)
 				} else {
-					backoff = min(max(2*backoff, 100*time.Millisecond), d.cfg.AllocBackoffMax)
-					until = time.Now().Add(backoff)
+					until = time.Now().Add(backoff.Step())
 				}
 				mu.Unlock()
 				bl.poke()

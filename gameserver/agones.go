@@ -3,6 +3,7 @@ package gameserver
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/kumi-dev/kumi/allocation"
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
@@ -77,14 +79,16 @@ func (s *Server) fromGameServer() (string, error) {
 	defer cancel()
 	var gs *sdkpb.GameServer
 	var err error
-	for backoff := 50 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+	// The sidecar may start after this container: retry with the one jittered backoff policy.
+	backoff := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: time.Second}
+	for {
 		if gs, err = s.deps.sdk.GetGameServer(ctx); err == nil {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("gameserver: SDK sidecar not answering GetGameServer within %s: %w", sdkStartTimeout, err)
-		case <-time.After(backoff):
+		case <-time.After(backoff.Step()):
 		}
 	}
 	name := gs.GetObjectMeta().GetName()
@@ -194,11 +198,18 @@ func (s *Server) counterLoop() error {
 		case <-s.countKick:
 		case <-retry.C:
 		}
-		n := int64(s.sessionCount())
-		if n == last {
-			continue
+		s.counterMu.Lock()
+		if s.sdkShut {
+			s.counterMu.Unlock()
+			return nil
 		}
-		if err := s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, n); err != nil {
+		n := int64(s.sessionCount())
+		var err error
+		if n != last {
+			err = s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, n)
+		}
+		s.counterMu.Unlock()
+		if err != nil {
 			if s.ctx.Err() == nil {
 				s.log.Warn("could not update counter", "counter", allocation.CounterSessions, "count", n, "err", err)
 				retry.Reset(time.Second)
@@ -207,4 +218,17 @@ func (s *Server) counterLoop() error {
 		}
 		last = n
 	}
+}
+
+// shutdownSDK calls SDK Shutdown once no counter write can follow it: it stops counterLoop's
+// writes under counterMu and, holding it, brings the counter to the live sessions (0 once
+// drained) before Shutdown.
+func (s *Server) shutdownSDK() error {
+	s.counterMu.Lock()
+	defer s.counterMu.Unlock()
+	s.sdkShut = true
+	if err := s.deps.sdk.SetCounterCount(s.ctx, allocation.CounterSessions, int64(s.sessionCount())); err != nil {
+		s.log.Warn("could not update counter before Shutdown", "counter", allocation.CounterSessions, "err", err)
+	}
+	return s.deps.sdk.Shutdown(s.ctx)
 }

@@ -75,7 +75,7 @@ func (s *Server) drainLoop() error {
 		}
 	}
 	if s.deps.sdk != nil {
-		if err := s.deps.sdk.Shutdown(s.ctx); err != nil {
+		if err := s.shutdownSDK(); err != nil {
 			s.log.Warn("SDK Shutdown failed", "err", err)
 		}
 	}

@@ -94,10 +94,9 @@ func TestDrainMovesSessions(t *testing.T) {
 	d.mu.Unlock()
 	cfg := testConfig("gs-a")
 	cfg.Director = daddr
-	// The late join and the short session's end below must both land inside the grace; 200 ms is
-	// too little for them on a loaded 2-core -race run (the late JOIN is then refused, or the
-	// short session is moved too).
-	cfg.DrainGrace = time.Second
+	// The late join and the short session's end below must both land inside the grace; 1 s was
+	// too little for them on a machine loaded by two CPU hogs besides a -race run.
+	cfg.DrainGrace = 5 * time.Second
 	a := startServer(t, cfg, signer)
 
 	const sessions, members = 20, 2
@@ -138,8 +137,8 @@ func TestDrainMovesSessions(t *testing.T) {
 			t.Fatalf("rejoin failed: %v", done.Err)
 		}
 	}
-	// Every member acknowledged its MOVE, so the drain empties the server without waiting for
-	// move-timeout (how long that takes is BenchmarkDrainMoves' figure, not a test threshold).
+	// Every member got MOVE and rejoined elsewhere above, so the server empties: the wait is a
+	// deadline for that state, not a bound on how fast (the drain's duration is a benchmark's).
 	select {
 	case <-a.Drained():
 	case <-time.After(30 * time.Second):

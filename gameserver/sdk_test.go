@@ -3,7 +3,9 @@ package gameserver
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +63,8 @@ func TestAgonesSDK(t *testing.T) {
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Capacity = 50
 	cfg.DrainGrace = 100 * time.Millisecond
-	s := startServer(t, cfg, signer, WithSDK(sc))
+	rec := &recordingSDK{SDK: sc}
+	s := startServer(t, cfg, signer, WithSDK(rec))
 	if s.Name() != "gs-sdk-7" {
 		t.Fatalf("name %q", s.Name())
 	}
@@ -71,14 +74,14 @@ func TestAgonesSDK(t *testing.T) {
 	counter := func() *sdkpb.GameServer_Status_CounterStatus {
 		return lsdk.GameServer().GetStatus().GetCounters()[allocation.CounterSessions]
 	}
-	eventually(t, 2*time.Second, "Ready", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateReady })
+	eventually(t, 30*time.Second, "Ready", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateReady })
 	// The GameServer declares 30: the server never advertises more than that.
 	if c := counter(); c.GetCapacity() != 30 || s.cfg.Capacity != 30 {
 		t.Fatalf("counter %v, capacity %d", c, s.cfg.Capacity)
 	}
 	c1 := dial(t, s, mint(t, signer, "gs-sdk-7", "s1", "p1", time.Minute))
 	dial(t, s, mint(t, signer, "gs-sdk-7", "s2", "p2", time.Minute))
-	eventually(t, 2*time.Second, "counter = 2", func() bool { return counter().GetCount() == 2 })
+	eventually(t, 30*time.Second, "counter = 2", func() bool { return counter().GetCount() == 2 })
 	// Health pings (every 100 ms) keep it Ready well past the point where silence would have
 	// made it Unhealthy; this bounded wait is the assertion, not a synchronisation.
 	<-time.After(800 * time.Millisecond)
@@ -95,14 +98,54 @@ func TestAgonesSDK(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "capacity lowered to count", func() bool { return counter().GetCapacity() == 2 })
+	eventually(t, 30*time.Second, "capacity lowered to count", func() bool { return counter().GetCapacity() == 2 })
 	if e := recvKind(t, c1, client.EventReconnect); e.Code != wire.ReconnectDrain {
 		t.Fatalf("got %+v", e)
 	}
 	select {
 	case <-s.Drained():
-	case <-time.After(3 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("not drained")
 	}
-	eventually(t, 2*time.Second, "Shutdown", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateShutdown })
+	eventually(t, 30*time.Second, "Shutdown", func() bool { return lsdk.GameServer().GetStatus().GetState() == localsdk.StateShutdown })
+	// No counter write may follow Shutdown (the sidecar would apply it to a GameServer going away).
+	calls := rec.calls()
+	shut := slices.Index(calls, "Shutdown")
+	if shut < 1 || slices.Contains(calls[shut+1:], "SetCounterCount") || calls[shut-1] != "SetCounterCount" {
+		t.Fatalf("SDK calls %v: want the final counter write right before Shutdown and none after", calls)
+	}
+}
+
+// recordingSDK records the order of the SDK calls that change the GameServer.
+type recordingSDK struct {
+	SDK
+	mu  sync.Mutex
+	log []string
+}
+
+func (r *recordingSDK) note(call string) {
+	r.mu.Lock()
+	r.log = append(r.log, call)
+	r.mu.Unlock()
+}
+
+func (r *recordingSDK) calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.log)
+}
+
+func (r *recordingSDK) Shutdown(ctx context.Context) error {
+	r.note("Shutdown")
+	return r.SDK.Shutdown(ctx)
+}
+
+func (r *recordingSDK) SetCounterCount(ctx context.Context, name string, n int64) error {
+	r.note("SetCounterCount")
+	return r.SDK.SetCounterCount(ctx, name, n)
+}
+
+func (r *recordingSDK) SetCounterCapacity(ctx context.Context, name string, n int64) error {
+	r.note("SetCounterCapacity")
+	return r.SDK.SetCounterCapacity(ctx, name, n)
 }

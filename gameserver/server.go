@@ -171,12 +171,16 @@ type Server struct {
 	admitCh    chan joinReq
 	reportKick chan struct{}
 	countKick  chan struct{}
-	emptyKick  chan struct{}
-	drainOnce  sync.Once
-	drainCh    chan string
-	drained    chan struct{}
-	done       chan struct{} // closed when everything is released
-	relayed    atomic.Uint64 // datagrams sent to members by the relay
+	// counterMu orders counter writes with the drain's SDK Shutdown: after sdkShut is set no
+	// counter write is sent (the sidecar would apply it to a GameServer that is shutting down).
+	counterMu sync.Mutex
+	sdkShut   bool
+	emptyKick chan struct{}
+	drainOnce sync.Once
+	drainCh   chan string
+	drained   chan struct{}
+	done      chan struct{} // closed when everything is released
+	relayed   atomic.Uint64 // datagrams sent to members by the relay
 
 	lastReport  time.Time // under mu
 	lastRelayed uint64    // under mu
@@ -294,7 +298,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	ok = true
 	s.run()
-	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", cfg.IO, "capacity", cfg.Capacity, "max_members", cfg.MaxMembers)
+	// s.cfg, not cfg: the capacity may have been lowered to the GameServer's counter capacity.
+	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", s.cfg.IO, "capacity", s.cfg.Capacity, "max_members", s.cfg.MaxMembers)
 	return s, nil
 }
 

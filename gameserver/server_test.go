@@ -27,7 +27,7 @@ func dial(t testing.TB, s *Server, tok string) *client.Conn {
 
 func recvKind(t testing.TB, c *client.Conn, kind client.EventKind) client.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
 		e, err := c.Recv(ctx)

@@ -47,9 +47,10 @@ type Config struct {
 	MaxMembers  int           `flag:"max-members" help:"members per session"`
 	AllocateLag time.Duration `flag:"allocation-latency" help:"simulated latency of each local allocation (Agones batches up to 500ms)"`
 
-	OMFrontendAddr string `flag:"om-frontend-addr" help:"embedded Open Match FrontendService address"`
-	OMBackendAddr  string `flag:"om-backend-addr" help:"embedded Open Match BackendService address"`
-	OMQueryAddr    string `flag:"om-query-addr" help:"embedded Open Match QueryService address"`
+	OMFrontendAddr string `flag:"om-frontend-addr" help:"Open Match FrontendService address (the embedded core's, or the external one's with -om-external)"`
+	OMBackendAddr  string `flag:"om-backend-addr" help:"Open Match BackendService address (the embedded core's, or the external one's with -om-external)"`
+	OMQueryAddr    string `flag:"om-query-addr" help:"Open Match QueryService address (the embedded core's, or the external one's with -om-external)"`
+	OMExternal     bool   `flag:"om-external" help:"use the Open Match core already serving at the -om-*-addr addresses (e.g. a real Open Match v1.8 whose evaluator is set up) and start no embedded core"`
 	MMFAddr        string `flag:"mmf-addr" help:"match function gRPC address"`
 	FrontendAddr   string `flag:"frontend-addr" help:"player frontend gRPC address"`
 	FrontendHTTP   string `flag:"frontend-http-addr" help:"player frontend HTTP/JSON address (empty: off)"`
@@ -122,12 +123,15 @@ func (c Config) Validate() error {
 
 // Stack is the running product.
 type Stack struct {
+	// OpenMatch is the embedded core; nil with Config.OMExternal.
 	OpenMatch *openmatch.Server
-	MMF       *matchfunction.Server
-	Frontend  *frontend.Server
-	Director  *director.Director
-	Fleet     *localfleet.Fleet
-	Metrics   *telemetry.Server
+	// OMFrontend, OMBackend and OMQuery are the addresses of the core in use.
+	OMFrontend, OMBackend, OMQuery string
+	MMF                            *matchfunction.Server
+	Frontend                       *frontend.Server
+	Director                       *director.Director
+	Fleet                          *localfleet.Fleet
+	Metrics                        *telemetry.Server
 	// PlayerSigner mints dev player tokens the frontend accepts (a stand-in identity provider).
 	PlayerSigner *token.Signer
 	KeyDir       string
@@ -216,13 +220,19 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	// so nothing created straight in the core gets a server token.
 	sealSecret := rand.Text()
 
-	omCfg := openmatch.Default()
-	omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
-	omCfg.PendingReleaseTimeout = 5 * time.Second
-	if s.OpenMatch, err = openmatch.Start(ctx, log.With("component", "openmatch"), omCfg, wrap("openmatch")); err != nil {
-		return fail(fmt.Errorf("open match core: %w", err))
+	if cfg.OMExternal {
+		s.OMFrontend, s.OMBackend, s.OMQuery = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
+		log.Info("using an external Open Match core; no embedded core started", "frontend", s.OMFrontend, "backend", s.OMBackend, "query", s.OMQuery)
+	} else {
+		omCfg := openmatch.Default()
+		omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr
+		omCfg.PendingReleaseTimeout = 5 * time.Second
+		if s.OpenMatch, err = openmatch.Start(ctx, log.With("component", "openmatch"), omCfg, wrap("openmatch")); err != nil {
+			return fail(fmt.Errorf("open match core: %w", err))
+		}
+		s.waits = append(s.waits, s.OpenMatch.Wait)
+		s.OMFrontend, s.OMBackend, s.OMQuery = s.OpenMatch.FrontendAddr(), s.OpenMatch.BackendAddr(), s.OpenMatch.QueryAddr()
 	}
-	s.waits = append(s.waits, s.OpenMatch.Wait)
 
 	profiles := matchfunction.DefaultProfiles()
 	for i := range profiles {
@@ -231,7 +241,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		}
 	}
 	mfCfg := matchfunction.Default()
-	mfCfg.ListenAddr, mfCfg.QueryAddr, mfCfg.Profiles = cfg.MMFAddr, s.OpenMatch.QueryAddr(), profiles
+	mfCfg.ListenAddr, mfCfg.QueryAddr, mfCfg.Profiles = cfg.MMFAddr, s.OMQuery, profiles
 	if s.MMF, err = matchfunction.Start(ctx, log.With("component", "matchfunction"), mfCfg, wrap("matchfunction")); err != nil {
 		return fail(fmt.Errorf("match function: %w", err))
 	}
@@ -239,7 +249,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 
 	feCfg := frontend.Default()
 	feCfg.GRPCAddr, feCfg.HTTPAddr = cfg.FrontendAddr, cfg.FrontendHTTP
-	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OpenMatch.FrontendAddr(), s.OpenMatch.QueryAddr()
+	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OMFrontend, s.OMQuery
 	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
 	feCfg.TicketSealSecret = sealSecret
 	// The whole demo crowd (and kumi bench e2e's) comes from 127.0.0.1 over one shared connection;
@@ -293,9 +303,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	s.waits = append(s.waits, s.Fleet.Wait)
 
 	dCfg := director.Default()
-	dCfg.ControlAddr, dCfg.AdminAddr, dCfg.BackendAddr = ctlAddr, cfg.AdminAddr, s.OpenMatch.BackendAddr()
+	dCfg.ControlAddr, dCfg.AdminAddr, dCfg.BackendAddr = ctlAddr, cfg.AdminAddr, s.OMBackend
 	dCfg.MMFHost, dCfg.MMFPort = mmfHost, mmfPort
-	dCfg.Profiles = []string{"voice", "duel"}
 	dCfg.Signer = serverSigner
 	dCfg.ControlSecret = controlSecret
 	dCfg.TicketSealSecret = sealSecret

@@ -78,7 +78,11 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 // PrintEndpoints says where every component listens and which dev keys it uses.
 func (s *Stack) PrintEndpoints(w io.Writer) {
 	fmt.Fprintf(w, "kumi local is up (all on this machine):\n")
-	fmt.Fprintf(w, "  open match core   frontend %s  backend %s  query %s\n", s.OpenMatch.FrontendAddr(), s.OpenMatch.BackendAddr(), s.OpenMatch.QueryAddr())
+	core := "open match core "
+	if s.OpenMatch == nil {
+		core = "open match (ext.)"
+	}
+	fmt.Fprintf(w, "  %s  frontend %s  backend %s  query %s\n", core, s.OMFrontend, s.OMBackend, s.OMQuery)
 	fmt.Fprintf(w, "  match function    %s\n", s.MMF.Addr())
 	fmt.Fprintf(w, "  player frontend   gRPC %s  HTTP %s\n", s.Frontend.GRPCAddr(), s.Frontend.HTTPAddr())
 	fmt.Fprintf(w, "  director          control %s  admin http://%s/pool\n", s.Director.ControlAddr(), s.Director.AdminAddr())

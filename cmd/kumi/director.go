@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -116,8 +115,12 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	if fl.Director.LockFile == "" && slices.Contains(fl.Backends, "local") {
-		// One director per machine and pool unless told otherwise (on Kubernetes the Lease does it).
-		fl.Director.LockFile = filepath.Join(os.TempDir(), "kumi-director-"+fl.Director.PoolName+".lock")
+		// One director per control address unless told otherwise (on Kubernetes the Lease does it).
+		lf, err := director.DefaultLockFile(fl.Director.ControlAddr)
+		if err != nil {
+			return err
+		}
+		fl.Director.LockFile = lf
 	}
 	// The metrics server and the local fleet stop only when ctx ends: on any return, and first of
 	// all on a start error, cancel it before waiting for them, or the command would hang.

@@ -18,4 +18,9 @@
 //
 // Session ids of rendezvous sessions carry a digest of their group ("<xid>-g<16 hex>"), so a
 // restarted director rebuilds the group→session mapping from the servers' reports alone.
+//
+// Files by concern: pool.go (config, types, snapshot), weights.go (traffic weights and the weighted
+// choice), registry.go (servers joining and leaving), reports.go (load reports and expiry),
+// placement.go (new sessions and late members), moves.go (sessions leaving a draining server),
+// scalein.go (pool target, refill deficit and scale-in).
 package pool

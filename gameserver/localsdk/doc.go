@@ -12,7 +12,17 @@
 // WatchGameServer pushing the GameServer after every change, and missed health pings (more than
 // period × failureThreshold after the initial delay) turning the server Unhealthy.
 //
-// What it does not: no Kubernetes objects, no ~1 s batching of Counter/List writes (changes are
-// visible at once), no alpha player tracking, no REST gateway. Control-plane actions on the
-// GameServer (the local fleet's allocator) go through Server.Update.
+// Control-plane actions on the GameServer (the local fleet's allocator) go through Server.Update.
+//
+// Known differences from the real sidecar (Agones sdk-server v1.56, also run as `sdk-server
+// --local`); gameserver/sdk's TestGameServerLifecycle runs against either (KUMI_SDK_ADDR), so code
+// that passes it does not depend on them:
+//   - Counter and List writes are applied and visible at once; the sidecar batches them and writes
+//     the GameServer about once a second, so a watcher sees them later and coalesced.
+//   - RequestReady becomes Ready after ReadyDelay by a stand-in controller step; on a cluster the
+//     Agones controller does it, after the pod's other containers are up.
+//   - Missed health pings turn the server Unhealthy here; on a cluster the controller decides, and
+//     then deletes the pod, which this server does not do.
+//   - There are no Kubernetes objects (no pod, node or events), no alpha player tracking and no
+//     HTTP/REST gateway (the sidecar serves one on its HTTP port, 9358 by default).
 package localsdk

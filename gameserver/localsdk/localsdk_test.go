@@ -80,7 +80,7 @@ func TestUpdateAndSubscribe(t *testing.T) {
 	cfg.Health.Disabled = true
 	cfg.Counters = map[string]allocation.CounterStatus{"sessions": {Capacity: 5}}
 	srv := startServer(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sub := srv.Subscribe()
 	defer sub.Close()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	sdkpb "github.com/kumi-dev/kumi/api/agones/sdk"
 	betapb "github.com/kumi-dev/kumi/api/agones/sdk/beta"
@@ -201,7 +202,7 @@ const (
 // later updates, never drops them. It returns an error only when the sidecar does not implement
 // the method.
 func (c *Client) WatchGameServer(ctx context.Context, fn func(*sdkpb.GameServer)) error {
-	backoff := watchRetryMin
+	backoff := newWatchBackoff()
 	for {
 		stream, err := c.sdk.WatchGameServer(ctx, &sdkpb.Empty{})
 		if err == nil {
@@ -211,7 +212,7 @@ func (c *Client) WatchGameServer(ctx context.Context, fn func(*sdkpb.GameServer)
 					err = rerr
 					break
 				}
-				backoff = watchRetryMin
+				backoff = newWatchBackoff()
 				fn(gs)
 			}
 		}
@@ -221,15 +222,21 @@ func (c *Client) WatchGameServer(ctx context.Context, fn func(*sdkpb.GameServer)
 		if status.Code(err) == codes.Unimplemented {
 			return wrap("WatchGameServer", err)
 		}
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(backoff.Step())
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
 		}
-		backoff = min(backoff*2, watchRetryMax)
 	}
+}
+
+// newWatchBackoff is the reconnect policy of WatchGameServer: exponential from watchRetryMin to
+// watchRetryMax, jittered so the game servers of a node that lost their sidecars together do not
+// reconnect in step.
+func newWatchBackoff() *wait.Backoff {
+	return &wait.Backoff{Duration: watchRetryMin, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: watchRetryMax}
 }
 
 // SetLabel sets label agones.dev/sdk-<key> to value.
