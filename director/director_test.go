@@ -12,9 +12,9 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
-	"github.com/kumi-dev/kumi/director/agones/agonestest"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -81,22 +81,22 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestOnAgonesStandIn runs the director over the Agones backend against the Kubernetes API stand-in:
-// the pool fills by GameServerAllocation, matches are placed on the allocated servers' status
-// address, a restarted director rebuilds its pool from the labelled GameServers, and the
-// single-instance lock refuses a second director.
-func TestOnAgonesStandIn(t *testing.T) {
+// TestOnAgones runs the director over the Agones backend against a real kube-apiserver with the
+// allocation responder in front (Agones' 500 ms batch wait): the pool fills by
+// GameServerAllocation, matches are placed on the allocated servers' status address, a restarted
+// director rebuilds its pool from the labelled GameServers, and the single-instance lock refuses
+// a second director.
+func TestOnAgones(t *testing.T) {
 	e := newEnv(t)
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
+	api := agonesalloc.StartCluster(t, "games", agonesalloc.DefaultConfig())
 	for i := range 4 {
-		api.Put(allocation.GameServer{Name: fmt.Sprintf("gs-%d", i), State: allocation.StateReady, Address: "10.1.0.1",
+		api.Put(t, allocation.GameServer{Name: fmt.Sprintf("gs-%d", i), State: allocation.StateReady, Address: "10.1.0.1",
 			Labels: map[string]string{"agones.dev/fleet": "voice"}, Ports: []allocation.Port{{Name: "default", Port: int32(7000 + i)}},
 			Counters: map[string]allocation.CounterStatus{allocation.CounterSessions: {Capacity: 10}}})
 	}
 	acfg := agones.DefaultConfig()
 	acfg.Namespace = "games"
-	kb, err := agones.NewForRESTConfig(api.RESTConfig(), acfg, testLog(t))
+	kb, err := agones.NewForRESTConfig(api.Alloc.RESTConfig(), acfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,11 +104,11 @@ func TestOnAgonesStandIn(t *testing.T) {
 	cfg.ServerLabels = []string{"agones.dev/fleet=voice"}
 	cfg.Pool.MinFreeSlots = 15
 	cfg.LockFile = filepath.Join(t.TempDir(), "director.lock")
-	cfg.RebuildTimeout = 0 // the stand-in's servers do not report
+	cfg.RebuildTimeout = 0 // these GameServer objects have no process behind them to report
 	ctx1, cancel1 := context.WithCancel(e.ctx)
 	defer cancel1()
 	d, stop1 := e.startDirector(ctx1, cfg, kb)
-	waitFor(t, "pool filled by allocations", 10*time.Second, func() bool { return d.Pool().Free("agones", time.Now()) >= 15 })
+	waitFor(t, "pool filled by allocations", 60*time.Second, func() bool { return d.Pool().Free("agones", time.Now()) >= 15 })
 
 	// A second director on this machine is refused while the first holds the lock.
 	if _, err := director.Start(e.ctx, testLog(t), cfg, prometheus.NewRegistry(), kb); err == nil || !strings.Contains(err.Error(), "another director") {
@@ -130,7 +130,7 @@ func TestOnAgonesStandIn(t *testing.T) {
 	if len(perServer) != 2 { // packed: 10 on the fullest, the rest on the next
 		t.Fatalf("12 sessions spread over %v, want packing onto 2 servers", perServer)
 	}
-	for _, spec := range api.Allocations() {
+	for _, spec := range api.Alloc.Requests() {
 		if spec.Metadata.Labels[allocation.LabelPool] != "it" || spec.Selectors[1].MatchLabels["agones.dev/fleet"] != "voice" {
 			t.Fatalf("allocation spec %+v", spec)
 		}
@@ -141,11 +141,11 @@ func TestOnAgonesStandIn(t *testing.T) {
 	stop1()
 	pooled := map[string]bool{}
 	for _, name := range []string{"gs-0", "gs-1", "gs-2", "gs-3"} {
-		if gs, ok := api.Get(name); ok && gs.Labels[allocation.LabelPool] == "it" {
+		if gs := api.Get(t, name); gs.Labels[allocation.LabelPool] == "it" {
 			c := gs.Counters[allocation.CounterSessions]
 			c.Count = 4 // the game server counts its live sessions
 			gs.Counters[allocation.CounterSessions] = c
-			api.Put(gs)
+			api.Put(t, gs)
 			pooled[name] = true
 		}
 	}
@@ -176,9 +176,8 @@ func poolServer(name string) pool.ServerInfo {
 // and moves with and without room.
 func TestControlAPI(t *testing.T) {
 	e := newEnv(t)
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
-	kb, err := agones.NewForRESTConfig(api.RESTConfig(), func() agones.Config { c := agones.DefaultConfig(); c.Namespace = "games"; return c }(), testLog(t))
+	api := agonesalloc.StartCluster(t, "games", agonesalloc.DefaultConfig())
+	kb, err := agones.NewForRESTConfig(api.Alloc.RESTConfig(), func() agones.Config { c := agones.DefaultConfig(); c.Namespace = "games"; return c }(), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
