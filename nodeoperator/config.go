@@ -18,7 +18,7 @@ type Config struct {
 	Kubeconfig      string        `flag:"kubeconfig" help:"kubeconfig file; empty means the in-cluster service account"`
 	NodeSelector    string        `flag:"node-selector" help:"label selector of the on-prem Nodes the operator guards"`
 	ClassLabel      string        `flag:"class-label" help:"Node label naming the node class (which VM template replaces it); missing means class default"`
-	SyncPeriod      time.Duration `flag:"sync-period" help:"how often the whole pool is re-evaluated (Node and NodeFailover changes also trigger a pass)"`
+	SyncPeriod      time.Duration `flag:"sync-period" help:"how often the whole pool is re-evaluated (Node changes also trigger a pass)"`
 	LeaderElect     bool          `flag:"leader-elect" help:"hold a Lease so only one operator replica acts"`
 	LeaderNamespace string        `flag:"leader-namespace" help:"namespace of the leader-election Lease"`
 	MetricsAddr     string        `flag:"metrics-addr" help:"Prometheus /metrics listener (no secrets served; restrict with a NetworkPolicy); empty disables"`
@@ -88,27 +88,27 @@ type TailnetConfig struct {
 // Default returns the defaults every flag starts from.
 func Default() Config {
 	return Config{
-		NodeSelector:      "kumi.dev/onprem=true",
-		ClassLabel:        "kumi.dev/node-class",
-		SyncPeriod:        10 * time.Second,
-		LeaderElect:       true,
-		LeaderNamespace:   "kumi",
-		MetricsAddr:       ":9102",
-		HealthAddr:        ":9103",
-		FlapGrace:         30 * time.Second,
-		LeaseStale:        40 * time.Second,
-		TaintAfter:        300 * time.Second,
-		RecoveryStable:    60 * time.Second,
-		MaxUnhealthyPct:   40,
-		StartupTimeout:    10 * time.Minute,
-		MaxAttempts:       3,
-		MaxLifetime:       24 * time.Hour,
-		OrphanGrace:       15 * time.Minute,
-		JoinTTL:           time.Hour,
-		RetryInitial:      time.Second,
-		RetrySteps:        5,
-		RetryCap:          30 * time.Second,
-		APIServer:         "kube-apiserver:6443",
+		NodeSelector:    "kumi.dev/onprem=true",
+		ClassLabel:      "kumi.dev/node-class",
+		SyncPeriod:      10 * time.Second,
+		LeaderElect:     true,
+		LeaderNamespace: "kumi",
+		MetricsAddr:     ":9102",
+		HealthAddr:      ":9103",
+		FlapGrace:       30 * time.Second,
+		LeaseStale:      40 * time.Second,
+		TaintAfter:      300 * time.Second,
+		RecoveryStable:  60 * time.Second,
+		MaxUnhealthyPct: 40,
+		StartupTimeout:  10 * time.Minute,
+		MaxAttempts:     3,
+		MaxLifetime:     24 * time.Hour,
+		OrphanGrace:     15 * time.Minute,
+		JoinTTL:         time.Hour,
+		RetryInitial:    time.Second,
+		RetrySteps:      5,
+		RetryCap:        30 * time.Second,
+		APIServer:       "kube-apiserver:6443",
 		Default: VMTemplate{
 			Zone:        "europe-west4-a",
 			MachineType: "n2-standard-8",

@@ -7,11 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,7 +43,10 @@ func testLog(t *testing.T) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // eventLog collects events (client-go's fake recorder blocks when its channel is full).
 type eventLog struct {
@@ -236,14 +239,14 @@ func newEnv(t *testing.T, nodes int, mutate func(*Config)) *env {
 		}
 	})
 	e.createClusterInfo()
-	e.tailnet = newLoopTailnet(t)
+	e.tailnet = shared
+	t.Cleanup(func() { shared.restoreAll(t) })
 	for i := range nodes {
 		name := fmt.Sprintf("onprem-%d", i)
 		e.nodes = append(e.nodes, name)
 		e.createNode(name, map[string]string{"kumi.dev/onprem": "true", "kumi.dev/pool": "games"}, true)
-		e.tailnet.up(ctx, name)
 	}
-	e.peers = e.tailnet.operator(ctx, cfg.Tailnet.Timeout)
+	e.peers = shared.peers(cfg.Tailnet.Timeout)
 	e.restart()
 	return e
 }
@@ -310,7 +313,9 @@ func (e *env) dark(names ...string) {
 
 func (e *env) back(names ...string) {
 	for _, n := range names {
-		e.tailnet.up(e.ctx, n)
+		if err := e.tailnet.up(e.ctx, n); err != nil {
+			e.t.Fatal(err)
+		}
 		e.setReady(n, true)
 	}
 }
@@ -374,8 +379,9 @@ func (e *env) addGS(name, node, state string) {
 	e.t.Helper()
 	gs := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agones.dev/v1", "kind": "GameServer",
 		"metadata": map[string]any{"name": name, "namespace": "default"},
-		"spec":     map[string]any{"ports": []any{}},
-		"status":   map[string]any{"state": state, "nodeName": node}}}
+		"spec": map[string]any{"ports": []any{}, "template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "gameserver", "image": "kumi"}}}}},
+		"status": map[string]any{"state": state, "nodeName": node}}}
 	if err := e.kube.Create(e.ctx, gs); err != nil {
 		e.t.Fatal(err)
 	}
