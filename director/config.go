@@ -15,12 +15,14 @@ import (
 
 // Config is every setting of the director.
 type Config struct {
-	ControlAddr string   `flag:"control-addr" help:"gRPC address serving kumi.control.v1.Director to game servers (host:port; port 0 picks one)"`
-	AdminAddr   string   `flag:"admin-addr" help:"HTTP address of the admin API (GET/PUT /weights, GET /pool, POST /drain); empty disables it"`
-	BackendAddr string   `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
-	MMFHost     string   `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
-	MMFPort     int      `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
-	Profiles    []string `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop"`
+	ControlAddr string `flag:"control-addr" help:"gRPC address serving kumi.control.v1.Director to game servers (host:port; port 0 picks one)"`
+	AdminAddr   string `flag:"admin-addr" help:"HTTP address of the admin API (GET/PUT /weights, GET /pool, POST /drain; director/admin.go); empty disables it"`
+	// AdminTokenFile guards the admin API, which can drain servers and move all traffic.
+	AdminTokenFile string   `flag:"admin-token-file" help:"file with the bearer token every admin API request must carry (e.g. openssl rand -hex 32); required when admin-addr is set"`
+	BackendAddr    string   `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
+	MMFHost        string   `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
+	MMFPort        int      `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
+	Profiles       []string `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop"`
 
 	PoolName     string   `flag:"pool" help:"value of the kumi.dev/pool label this director puts on (and lists) its servers"`
 	ServerLabels []string `flag:"server-labels" help:"key=value labels every kumi game server carries; allocations select on them"`
@@ -55,6 +57,8 @@ type Config struct {
 	Signer *token.Signer
 	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
 	ControlSecret string
+	// AdminToken is used instead of AdminTokenFile when set (kumi local, tests).
+	AdminToken string
 	// TicketSealSecret is used instead of TicketSealSecretFile when set (kumi local, tests).
 	TicketSealSecret string
 }
@@ -102,6 +106,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("director: token-ttl %s must be > 0", c.TokenTTL)
 	case c.Signer == nil && c.TokenKeyFile == "":
 		return errors.New("director: token-key is empty: give the PEM key that signs server tokens (kumi token keygen)")
+	case c.AdminAddr != "" && c.AdminToken == "" && c.AdminTokenFile == "":
+		return errors.New("director: admin-addr is set but admin-token-file is empty: give the admin API a token (e.g. openssl rand -hex 32 > admin.token), or set admin-addr empty")
 	case c.TicketSealSecret == "" && c.TicketSealSecretFile == "" && !c.AcceptUnsealedTickets:
 		return errors.New("director: ticket-seal-secret-file is empty: give the secret the frontends seal tickets with (e.g. openssl rand -hex 32 > ticket.secret, to both), or pass accept-unsealed-tickets")
 	case (c.TicketSealSecret != "" || c.TicketSealSecretFile != "") && c.AcceptUnsealedTickets:

@@ -167,7 +167,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		if err != nil {
 			return nil, fmt.Errorf("director: admin-addr %s: %w", cfg.AdminAddr, err)
 		}
-		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		adminToken := cfg.AdminToken
+		if adminToken == "" {
+			if adminToken, err = controlauth.ReadSecret(cfg.AdminTokenFile); err != nil {
+				return nil, fmt.Errorf("director: admin-token-file: %w", err)
+			}
+		}
+		d.admin = &http.Server{Handler: d.adminHandler(adminToken), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 	}
 	ok = true
 
