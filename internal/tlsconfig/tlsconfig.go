@@ -15,6 +15,9 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Config is one endpoint's TLS files. All empty: TLS off.
@@ -180,4 +183,30 @@ func IsLoopback(addr string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// ServerCredentials are gRPC server credentials: TLS from c, or plaintext when c is empty (the
+// caller has checked the listen address with CheckListen).
+func (c Config) ServerCredentials() (credentials.TransportCredentials, error) {
+	if !c.Enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg, err := c.Server()
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// DialCredentials are gRPC client credentials: TLS from c (CA file or system roots, optional
+// client certificate), or plaintext when c is empty.
+func (c Config) DialCredentials() (credentials.TransportCredentials, error) {
+	if !c.Enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg, err := c.Client()
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
 }
