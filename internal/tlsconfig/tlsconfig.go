@@ -168,7 +168,7 @@ func CheckListen(what, addr string, tlsOn, insecure bool) error {
 	if tlsOn || insecure || addr == "" || IsLoopback(addr) {
 		return nil
 	}
-	return fmt.Errorf("%s %s is reachable from other hosts without TLS: set its cert-file and key-file, bind it to 127.0.0.1, or pass --insecure if the network itself is trusted", what, addr)
+	return fmt.Errorf("%s %s is reachable from other hosts without TLS: set --tls-cert-file and --tls-key-file, bind it to 127.0.0.1, or pass --insecure if the network itself is trusted", what, addr)
 }
 
 // IsLoopback reports whether a listen address binds only the loopback interface. An empty host
