@@ -27,6 +27,28 @@ func BenchmarkTicketToAssignment(b *testing.B) {
 	}
 }
 
+// BenchmarkWarmPool offers 100 new sessions per second for 3 s to a fleet whose allocations take
+// 500 ms, once with 100 slots kept warm and once with none (the baseline of the same run: every
+// placement waits for an allocation), and reports ticket→assignment latency as the client sees it.
+// The ratio warm/cold p99 is what the warm pool buys (TestWarmPoolHidesAllocationLatency asserts the
+// property itself from events).
+//
+//	go test -run '^$' -bench WarmPool -benchtime 1x ./director/
+func BenchmarkWarmPool(b *testing.B) {
+	const allocWait = 500 * time.Millisecond
+	for range b.N {
+		warm := warmPoolMeasure(b, allocWait, 100)
+		cold := warmPoolMeasure(b, allocWait, 0)
+		b.ReportMetric(float64(warm.p50.Microseconds())/1000, "warm-p50-ms")
+		b.ReportMetric(float64(warm.p99.Microseconds())/1000, "warm-p99-ms")
+		b.ReportMetric(float64(cold.p50.Microseconds())/1000, "cold-p50-ms")
+		b.ReportMetric(float64(cold.p99.Microseconds())/1000, "cold-p99-ms")
+		b.ReportMetric(float64(warm.p99)/float64(max(cold.p99, 1)), "warm/cold-p99")
+		b.ReportMetric(warm.waits, "warm-waits")
+		b.ReportMetric(warm.unplaced+cold.unplaced, "released")
+	}
+}
+
 func benchLoad(b *testing.B, allocLatency time.Duration) {
 	const (
 		rate     = 1000 // tickets per second

@@ -28,12 +28,15 @@ type Config struct {
 	BackendAddr  string           `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
 	MMFHost      string           `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
 	MMFPort      int              `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
-	Profiles     []string         `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop"`
+	Profiles     []string         `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop (the default covers the match function's built-in profiles)"`
 
 	PoolName     string   `flag:"pool" help:"value of the kumi.dev/pool label this director puts on (and lists) its servers"`
 	ServerLabels []string `flag:"server-labels" help:"key=value labels every kumi game server carries; allocations select on them"`
 	PortName     string   `flag:"port-name" help:"GameServer port clients use (the first port when empty or absent)"`
-	Weights      string   `flag:"weights" help:"traffic weights as backend=percent with 0.01 resolution, e.g. local=99.99,agones=0.01; empty splits evenly"`
+	Weights      string   `flag:"weights" help:"traffic weights as backend=percent with 0.01 resolution, e.g. local=99.99,agones=0.01; empty splits evenly. A weight caps the backend's share of new sessions"`
+	// PlaceWait and Failover: a backend short of free slots never hands its share to another.
+	PlaceWait time.Duration `flag:"place-wait" help:"when the backend the weights chose for a new session has no free slot, how long placement waits for its refill before releasing the match (or failing over)"`
+	Failover  string        `flag:"failover" help:"after place-wait: none (release the match to Open Match; it comes back) or spill (place on another backend with weight, counted in kumi_director_failovers_total)"`
 
 	TokenKeyFile string `flag:"token-key" help:"PEM private key signing server tokens (kumi token keygen)"`
 	// ControlSecretFile guards MoveSession, which mints server tokens: only game servers may call it.
@@ -55,6 +58,8 @@ type Config struct {
 	RPCTimeout      time.Duration `flag:"rpc-timeout" help:"bound on one AssignTickets or ReleaseTickets call"`
 	ShutdownGrace   time.Duration `flag:"shutdown-grace" help:"on stop, how long the current FetchMatches stream may finish so its matches are placed or released"`
 	LockFile        string        `flag:"lock-file" help:"file locked (flock) so only one director runs on this machine; empty disables"`
+	// AdoptBackend lets a lone game server join: see Director.adopt for who may and why.
+	AdoptBackend string `flag:"adopt-backend" help:"backend whose traffic share adopts game servers that report with the control secret but that no backend lists (hand-started kumi gameserver); empty: the first backend; none: never adopt"`
 
 	Pool pool.Config `prefix:"pool-"`
 
@@ -77,7 +82,7 @@ func Default() Config {
 		BackendAddr:      "127.0.0.1:50505",
 		MMFHost:          "127.0.0.1",
 		MMFPort:          50502,
-		Profiles:         []string{"voice"},
+		Profiles:         DefaultProfiles(),
 		PoolName:         "default",
 		PortName:         "default",
 		TokenIssuer:      token.DefaultIssuer,
@@ -91,9 +96,19 @@ func Default() Config {
 		RPCTimeout:       5 * time.Second,
 		ShutdownGrace:    5 * time.Second,
 		Pool:             pool.DefaultConfig(),
+		PlaceWait:        2 * time.Second,
+		Failover:         FailoverNone,
 		TicketSealMaxAge: 15 * time.Minute,
 	}
 }
+
+// DefaultProfiles are the names of the match function's built-in profiles
+// (matchfunction.DefaultProfiles), so a director and a match function started with defaults serve
+// every kind of ticket; a test keeps the two lists equal.
+func DefaultProfiles() []string { return []string{"voice", "duel"} }
+
+// AdoptNone is the AdoptBackend value that turns adoption off.
+const AdoptNone = "none"
 
 // Validate names the first bad setting.
 func (c Config) Validate() error {
@@ -132,6 +147,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("director: max-allocations %d must be > 0", c.MaxAllocations)
 	case c.AllocBackoffMax <= 0 || c.FetchBackoffMax <= 0 || c.MinFetchGap < 0:
 		return errors.New("director: alloc-backoff-max and fetch-backoff-max must be > 0, min-fetch-gap ≥ 0")
+	case c.PlaceWait < 0 || c.PlaceWait > 30*time.Second:
+		// The match's tickets stay pending meanwhile; Open Match hands them out again after its
+		// pending-release timeout (1 m by default).
+		return fmt.Errorf("director: place-wait %s must be within 0..30s", c.PlaceWait)
+	case c.Failover != FailoverNone && c.Failover != FailoverSpill:
+		return fmt.Errorf("director: failover %q: want %s or %s", c.Failover, FailoverNone, FailoverSpill)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Profiles {

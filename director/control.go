@@ -53,10 +53,14 @@ func (c *controlServer) Report(ctx context.Context, r *control.LoadReport) (*con
 		}
 		rep.Sessions = append(rep.Sessions, pool.SessionLoad{ID: s.GetSessionId(), Players: s.GetPlayers()})
 	}
-	res := d.pool.Report(rep, time.Now())
+	now := time.Now()
+	d.instances.set(r.GetServer(), r.GetInstance(), now)
+	res := d.pool.Report(rep, now)
+	if !res.Known && d.adopt(ctx, rep, now) {
+		res = d.pool.Report(rep, now)
+	}
 	if !res.Known {
 		d.m.reports.WithLabelValues("false").Inc()
-		d.log.Debug("report from a server outside the pool", "server", r.GetServer())
 	} else {
 		d.m.reports.WithLabelValues("true").Inc()
 		select {
@@ -101,9 +105,10 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	reply := &control.MoveSessionReply{Server: pl.Server, Address: pl.Address, SessionId: pl.SessionID}
+	inst := d.instances.get(pl.Server)
 	for _, p := range r.GetPlayers() {
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: p, SessionID: pl.SessionID, Server: pl.Server,
-			ExpiresAt: now.Add(d.cfg.TokenTTL)})
+			Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL)})
 		if err != nil {
 			d.m.moves.WithLabelValues("error").Inc()
 			return nil, status.Errorf(codes.Internal, "mint token for %s: %v", p, err)

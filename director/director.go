@@ -43,8 +43,14 @@ type Director struct {
 	admin   *http.Server
 	lock    *fileLock
 
+	adoption  adoption
+	adoptInto string // backend whose share adopted servers join; "" when adoption is off
+	secured   bool   // the control API requires a secret
+
 	reported chan struct{} // poked on every known report (rebuild waits on it)
-	mainDone chan struct{} // closed when the match, refill and housekeeping loops have ended
+	// instances is each server's reported instance, named in the tokens minted for it.
+	instances instances
+	mainDone  chan struct{} // closed when the match, refill and housekeeping loops have ended
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -66,7 +72,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	config.Log(ctx, log, "director", &cfg)
 	d := &Director{cfg: cfg, log: log, backends: map[string]*backendLoop{}, reported: make(chan struct{}, 1),
-		mainDone: make(chan struct{}), stopped: make(chan struct{})}
+		mainDone: make(chan struct{}), stopped: make(chan struct{}), adoption: adoption{told: map[string]string{}}}
 	d.labels, _ = ParseLabels(cfg.ServerLabels)
 	d.spec = pool.AllocationSpec(cfg.PoolName, d.labels)
 	d.pool = pool.New(cfg.Pool)
@@ -76,6 +82,16 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		d.backends[b.Name()] = &backendLoop{b: b, wake: make(chan struct{}, 1)}
 		d.pool.AddBackend(b.Name())
+	}
+	switch cfg.AdoptBackend {
+	case AdoptNone:
+	case "":
+		d.adoptInto = backends[0].Name()
+	default:
+		if d.backends[cfg.AdoptBackend] == nil {
+			return nil, fmt.Errorf("director: adopt-backend %q is not one of the backends (or %q)", cfg.AdoptBackend, AdoptNone)
+		}
+		d.adoptInto = cfg.AdoptBackend
 	}
 	if w, _ := ParseWeights(cfg.Weights); w != nil {
 		if err := d.pool.SetWeights(w); err != nil {
@@ -165,8 +181,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 	}
 	if secret == "" {
-		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it")
+		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it; game servers no backend lists are not adopted")
 	}
+	d.secured = secret != ""
 	d.grpcSrv = grpc.NewServer(grpc.Creds(serverCreds), grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))
 	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
 	if cfg.AdminAddr != "" {

@@ -234,8 +234,24 @@ func TestControlAPI(t *testing.T) {
 		}
 	}
 	if d.Pool().HasServer("stranger") {
-		t.Fatal("a report put an unallocated server into the pool")
+		t.Fatal("a report without an address put a server into the pool")
 	}
+	// A Ready server the backend lists but has not allocated is never adopted (placing on it would
+	// bypass allocation); a server no backend lists, reporting with the secret and an address, is.
+	api.Put(allocation.GameServer{Name: "ready-1", State: allocation.StateReady, Address: "10.1.0.9",
+		Ports: []allocation.Port{{Name: "default", Port: 7000}}})
+	for _, n := range []string{"ready-1", "by-hand"} {
+		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: "10.1.0.9:7000", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d.Pool().HasServer("ready-1") {
+		t.Fatal("a Ready server of the backend was adopted")
+	}
+	if !d.Pool().HasServer("by-hand") {
+		t.Fatal("a server no backend lists, reporting with the secret, was not adopted")
+	}
+	d.Pool().RemoveServer("by-hand")
 	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "x"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("move without session: %v", err)
 	}
@@ -247,7 +263,7 @@ func TestControlAPI(t *testing.T) {
 	now := time.Now()
 	for _, n := range []string{"one", "two"} {
 		d.Pool().AddServer(poolServer(n), now)
-		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
+		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Instance: "ins-" + n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,7 +280,7 @@ func TestControlAPI(t *testing.T) {
 	}
 	for _, tk := range mv.GetTokens() {
 		cl, err := e.signer.Verifier("", 0).VerifyServerToken(tk.GetToken(), "two")
-		if err != nil || cl.PlayerID != tk.GetPlayerId() || cl.SessionID != "s1" {
+		if err != nil || cl.PlayerID != tk.GetPlayerId() || cl.SessionID != "s1" || cl.Instance != "ins-two" {
 			t.Fatalf("moved token %v: %+v %v", tk, cl, err)
 		}
 	}

@@ -40,6 +40,7 @@ const (
 	childDirector = "KUMI_DIRECTOR_TEST_DIRECTOR"
 	childCapacity = "KUMI_DIRECTOR_TEST_CAPACITY"
 	childMembers  = "KUMI_DIRECTOR_TEST_MEMBERS"
+	childSecret   = "KUMI_DIRECTOR_TEST_SECRET_FILE"
 )
 
 func TestMain(m *testing.M) {
@@ -66,6 +67,7 @@ func runGameServer() int {
 	cfg.Capacity, _ = strconv.Atoi(os.Getenv(childCapacity))
 	cfg.MaxMembers, _ = strconv.Atoi(os.Getenv(childMembers))
 	cfg.Token.PublicKeys = []string{os.Getenv(childKey)}
+	cfg.DirectorSecretFile = os.Getenv(childSecret)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s, err := gameserver.Start(ctx, log, cfg, prometheus.NewRegistry())
 	if err != nil {
@@ -171,6 +173,8 @@ type fleetOpts struct {
 	buffer    int
 	max       int
 	allocWait time.Duration
+	// secretFile is the control secret the servers present (none when empty).
+	secretFile string
 }
 
 // startFleet starts a local fleet of real game-server processes reporting to the env's director.
@@ -185,7 +189,7 @@ func (e *env) startFleet(o fleetOpts) *localfleet.Fleet {
 	cfg.Name = o.name
 	cfg.Command = []string{exe}
 	cfg.Env = []string{childEnv + "=gameserver", childKey + "=" + e.keyArg, childDirector + "=" + e.ctlAddr,
-		childCapacity + "=" + strconv.Itoa(o.capacity), childMembers + "=" + strconv.Itoa(maxMembers), "GORACE=atexit_sleep_ms=0"}
+		childCapacity + "=" + strconv.Itoa(o.capacity), childMembers + "=" + strconv.Itoa(maxMembers), childSecret + "=" + o.secretFile, "GORACE=atexit_sleep_ms=0"}
 	cfg.BufferSize, cfg.MaxReplicas = o.buffer, o.max
 	cfg.SessionCapacity = int64(o.capacity)
 	cfg.AllocationLatency = o.allocWait

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/kumi-dev/kumi/allocation"
 	"github.com/kumi-dev/kumi/gameserver/client"
 )
 
@@ -92,58 +94,126 @@ func TestChatGroupsPlacedTogether(t *testing.T) {
 	}
 }
 
-// TestWarmPoolHidesAllocationLatency: with every allocation taking 500 ms, a warm pool still
-// assigns at p99 < 50 ms, never releases a match for lack of room, and refills in the background
-// as sessions use it up. A placement that waited on an allocation would show in every attempt
-// (a ticket waiting ≥ 500 ms, matches released); a CPU spike from the other processes on this
-// shared 2-core box does not repeat, so an attempt may be repeated (up to three) and one must pass.
+// TestWarmPoolHidesAllocationLatency: no placement waits for an allocation. Once the warm pool is
+// full, allocations are held at a gate, so none can complete; a burst of as many sessions as the
+// pool keeps free is then placed in full, with no match released for want of room and no
+// placement waiting for a refill (kumi_director_placement_waits_total), while the refill has
+// already asked for servers in the background; opening the gate refills the pool. The property is
+// asserted from events, so it holds however slow the machine is; the latency it buys is a figure
+// (BenchmarkWarmPool, BENCHMARKS.md).
 func TestWarmPoolHidesAllocationLatency(t *testing.T) {
-	const allocWait = 500 * time.Millisecond
-	var tried []warmPoolResult
-	for attempt := 1; attempt <= 3; attempt++ {
-		r := warmPoolRun(t, fmt.Sprintf("attempt-%d", attempt), allocWait)
-		if r.servers < 6 {
-			t.Fatalf("%d servers for 300 sessions of capacity 60 plus target: the pool did not refill", r.servers)
-		}
-		// A released match is the warm pool failing (no free slot when the match came), whatever
-		// the machine's load: no retry for that. Only the latency bounds get another attempt.
-		if r.unplaced != 0 {
-			t.Fatalf("%v matches released for want of room: the warm pool did not keep ahead of 100 new sessions/s", r.unplaced)
-		}
-		tried = append(tried, r)
-		if r.max < allocWait && r.p99 < 50*time.Millisecond {
-			return
-		}
+	e := newEnv(t)
+	f := e.startFleet(fleetOpts{name: "slow", capacity: 60, buffer: 3, max: 8, allocWait: 500 * time.Millisecond})
+	g := newGatedBackend(f)
+	cfg := e.directorConfig()
+	const warm = 100
+	cfg.Pool.MinFreeSlots = warm
+	cfg.Pool.RateShare = 0 // the target stays at the warm size while the burst runs
+	d, _ := e.startDirector(e.ctx, cfg, g)
+	backend := f.Name()
+	waitFor(t, "warm pool", 60*time.Second, func() bool { return d.Pool().Free(backend, time.Now()) >= warm })
+	g.shut()
+
+	ts := e.tickets()
+	for i := range warm {
+		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("solo-%d", i))
 	}
-	t.Fatalf("no attempt with p99 < 50 ms and every ticket under the 500 ms allocation latency: %+v", tried)
+	ts.await(warm, 60*time.Second)
+	if n := e.counter("kumi_director_unplaced_matches_total"); n != 0 {
+		t.Fatalf("%v matches released for want of room: the warm pool did not hold the burst", n)
+	}
+	if n := e.counter("kumi_director_placement_waits_total"); n != 0 {
+		t.Fatalf("%v placements waited for a refill", n)
+	}
+	waitFor(t, "the refill asking for servers in the background", 60*time.Second, func() bool { return g.waiting() > 0 })
+	g.open()
+	waitFor(t, "pool refilled once allocations complete", 60*time.Second, func() bool { return d.Pool().Free(backend, time.Now()) >= warm })
+}
+
+// gatedBackend holds every Allocate at a gate while it is shut (a test's stand-in for an
+// allocator that has not answered yet); everything else is the wrapped backend's.
+type gatedBackend struct {
+	allocation.Backend
+	mu     sync.Mutex
+	gate   chan struct{} // closed while open
+	queued int
+}
+
+func newGatedBackend(b allocation.Backend) *gatedBackend {
+	g := &gatedBackend{Backend: b, gate: make(chan struct{})}
+	close(g.gate)
+	return g
+}
+
+func (g *gatedBackend) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+		g.gate = make(chan struct{})
+	default:
+	}
+}
+
+func (g *gatedBackend) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.gate:
+	default:
+		close(g.gate)
+	}
+}
+
+// waiting is the number of Allocate calls held at the gate now.
+func (g *gatedBackend) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.queued
+}
+
+func (g *gatedBackend) Allocate(ctx context.Context, spec allocation.Spec) (allocation.Status, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.queued++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.queued--
+		g.mu.Unlock()
+	}()
+	select {
+	case <-gate:
+	case <-ctx.Done():
+		return allocation.Status{}, ctx.Err()
+	}
+	return g.Backend.Allocate(ctx, spec)
 }
 
 type warmPoolResult struct {
-	p99, max time.Duration
-	unplaced float64
-	servers  int
+	p50, p99, max time.Duration
+	unplaced      float64
+	waits         float64
+	servers       int
 }
 
-// warmPoolRun measures in a subtest, so its processes are gone before the next run starts.
-func warmPoolRun(t *testing.T, name string, allocWait time.Duration) (r warmPoolResult) {
-	if !t.Run(name, func(t *testing.T) { r = warmPoolMeasure(t, allocWait) }) {
-		t.FailNow()
-	}
-	return r
-}
-
-func warmPoolMeasure(t *testing.T, allocWait time.Duration) warmPoolResult {
-	e := newEnv(t)
-	// Enough Ready processes up front that no game-server process starts during the measurement
-	// (a -race process start costs a core for a while on this 2-core machine).
+// warmPoolMeasure offers 100 new sessions per second for 3 s (more than the warm pool alone
+// holds) to a fleet whose allocations take allocWait, with minFree slots kept warm, and measures
+// ticket→assignment latency as the client sees it.
+func warmPoolMeasure(tb testing.TB, allocWait time.Duration, minFree int) warmPoolResult {
+	e := newEnv(tb)
+	// Enough Ready processes up front that no game-server process starts during the measurement.
 	f := e.startFleet(fleetOpts{name: "slow", capacity: 60, buffer: 8, max: 10, allocWait: allocWait})
 	cfg := e.directorConfig()
-	cfg.Pool.MinFreeSlots = 100
+	cfg.Pool.MinFreeSlots = minFree
+	cfg.PlaceWait = 10 * time.Second // a cold pool waits for its allocations rather than releasing
 	d, stop := e.startDirector(e.ctx, cfg, f)
 	defer stop()
 	backend := f.Name()
-	waitFor(t, "warm pool", 30*time.Second, func() bool { return d.Pool().Free(backend, time.Now()) >= 100 })
-	waitFor(t, "fleet at full size", 30*time.Second, func() bool {
+	if minFree > 0 {
+		waitFor(tb, "warm pool", 60*time.Second, func() bool { return d.Pool().Free(backend, time.Now()) >= minFree })
+	}
+	waitFor(tb, "fleet at full size", 60*time.Second, func() bool {
 		l, _ := f.List(e.ctx, nil)
 		ready := 0
 		for _, gs := range l {
@@ -155,7 +225,7 @@ func warmPoolMeasure(t *testing.T, allocWait time.Duration) warmPoolResult {
 	})
 
 	ts := e.tickets()
-	const n = 300 // 100 new sessions per second for 3 s: more than the warm pool alone holds
+	const n = 300
 	start := time.Now()
 	for i := range n {
 		if wait := time.Until(start.Add(time.Duration(i) * 10 * time.Millisecond)); wait > 0 {
@@ -163,16 +233,14 @@ func warmPoolMeasure(t *testing.T, allocWait time.Duration) warmPoolResult {
 		}
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("solo-%d", i))
 	}
-	got := ts.await(n, 30*time.Second)
+	got := ts.await(n, 120*time.Second)
 	lat := make([]time.Duration, len(got))
 	for i, a := range got {
 		lat[i] = a.latency
 	}
-	r := warmPoolResult{p99: percentile(lat, 0.99), max: percentile(lat, 1),
-		unplaced: e.counter("kumi_director_unplaced_matches_total"), servers: len(d.Pool().Snapshot(time.Now()).Servers)}
-	t.Logf("allocations %s: ticket→assignment p50 %s p99 %s max %s; director's own p99 %s; unplaced %v",
-		allocWait, percentile(lat, 0.5), r.p99, r.max, e.quantile("kumi_director_match_handling_seconds", 0.99), r.unplaced)
-	return r
+	return warmPoolResult{p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), max: percentile(lat, 1),
+		unplaced: e.counter("kumi_director_unplaced_matches_total"), waits: e.counter("kumi_director_placement_waits_total"),
+		servers: len(d.Pool().Snapshot(time.Now()).Servers)}
 }
 
 // TestRestartMidLoad: the director is stopped and a new one started while tickets keep coming and
@@ -255,8 +323,8 @@ func restartMidLoad(t *testing.T, grace time.Duration) {
 	}
 }
 
-// TestTrafficWeights: two fleets weighted 90/10 get new sessions in that ratio (within binomial
-// tolerance); moving all weight to one fleet through the admin API sends every new session there
+// TestTrafficWeights: two fleets weighted 90/10 get new sessions in that ratio, each session on the
+// backend the weights chose for its id even when a burst outruns a warm pool; moving all weight to one fleet through the admin API sends every new session there
 // at once, while a live group on the other fleet keeps receiving its late arrivals.
 func TestTrafficWeights(t *testing.T) {
 	e := newEnv(t)
@@ -290,10 +358,19 @@ func TestTrafficWeights(t *testing.T) {
 		ts.create(fmt.Sprintf("p%d", i), fmt.Sprintf("solo-%d", i))
 	}
 	count := map[string]int{}
-	for _, a := range ts.await(n, 30*time.Second) {
-		count[backendOf(a.session)]++
+	for _, a := range ts.await(n, 60*time.Second) {
+		// The weights cap each backend's share: a burst that outruns fleet a's warm pool waits
+		// for a's refill (or is released and comes back), never spilling onto b.
+		got := backendOf(a.session)
+		if want := d.Pool().Choose(a.session); got != want {
+			t.Fatalf("session %s chosen for %s placed on %s", a.session, want, got)
+		}
+		count[got]++
 	}
-	// b's share is Binomial(300, 0.1): mean 30, sd 5.2; accept ±4 sd.
+	if n := e.counter("kumi_director_failovers_total"); n != 0 {
+		t.Fatalf("%v failovers with the default policy none", n)
+	}
+	// b's share is Binomial(300, 0.1): mean 30, sd 5.2; accept ±4 sd (the session ids are random).
 	if b := count[fb.Name()]; b < 30-21 || b > 30+21 {
 		t.Fatalf("fleet b got %d of %d new sessions at weight 10 %% (counts %v)", b, n, count)
 	}

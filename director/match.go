@@ -145,11 +145,11 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 // in one AssignTickets call and releases the tickets of matches that could not be placed in one
 // ReleaseTickets call.
 func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) (send func()) {
-	now := time.Now()
 	var (
-		groups  []*openmatch.AssignmentGroup
-		release []string
-		created = map[string]time.Time{}
+		groups   []*openmatch.AssignmentGroup
+		release  []string
+		created  = map[string]time.Time{}
+		deadline time.Time // of waiting for a short backend's refill, shared by the batch
 	)
 	for _, r := range batch {
 		m := r.m
@@ -169,7 +169,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 				created[t.GetId()] = ct.AsTime()
 			}
 		}
-		if bad := d.unsealed(m, players, now); len(bad) > 0 {
+		if bad := d.unsealed(m, players, time.Now()); len(bad) > 0 {
 			// Tickets that did not come through a kumi frontend are neither assigned nor released: they
 			// stay pending until the core's pending timeout, so a forger gets no server token and cannot
 			// make the match function spin on them. The match's other tickets go back at once.
@@ -189,7 +189,8 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			release = append(release, ids...)
 			continue
 		}
-		pl, err := d.pool.Place(pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, now)
+		pl, err := d.place(ctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
+		now := time.Now()
 		if err != nil {
 			reason := "error"
 			if errors.Is(err, pool.ErrNoRoom) {
@@ -201,23 +202,38 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			d.pokeAll()
 			continue
 		}
-		gs, err := d.assignmentGroups(pl, ids, players, now)
+		// A rendezvous match may be split: its oldest players fill the group's open session, the
+		// rest open the next one (pl.Rest). Players and ids are in the same order.
+		var mgs []*openmatch.AssignmentGroup
+		off := 0
+		for part := &pl; part != nil && err == nil; part = part.Rest {
+			k := len(ids) - off
+			if part.Players != nil {
+				k = len(part.Players)
+			}
+			var gs []*openmatch.AssignmentGroup
+			gs, err = d.assignmentGroups(*part, ids[off:off+k], players[off:off+k], now)
+			mgs = append(mgs, gs...)
+			off += k
+		}
 		if err != nil {
 			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
 			d.m.unplaced.WithLabelValues("token").Inc()
 			release = append(release, ids...)
 			continue
 		}
-		groups = append(groups, gs...)
-		kind := "new"
-		if pl.Joined {
-			kind = "joined"
-		}
-		d.m.placements.WithLabelValues(pl.Backend, kind).Inc()
-		d.log.Debug("match placed", "match", m.GetMatchId(), "session", pl.SessionID, "server", pl.Server,
-			"backend", pl.Backend, "group", group, "joined", pl.Joined, "tickets", len(ids))
-		if bl := d.backends[pl.Backend]; bl != nil {
-			bl.poke()
+		groups = append(groups, mgs...)
+		for part := &pl; part != nil; part = part.Rest {
+			kind := "new"
+			if part.Joined {
+				kind = "joined"
+			}
+			d.m.placements.WithLabelValues(part.Backend, kind).Inc()
+			d.log.Debug("match placed", "match", m.GetMatchId(), "session", part.SessionID, "server", part.Server,
+				"backend", part.Backend, "group", group, "joined", part.Joined, "tickets", len(ids), "split", pl.Rest != nil)
+			if bl := d.backends[part.Backend]; bl != nil {
+				bl.poke()
+			}
 		}
 	}
 	return func() { d.sendBatch(ctx, profile, batch, groups, release, created) }
@@ -299,9 +315,13 @@ func (d *Director) unsealed(m *openmatch.Match, players []string, now time.Time)
 // assignmentGroups mints one server token per player and builds one assignment per ticket.
 func (d *Director) assignmentGroups(pl pool.Placement, ids, players []string, now time.Time) ([]*openmatch.AssignmentGroup, error) {
 	out := make([]*openmatch.AssignmentGroup, len(ids))
+	inst := d.instances.get(pl.Server)
+	if inst == "" {
+		d.log.Warn("server has not reported its instance: its tokens cannot be used", "server", pl.Server)
+	}
 	for i := range ids {
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: players[i], SessionID: pl.SessionID,
-			Server: pl.Server, ExpiresAt: now.Add(d.cfg.TokenTTL)})
+			Server: pl.Server, Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL)})
 		if err != nil {
 			return nil, err
 		}

@@ -20,6 +20,8 @@ type metrics struct {
 	moves         *prometheus.CounterVec // result
 	reports       *prometheus.CounterVec // known (true|false)
 	fetches       *prometheus.CounterVec // profile, result
+	placeWaits    *prometheus.CounterVec // backend, result (refilled|timeout)
+	failovers     *prometheus.CounterVec // from, to
 	refused       *prometheus.CounterVec // reason (missing|invalid|expired)
 }
 
@@ -51,6 +53,10 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 			Help: "Load reports received, by whether the server is in the pool."}, []string{"known"}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_fetches_total",
 			Help: "FetchMatches calls by profile and result (ok, error)."}, []string{"profile", "result"}),
+		placeWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_placement_waits_total",
+			Help: "New sessions that waited for the refill of the backend the weights chose, by backend and result (refilled, timeout)."}, []string{"backend", "result"}),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_failovers_total",
+			Help: "New sessions placed on another backend than the weights chose (only with -failover=spill), by chosen and used backend."}, []string{"from", "to"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_tickets_refused_total",
 			Help: "Tickets in matches never assigned because they lack a valid kumi frontend seal (created straight in the core), by reason."}, []string{"reason"}),
 	}
@@ -58,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		return m, nil // nowhere to export to, as for the other components
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
-		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.refused, &poolCollector{p: p}} {
+		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, m.refused, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -54,6 +54,10 @@ type Config struct {
 	SSEHeartbeat        time.Duration `flag:"sse-heartbeat" help:"interval of keep-alive comments on server-sent event streams"`
 	ShutdownGrace       time.Duration `flag:"shutdown-grace" help:"how long a stopping server lets in-flight requests finish"`
 
+	// Store is where each player's one live ticket is kept (store.go): memory, or a Redis shared
+	// by every replica.
+	Store StoreConfig `prefix:"store-"`
+
 	expiryWorkers int // tests use 1 to make expiry order deterministic
 }
 
@@ -90,6 +94,7 @@ func Default() Config {
 		MaxWatchesPerPlayer: 4,
 		SSEHeartbeat:        15 * time.Second,
 		ShutdownGrace:       5 * time.Second,
+		Store:               DefaultStoreConfig(),
 	}
 }
 
@@ -99,6 +104,9 @@ func Default() Config {
 const DefaultAttributes = "mode:string,region:string,chat_group:string@groups,party:string@party,party_size:number=1..64,skill:number@skill,ranked:bool"
 
 func (c *Config) validate() error {
+	if err := c.Store.validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.GRPCAddr == "" && c.HTTPAddr == "":
 		return fmt.Errorf("frontend: set grpc-addr or http-addr")

@@ -89,15 +89,22 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	srvCtx, stop := context.WithCancel(ctx)
 	var metricsSrv *telemetry.Server
+	var store Store
 	fail := func(err error) (*Server, error) {
 		stop()
 		metricsSrv.Wait()
 		conn.Close()
+		if store != nil {
+			store.Close()
+		}
 		return nil, err
+	}
+	if store, err = newStore(ctx, cfg.Store); err != nil {
+		return fail(err)
 	}
 	s := &service{
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
-		players: newPlayers(), expiry: newExpiryQueue(), now: time.Now, seal: sealer,
+		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now, seal: sealer,
 		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)
@@ -239,6 +246,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			err = fmt.Errorf("frontend: metrics: %w", merr)
 		}
 		conn.Close()
+		s.players.store.Close()
 		if err == nil {
 			select {
 			case err = <-errs:
@@ -349,9 +357,12 @@ func (s *service) recover(ctx context.Context, queryAddr string) error {
 		if kept[p] != t {
 			continue
 		}
-		e := s.players.lock(p)
+		e, err := s.players.lock(ctx, p)
+		if err != nil {
+			return fmt.Errorf("frontend: recover live tickets: %w", err)
+		}
 		e.ticketID, e.key = t.GetId(), recoveredKey(t)
-		s.players.unlock(p, e)
+		s.players.unlock(ctx, p, e)
 		s.expiry.push(expiryItem{ticketID: t.GetId(), player: p, deadline: t.GetCreateTime().AsTime().Add(s.cfg.TicketLifetime)})
 		n++
 	}

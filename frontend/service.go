@@ -22,10 +22,10 @@ import (
 const (
 	// PlayerExtension (StringValue) is the id of the player who owns the ticket: the subject of
 	// their JWT. The director reads it to mint each player's server token.
-	PlayerExtension = "kumi.player"
+	PlayerExtension = omext.Player
 	// AttributesExtension (google.protobuf.Struct) is the attributes exactly as the client sent them,
 	// for GetTicket and for the one-live-ticket comparison after a restart.
-	AttributesExtension = "kumi.attributes"
+	AttributesExtension = omext.Attributes
 )
 
 // maxTicketIDBytes bounds ticket ids taken from clients.
@@ -67,8 +67,11 @@ func (s *service) create(ctx context.Context, c caller, req *client.CreateTicket
 	if err != nil {
 		return nil, false, err
 	}
-	e := s.players.lock(player)
-	defer s.players.unlock(player, e)
+	e, err := s.players.lock(ctx, player)
+	if err != nil {
+		return nil, false, err
+	}
+	defer s.players.unlock(ctx, player, e)
 	if e.ticketID != "" {
 		old, err := s.omGet(ctx, e.ticketID)
 		switch {
@@ -252,11 +255,19 @@ func (s *service) cancel(ctx context.Context, player, id string) error {
 
 // expire deletes a ticket that reached its lifetime without an assignment.
 func (s *service) expire(ctx context.Context, it expiryItem) {
-	e := s.players.lockExisting(it.player)
+	e, err := s.players.lockExisting(ctx, it.player)
+	if err != nil {
+		s.log.Warn("ticket expiry: live-ticket store unavailable; retrying later", "ticket", it.ticketID, "player", it.player, "err", err)
+		if ctx.Err() == nil {
+			it.deadline = s.now().Add(min(s.cfg.TicketLifetime, 5*time.Second))
+			s.expiry.push(it)
+		}
+		return
+	}
 	if e == nil {
 		return // cancelled, assigned or replaced already
 	}
-	defer s.players.unlock(it.player, e)
+	defer s.players.unlock(ctx, it.player, e)
 	if e.ticketID != it.ticketID {
 		return
 	}

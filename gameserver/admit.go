@@ -1,7 +1,6 @@
 package gameserver
 
 import (
-	"crypto/rand"
 	"errors"
 	"time"
 
@@ -22,12 +21,12 @@ func (s *Server) admitLoop() error {
 
 // refusePacket builds a REFUSE no longer than the JOIN it answers, so a JOIN with a forged source
 // address cannot make the server send a victim more bytes than the attacker sent.
-func refusePacket(req joinReq, code wire.RefuseCode, text string) []byte {
-	room := req.size - (2 + wire.NonceLen + 2)
+func refusePacket(nonce [wire.NonceLen]byte, size int, code wire.RefuseCode, text string) []byte {
+	room := size - wire.RefuseLen("")
 	if len(text) > room {
 		text = text[:max(room, 0)]
 	}
-	return wire.AppendRefuse(nil, wire.Refuse{Nonce: req.nonce, Code: code, Text: text})
+	return wire.AppendRefuse(nil, wire.Refuse{Nonce: nonce, Code: code, Text: text})
 }
 
 // refuseCode maps a token verification failure to what the client is told.
@@ -41,33 +40,59 @@ func refuseCode(err error) wire.RefuseCode {
 	return wire.RefuseBadToken
 }
 
-// admit verifies one JOIN and admits the member, or refuses it.
+const wrongInstanceText = "token minted for an earlier life of this server (it restarted): ask for a new assignment"
+
+// admit opens one JOIN, verifies its token and admits the member, or refuses it.
 func (s *Server) admit(req joinReq) {
+	j := req.join
 	refuse := func(code wire.RefuseCode, text string) {
 		s.m.joins[code].Add(1)
-		s.sendPlain(req.from, refusePacket(req, code, text))
+		s.sendPlain(req.from, refusePacket(j.Nonce, req.size, code, text))
 	}
 	if !s.limiter.Allow() {
 		refuse(wire.RefuseBusy, "join rate limit; retry shortly")
 		return
 	}
-	claims, err := s.deps.verifier.VerifyServerToken(req.token, s.name)
+	hs, raw, err := s.inst.Open(j)
+	switch {
+	case errors.Is(err, wire.ErrInstance):
+		refuse(wire.RefuseWrongInstance, wrongInstanceText)
+		return
+	case err != nil:
+		s.log.Debug("join does not open", "from", req.from.ap, "err", err)
+		refuse(wire.RefuseBadToken, "JOIN does not decrypt with this server's instance key")
+		return
+	}
+	claims, err := s.deps.verifier.VerifyServerToken(string(raw), s.name)
 	if err != nil {
 		code := refuseCode(err)
 		s.log.Debug("join refused", "from", req.from.ap, "code", code, "err", err)
 		refuse(code, err.Error())
 		return
 	}
+	if claims.Instance != s.inst.ID() {
+		// A token stolen from (or minted for) this server's previous life, sealed to the new key.
+		s.log.Warn("token for another instance refused", "from", req.from.ap, "jti", claims.ID)
+		refuse(wire.RefuseWrongInstance, wrongInstanceText)
+		return
+	}
 	log := s.log.With("session", claims.SessionID, "player", claims.PlayerID)
+	// The handshake's public-key work now, outside the lock the relay reads under.
+	if err := hs.Prepare(); err != nil {
+		log.Warn("join handshake failed", "err", err)
+		refuse(wire.RefuseBadToken, "handshake failed")
+		return
+	}
 
 	s.mu.Lock()
 	if e := s.jtis[claims.ID]; e != nil {
 		m := e.member
-		if m != nil && e.nonce == req.nonce {
-			// The same JOIN again (our ACCEPT was lost): answer it again, from its address.
-			m.addr.Store(req.from)
+		if m != nil && e.nonce == j.Nonce && e.eph == j.Ephemeral {
+			// The same JOIN again (our ACCEPT was lost): answer it again to where it came from,
+			// but never move the member there: only its sealed packets do that, so a JOIN replayed
+			// from another address cannot take the member's traffic.
 			s.mu.Unlock()
-			s.sendPlain(req.from, s.acceptPacket(m))
+			s.sendPlain(req.from, m.accept)
 			return
 		}
 		s.mu.Unlock()
@@ -103,6 +128,19 @@ func (s *Server) admit(req joinReq) {
 			return
 		}
 	}
+	id := s.newMemberIDLocked()
+	accept, keys, err := hs.Accept(wire.Accept{
+		MemberID:   id,
+		Keepalive:  s.cfg.Keepalive,
+		Timeout:    s.cfg.MemberTimeout,
+		MaxPayload: uint16(min(s.cfg.MaxPayload, 65535)),
+	})
+	if err != nil {
+		s.mu.Unlock()
+		log.Warn("join handshake failed", "err", err)
+		refuse(wire.RefuseBadToken, "handshake failed")
+		return
+	}
 	now := time.Now()
 	if sess == nil {
 		sess = &session{id: claims.SessionID, started: now}
@@ -110,20 +148,18 @@ func (s *Server) admit(req joinReq) {
 		s.m.sessionsStarted.Add(1)
 		log.Info("session started")
 	}
-	m := &member{
-		id:     s.newMemberIDLocked(),
-		player: claims.PlayerID,
-		sess:   sess,
-		nonce:  req.nonce,
-		jti:    claims.ID,
+	m := &member{id: id, player: claims.PlayerID, sess: sess, accept: accept, jti: claims.ID}
+	if s.deps.v1Keys {
+		m.key = wire.NewV1Key(keys)
+	} else {
+		m.key = wire.NewKey(keys)
 	}
-	_, _ = rand.Read(m.rawKey[:])
-	m.key = wire.NewKey(m.rawKey)
+	clear(keys[:])
 	m.addr.Store(req.from)
 	m.seen.Store(now.UnixNano())
 	sess.members = append(sess.members[:len(sess.members):len(sess.members)], m)
 	s.members[m.id] = m
-	s.jtis[claims.ID] = &jtiEntry{until: claims.ExpiresAt.Add(s.cfg.Token.Leeway + time.Second), member: m, nonce: req.nonce}
+	s.jtis[claims.ID] = &jtiEntry{until: claims.ExpiresAt.Add(s.cfg.Token.Leeway + time.Second), member: m, nonce: j.Nonce, eph: j.Ephemeral}
 	if replaced != nil {
 		// Added first so the session survives the old member's removal.
 		s.removeLocked(replaced, leaveReplaced)
@@ -132,20 +168,9 @@ func (s *Server) admit(req joinReq) {
 	s.mu.Unlock()
 
 	s.m.joins[0].Add(1)
-	s.sendPlain(req.from, s.acceptPacket(m))
+	s.sendPlain(req.from, accept)
 	if replaced != nil {
 		s.sendTo(replaced, wire.TypeReconnect, wire.AppendReconnect(nil, wire.Reconnect{Code: wire.ReconnectReplaced, Text: "joined again from elsewhere"}))
 	}
 	log.Debug("member joined", "member", m.id, "from", req.from.ap)
-}
-
-func (s *Server) acceptPacket(m *member) []byte {
-	return wire.AppendAccept(nil, wire.Accept{
-		Nonce:      m.nonce,
-		MemberID:   m.id,
-		Key:        m.rawKey,
-		Keepalive:  s.cfg.Keepalive,
-		Timeout:    s.cfg.MemberTimeout,
-		MaxPayload: uint16(min(s.cfg.MaxPayload, 65535)),
-	})
 }

@@ -35,10 +35,15 @@ type Config struct {
 	IO        string `flag:"io" help:"relay socket I/O: batch (recvmmsg/sendmmsg) or single (one syscall per datagram)"`
 	BatchSize int    `flag:"batch-size" help:"datagrams per recvmmsg/sendmmsg call in batch mode"`
 
-	JoinRate     float64 `flag:"join-rate" help:"token verifications per second (JOIN flood guard); excess JOINs get REFUSE busy"`
-	JoinBurst    int     `flag:"join-burst" help:"burst of the JOIN rate limit"`
-	AdmitWorkers int     `flag:"admit-workers" help:"goroutines verifying JOIN tokens in parallel"`
-	JoinBacklog  int     `flag:"join-backlog" help:"JOINs queued for verification; beyond it JOINs get REFUSE busy"`
+	JoinRate  float64 `flag:"join-rate" help:"token verifications per second, all sources together (JOIN flood guard); excess JOINs get REFUSE busy"`
+	JoinBurst int     `flag:"join-burst" help:"burst of the JOIN rate limit"`
+	// Per-source limits keep one flooder from using up join-rate: only sources that answered the
+	// cookie round trip (real addresses) get a bucket.
+	JoinSourceRate    float64 `flag:"join-source-rate" help:"JOINs per second one source address (IPv4 /32, IPv6 /64) may have verified; excess gets REFUSE busy"`
+	JoinSourceBurst   int     `flag:"join-source-burst" help:"burst of the per-source JOIN rate limit"`
+	JoinSourceEntries int     `flag:"join-source-entries" help:"most source addresses with a JOIN bucket at once (idle ones are forgotten first); beyond it new sources get REFUSE busy"`
+	AdmitWorkers      int     `flag:"admit-workers" help:"goroutines verifying JOIN tokens in parallel"`
+	JoinBacklog       int     `flag:"join-backlog" help:"JOINs queued for verification; beyond it JOINs get REFUSE busy"`
 
 	DrainGrace      time.Duration `flag:"drain-grace" help:"after a drain starts, how long sessions may end by themselves before they are moved"`
 	MoveRetry       time.Duration `flag:"move-retry" help:"MOVE/RECONNECT retransmit interval until the member LEAVEs"`
@@ -68,31 +73,36 @@ func Default() Config {
 	tc := token.DefaultVerifierConfig()
 	tc.Audience = "" // server tokens are checked against this server's name, not a fixed audience
 	return Config{
-		ListenAddr:      ":7777",
-		Name:            "local",
-		Capacity:        1000,
-		MaxMembers:      16,
-		MaxPayload:      1200,
-		MemberRate:      200,
-		MemberBurst:     100,
-		Keepalive:       2 * time.Second,
-		MemberTimeout:   10 * time.Second,
-		IO:              IOBatch,
-		BatchSize:       16,
-		JoinRate:        5000,
-		JoinBurst:       1000,
-		AdmitWorkers:    2,
-		JoinBacklog:     4096,
-		DrainGrace:      30 * time.Second,
-		MoveRetry:       250 * time.Millisecond,
-		MoveTimeout:     5 * time.Second,
-		MoveCallTimeout: 3 * time.Second,
-		ExitWhenDrained: true,
-		ReportInterval:  5 * time.Second,
-		ReportDebounce:  100 * time.Millisecond,
-		SDKPortName:     "default",
-		HealthPeriod:    2 * time.Second,
-		Token:           tc,
+		ListenAddr:    ":7777",
+		Name:          "local",
+		Capacity:      1000,
+		MaxMembers:    16,
+		MaxPayload:    1200,
+		MemberRate:    200,
+		MemberBurst:   100,
+		Keepalive:     2 * time.Second,
+		MemberTimeout: 10 * time.Second,
+		IO:            IOBatch,
+		BatchSize:     16,
+		JoinRate:      5000,
+		JoinBurst:     1000,
+		// 20/s a source: a NAT of players joining at once gets through in seconds, while at least
+		// join-rate/20 = 250 real addresses are needed to fill join-rate.
+		JoinSourceRate:    20,
+		JoinSourceBurst:   40,
+		JoinSourceEntries: 65536,
+		AdmitWorkers:      2,
+		JoinBacklog:       4096,
+		DrainGrace:        30 * time.Second,
+		MoveRetry:         250 * time.Millisecond,
+		MoveTimeout:       5 * time.Second,
+		MoveCallTimeout:   3 * time.Second,
+		ExitWhenDrained:   true,
+		ReportInterval:    5 * time.Second,
+		ReportDebounce:    100 * time.Millisecond,
+		SDKPortName:       "default",
+		HealthPeriod:      2 * time.Second,
+		Token:             tc,
 	}
 }
 
@@ -140,6 +150,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.JoinRate <= 0 || cfg.JoinBurst < 1 {
 		add("join-rate %g and join-burst %d must be positive", cfg.JoinRate, cfg.JoinBurst)
+	}
+	if cfg.JoinSourceRate <= 0 || cfg.JoinSourceBurst < 1 || cfg.JoinSourceEntries < 1 {
+		add("join-source-rate %g, join-source-burst %d and join-source-entries %d must be positive", cfg.JoinSourceRate, cfg.JoinSourceBurst, cfg.JoinSourceEntries)
 	}
 	if cfg.AdmitWorkers < 1 || cfg.JoinBacklog < 1 {
 		add("admit-workers %d and join-backlog %d must be at least 1", cfg.AdmitWorkers, cfg.JoinBacklog)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ func startServer(t testing.TB, cfg Config, signer *token.Signer, opts ...Option)
 		cancel()
 		t.Fatal(err)
 	}
+	testInstances.Store(s.Name(), s.Instance())
 	t.Cleanup(func() {
 		cancel()
 		if err := s.Wait(); err != nil {
@@ -73,9 +75,21 @@ func startServer(t testing.TB, cfg Config, signer *token.Signer, opts ...Option)
 	return s
 }
 
+// testInstances maps the name of each server a test started to its instance, so mint can name it
+// like the director does (tests run one at a time; a name's latest server wins).
+var testInstances sync.Map
+
 func mint(t testing.TB, signer *token.Signer, server, session, player string, ttl time.Duration) string {
 	t.Helper()
-	raw, err := signer.ServerToken(token.ServerClaims{PlayerID: player, SessionID: session, Server: server, ExpiresAt: time.Now().Add(ttl)})
+	ins, _ := testInstances.Load(server)
+	id, _ := ins.(string)
+	return mintIns(t, signer, server, id, session, player, ttl)
+}
+
+// mintIns mints a token for server naming instance ins.
+func mintIns(t testing.TB, signer *token.Signer, server, ins, session, player string, ttl time.Duration) string {
+	t.Helper()
+	raw, err := signer.ServerToken(token.ServerClaims{PlayerID: player, SessionID: session, Server: server, Instance: ins, ExpiresAt: time.Now().Add(ttl)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,14 +115,22 @@ type rawMember struct {
 	sock   *net.UDPConn
 	server netip.AddrPort
 	accept wire.Accept
+	keys   wire.SessionKeys
 	key    *wire.Key
+	join   []byte // the JOIN as last sent (with the cookie)
+	raw    []byte // the ACCEPT as received
 	seq    uint64
 	window wire.Window
 }
 
 func newRawSocket(t testing.TB) *net.UDPConn {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newRawSocketOn(t, net.IPv4(127, 0, 0, 1))
+}
+
+func newRawSocketOn(t testing.TB, ip net.IP) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,37 +147,65 @@ func serverAddr(t testing.TB, s *Server) netip.AddrPort {
 	return ap
 }
 
-// rawJoin sends one JOIN and returns the ACCEPT or REFUSE.
+// rawJoin joins with tok (cookie round trip included) and returns the member or the REFUSE.
 func rawJoin(t testing.TB, s *Server, tok string) (*rawMember, *wire.Refuse) {
 	t.Helper()
 	m := &rawMember{t: t, sock: newRawSocket(t), server: serverAddr(t, s)}
-	var j wire.Join
-	j.Nonce = [wire.NonceLen]byte{1, 2, 3}
-	j.Token = []byte(tok)
-	p, err := wire.AppendJoin(nil, j)
+	return m, m.handshake(tok)
+}
+
+// handshake runs one join from m's socket, sealed to the instance tok names.
+func (m *rawMember) handshake(tok string) *wire.Refuse {
+	m.t.Helper()
+	ins, err := token.UnverifiedServerInstance(tok)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return m.handshakeIns(ins, tok)
+}
+
+// handshakeIns runs one join from m's socket carrying tok (any bytes), sealed to instance ins.
+func (m *rawMember) handshakeIns(ins, tok string) *wire.Refuse {
+	t := m.t
+	t.Helper()
+	hs, err := wire.NewInitiator(ins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := hs.Join([]byte(tok))
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.write(p)
-	r := m.read(2 * time.Second)
-	typ, _ := wire.PeekType(r)
-	switch typ {
-	case wire.TypeAccept:
-		a, err := wire.ParseAccept(r)
-		if err != nil || a.Nonce != j.Nonce {
-			t.Fatalf("bad ACCEPT: %+v %v", a, err)
+	for {
+		r := m.read(5 * time.Second)
+		typ, _ := wire.PeekType(r)
+		switch typ {
+		case wire.TypeCookie:
+			c, err := wire.ParseCookie(r)
+			if err != nil || c.Nonce != hs.Nonce() {
+				t.Fatalf("bad COOKIE: %+v %v", c, err)
+			}
+			wire.SetJoinCookie(p, c.Cookie)
+			m.join = p
+			m.write(p)
+		case wire.TypeAccept:
+			a, keys, err := hs.Accept(r)
+			if err != nil {
+				t.Fatalf("bad ACCEPT: %v", err)
+			}
+			m.accept, m.keys, m.key, m.raw = a, keys, wire.NewKey(keys), r
+			return nil
+		case wire.TypeRefuse:
+			rf, err := wire.ParseRefuse(r)
+			if err != nil || rf.Nonce != hs.Nonce() {
+				t.Fatalf("bad REFUSE: %+v %v", rf, err)
+			}
+			return &rf
+		default:
+			t.Fatalf("unexpected answer to JOIN: % x", r)
 		}
-		m.accept, m.key = a, wire.NewKey(a.Key)
-		return m, nil
-	case wire.TypeRefuse:
-		rf, err := wire.ParseRefuse(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m, &rf
 	}
-	t.Fatalf("unexpected answer to JOIN: % x", r)
-	return nil, nil
 }
 
 func (m *rawMember) write(p []byte) {

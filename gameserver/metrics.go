@@ -56,7 +56,9 @@ type metrics struct {
 	received        atomic.Uint64
 	dropped         [dropReasons]atomic.Uint64
 	left            [leaveReasons]atomic.Uint64
-	joins           [wire.RefuseMalformed + 1]atomic.Uint64 // index 0: accepted, else the refuse code
+	joins           [wire.NumRefuseCodes]atomic.Uint64 // index 0: accepted, else the refuse code
+	cookies         atomic.Uint64                      // JOINs answered with COOKIE (no valid cookie for their source)
+	sourceLimited   atomic.Uint64                      // JOINs refused busy by their source's bucket
 	sessionsStarted atomic.Uint64
 	sessionsEnded   atomic.Uint64
 	drains          atomic.Uint64
@@ -105,6 +107,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 		counter("packets_relayed_total", "Datagrams sent to members by the relay (DATA fan-out and KEEPALIVE answers).", nil, &s.relayed),
 		counter("sessions_started_total", "Sessions created by a first JOIN.", nil, &m.sessionsStarted),
 		counter("sessions_ended_total", "Sessions whose last member left.", nil, &m.sessionsEnded),
+		counter("join_cookies_total", "JOINs answered with COOKIE because they carried no valid cookie for their source address (no state kept).", nil, &m.cookies),
+		counter("joins_source_limited_total", "JOINs refused busy by their source address's rate limit (also counted in joins_total{result=\"busy\"}).", nil, &m.sourceLimited),
 		counter("drains_total", "Drains started.", nil, &m.drains),
 		counter("session_moves_total", "Sessions moved on drain (every member told MOVE).", prometheus.Labels{"result": "moved"}, &m.movedSessions),
 		counter("session_moves_total", "Sessions moved on drain (every member told MOVE).", prometheus.Labels{"result": "reconnect"}, &m.reconnected),

@@ -1,6 +1,7 @@
 package gameserver
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -28,14 +29,24 @@ type relayer struct {
 	// Single mode: one buffer, one sendto per datagram.
 	obuf []byte
 
+	// JOIN checks before any per-source state: the address cookie, then the source's bucket.
+	cookies   *wire.Cookies
+	sources   *sourceLimits
+	cookieBuf [wire.CookieReplyLen]byte
+
 	leaves   []*member
 	received uint64
 	relayed  uint64
 	dropped  [dropReasons]uint64
 }
 
+func newRelayer(s *Server) *relayer {
+	return &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch,
+		cookies: wire.NewCookies(s.cookieSecret), sources: newSourceLimits(s.cfg)}
+}
+
 func (s *Server) relay() error {
-	r := &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch}
+	r := newRelayer(s)
 	outSize := wire.Overhead + s.cfg.MaxPayload
 	if r.batch {
 		// Outgoing datagrams are flushed every BatchSize: a bigger batch would save little more
@@ -119,10 +130,6 @@ func (r *relayer) runSingle() error {
 	}
 }
 
-// versionRefuseLen is the size of a REFUSE version (no text): only a JOIN at least this long gets
-// one, so a forged source address cannot make the server send more than was sent to it.
-const versionRefuseLen = 2 + wire.NonceLen + 2
-
 // handle processes one datagram. ua is the sender as *net.UDPAddr when the read produced one.
 func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64) {
 	s := r.s
@@ -133,12 +140,8 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 	}
 	typ, err := wire.PeekType(p)
 	if err != nil {
-		if err == wire.ErrVersion && len(p) >= versionRefuseLen && wire.Type(p[1]) == wire.TypeJoin {
-			// A JOIN from a client of another version: say so, in no more bytes than it sent.
-			var nonce [wire.NonceLen]byte
-			copy(nonce[:], p[2:])
-			s.m.joins[wire.RefuseVersion].Add(1)
-			_, _ = s.conn.WriteToUDPAddrPort(wire.AppendRefuse(nil, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion}), ap)
+		if err == wire.ErrVersion {
+			r.otherVersion(p, ap)
 		}
 		r.drop(err)
 		return
@@ -235,6 +238,30 @@ func (r *relayer) drop(err error) {
 	}
 }
 
+// versionText tells a client of another protocol version what to do.
+const versionText = "this game server speaks kumi protocol v2 only: update the client"
+
+// otherVersion answers a JOIN of another protocol version with REFUSE version, in no more bytes
+// than it sent. Every version keeps "version type nonce" at the start of JOIN, and REFUSE has the
+// same layout in v1 and v2, so a v1 client reads the refusal (and its text) in its own format.
+func (r *relayer) otherVersion(p []byte, ap netip.AddrPort) {
+	if len(p) < wire.RefuseLen("") || wire.Type(p[1]) != wire.TypeJoin {
+		return
+	}
+	var nonce [wire.NonceLen]byte
+	copy(nonce[:], p[2:])
+	text := versionText[:min(len(versionText), len(p)-wire.RefuseLen(""))]
+	ver := byte(wire.Version)
+	if p[0] == wire.VersionV1 {
+		ver = wire.VersionV1
+	}
+	r.s.m.joins[wire.RefuseVersion].Add(1)
+	_, _ = r.s.conn.WriteToUDPAddrPort(wire.AppendRefuseVersion(nil, ver, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion, Text: text}), ap)
+}
+
+// join checks a JOIN's cookie and its source's bucket, then queues it for verification. Until
+// the source has shown it receives what is sent to it (the cookie), the server keeps nothing and
+// answers only with a COOKIE, smaller than any JOIN.
 func (r *relayer) join(p []byte, ap netip.AddrPort) {
 	s := r.s
 	j, err := wire.ParseJoin(p)
@@ -242,13 +269,27 @@ func (r *relayer) join(p []byte, ap netip.AddrPort) {
 		r.dropped[dropMalformedJoin]++
 		return
 	}
-	req := joinReq{nonce: j.Nonce, token: string(j.Token), from: newPeer(ap), size: len(p)}
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	now := time.Now()
+	if !r.cookies.Check(ap, j.Cookie, now) {
+		s.m.cookies.Add(1)
+		_, _ = s.conn.WriteToUDPAddrPort(wire.AppendCookie(r.cookieBuf[:0], wire.Cookie{Nonce: j.Nonce, Cookie: r.cookies.Make(ap, now)}), ap)
+		return
+	}
+	if !r.sources.allow(ap.Addr(), now) {
+		s.m.sourceLimited.Add(1)
+		s.m.joins[wire.RefuseBusy].Add(1)
+		_, _ = s.conn.WriteToUDPAddrPort(refusePacket(j.Nonce, len(p), wire.RefuseBusy, "too many JOINs from your address; retry shortly"), ap)
+		return
+	}
+	j.Sealed = bytes.Clone(j.Sealed) // the read buffer is reused
+	req := joinReq{join: j, from: newPeer(ap), size: len(p)}
 	select {
 	case s.admitCh <- req:
 	default:
 		r.dropped[dropJoinBacklog]++
 		s.m.joins[wire.RefuseBusy].Add(1)
-		s.sendPlain(req.from, refusePacket(req, wire.RefuseBusy, "admission backlog full; retry shortly"))
+		s.sendPlain(req.from, refusePacket(j.Nonce, req.size, wire.RefuseBusy, "admission backlog full; retry shortly"))
 	}
 }
 

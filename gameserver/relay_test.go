@@ -1,6 +1,7 @@
 package gameserver
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -42,22 +43,24 @@ func FuzzRelayHandle(f *testing.F) {
 	m, _ := rawJoin(f, s, mint(f, signer, "gs-f", "s1", "p1", time.Hour))
 	rawJoin(f, s, mint(f, signer, "gs-f", "s1", "p2", time.Hour))
 
-	join, _ := wire.AppendJoin(nil, wire.Join{Token: []byte("x.y.z")})
-	f.Add(join)
+	f.Add(m.join) // a JOIN with a valid cookie for 127.0.0.1 (replayed: refused by the admission)
 	f.Add(m.packet(wire.TypeData, []byte("hello")))
 	f.Add(m.packet(wire.TypeKeepalive, nil))
 	f.Add(m.packet(wire.TypeData, make([]byte, 65)))
 	f.Add(m.packet(wire.TypeMove, nil))
 	f.Add([]byte{wire.Version})
-	f.Add([]byte{2, byte(wire.TypeJoin), 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{wire.VersionV1, byte(wire.TypeJoin), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(wire.AppendCookie(nil, wire.Cookie{}))
 
-	r := &relayer{s: s, maxDg: cfg.maxDatagram(), obuf: make([]byte, 0, wire.Overhead+cfg.MaxPayload)}
+	r := newRelayer(s)
+	r.obuf = make([]byte, 0, wire.Overhead+cfg.MaxPayload)
 	from := netip.MustParseAddrPort("127.0.0.1:9")
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if len(p) > 0 && wire.Type(p[min(1, len(p)-1)]) == wire.TypeLeave {
 			return // a genuine LEAVE would end the fixture's session
 		}
 		before := s.relayed.Load()
+		orig := bytes.Clone(p)
 		s.mu.RLock()
 		r.handle(p, from, nil, time.Now().UnixNano())
 		s.mu.RUnlock()
@@ -67,8 +70,8 @@ func FuzzRelayHandle(f *testing.F) {
 			t.Fatalf("state changed: %+v", st)
 		}
 		if s.relayed.Load() != before {
-			if _, _, err := m.key.Open(nil, wire.ToServer, p); err != nil {
-				t.Fatalf("relayed a datagram that does not authenticate: % x", p)
+			if _, _, err := m.key.Open(nil, wire.ToServer, orig); err != nil {
+				t.Fatalf("relayed a datagram that does not authenticate: % x", orig)
 			}
 		}
 	})

@@ -55,6 +55,7 @@ func (s *Server) report() (*control.ReportReply, error) {
 	s.ended = nil
 	r := &control.LoadReport{
 		Server:         s.name,
+		Instance:       s.inst.ID(),
 		Address:        s.public,
 		Capacity:       int32(s.cfg.Capacity),
 		MaxMembers:     int32(s.cfg.MaxMembers),

@@ -62,6 +62,9 @@ type deps struct {
 	sdk      SDK
 	verifier Verifier
 	director control.DirectorClient
+	// v1Keys makes members' keys authenticate only, as protocol v1 did: set by the relay
+	// benchmark's v1 baseline (withV1Keys in bench_test.go) and nothing else.
+	v1Keys bool
 }
 
 // WithSDK makes the server use sdk (e.g. *sdk.Client or a test's client of a local SDK server)
@@ -100,8 +103,7 @@ type member struct {
 	player  string
 	sess    *session
 	key     *wire.Key
-	rawKey  [wire.KeyLen]byte
-	nonce   [wire.NonceLen]byte // of the JOIN that admitted it, for ACCEPT retransmission
+	accept  []byte // the ACCEPT it got, sent again for a retransmitted JOIN
 	jti     string
 	addr    atomic.Pointer[peer]
 	sendSeq atomic.Uint64
@@ -120,14 +122,17 @@ type member struct {
 type jtiEntry struct {
 	until  time.Time
 	member *member // nil once the member is gone
-	nonce  [wire.NonceLen]byte
+	// The admitting JOIN's nonce and ephemeral key: the same JOIN again (a lost ACCEPT) is
+	// answered with the same ACCEPT; any other JOIN with this token is a replay.
+	nonce [wire.NonceLen]byte
+	eph   [wire.PublicLen]byte
 }
 
+// joinReq is one JOIN that passed the cookie and per-source checks, queued for verification.
 type joinReq struct {
-	nonce [wire.NonceLen]byte
-	token string
-	from  *peer
-	size  int // datagram length: REFUSE never exceeds it (no amplification)
+	join wire.Join // Sealed is a copy owned by the request
+	from *peer
+	size int // datagram length: REFUSE never exceeds it (no amplification)
 }
 
 // Server is one running game server.
@@ -141,6 +146,11 @@ type Server struct {
 	deps    deps
 	m       *metrics
 	limiter *rate.Limiter
+	// inst is this process's instance key: its id is reported to the director, which names it in
+	// the tokens it mints; JOINs are sealed to it.
+	inst *wire.Instance
+	// cookieSecret keys the JOIN address cookies (one wire.Cookies per goroutine).
+	cookieSecret [32]byte
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -214,6 +224,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		drained:    make(chan struct{}),
 		done:       make(chan struct{}),
 	}
+	inst, err := wire.NewInstance()
+	if err != nil {
+		return nil, fmt.Errorf("gameserver: %w", err)
+	}
+	s.inst, s.cookieSecret = inst, wire.NewCookieSecret()
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	ok := false
 	defer func() {
@@ -263,6 +278,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		s.conn.Close()
 		return nil, err
 	}
+	if s.deps.director != nil {
+		// Report once before Ready: the director learns this instance before anyone can allocate
+		// the server, so the first tokens it mints for it already name the instance. A director
+		// that is down does not hold the start up; the report loop keeps trying.
+		if _, err := s.report(); err != nil {
+			s.log.Warn("first load report failed; retrying in the background", "err", err)
+		}
+	}
 	if cfg.SDK {
 		if err := s.sdkReady(); err != nil {
 			s.conn.Close()
@@ -271,7 +294,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	ok = true
 	s.run()
-	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "io", cfg.IO, "capacity", cfg.Capacity, "max_members", cfg.MaxMembers)
+	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", cfg.IO, "capacity", cfg.Capacity, "max_members", cfg.MaxMembers)
 	return s, nil
 }
 
@@ -383,6 +406,10 @@ func (s *Server) PublicAddr() string { return s.public }
 
 // Name is the server's name, the audience of the tokens it admits.
 func (s *Server) Name() string { return s.name }
+
+// Instance is this process's instance id (reported to the director, claim "ins" of the tokens it
+// admits): new at every start, so tokens minted for an earlier life of this server are refused.
+func (s *Server) Instance() string { return s.inst.ID() }
 
 // State is the server's current state.
 func (s *Server) State() State { return State(s.state.Load()) }

@@ -103,10 +103,10 @@ func TestJoinRefusals(t *testing.T) {
 		want wire.RefuseCode
 	}{
 		{"replayed token", used, wire.RefuseReplayed},
-		{"token for another server", mint(t, signer, "gs-2", "s1", "p9", time.Minute), wire.RefuseWrongServer},
+		{"token for another server", mintIns(t, signer, "gs-2", s.Instance(), "s1", "p9", time.Minute), wire.RefuseWrongServer},
+		{"token for another instance", mintIns(t, signer, "gs-1", otherInstance(t), "s1", "p9", time.Minute), wire.RefuseWrongInstance},
 		{"expired token", mint(t, signer, "gs-1", "s1", "p9", -10*time.Second), wire.RefuseExpired},
 		{"signed by an unknown key", mint(t, other, "gs-1", "s1", "p9", time.Minute), wire.RefuseBadToken},
-		{"not a JWT", "garbage", wire.RefuseBadToken},
 		{"capacity full", mint(t, signer, "gs-1", "s3", "p9", time.Minute), wire.RefuseFull},
 		{"session full", mint(t, signer, "gs-1", "s2", "p9", time.Minute), wire.RefuseSessionFull},
 	} {
@@ -118,23 +118,29 @@ func TestJoinRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Garbage sealed properly to this instance (the client library cannot send it).
+	garbage := &rawMember{t: t, sock: newRawSocket(t), server: serverAddr(t, s)}
+	if r := garbage.handshakeIns(s.Instance(), "garbage"); r == nil || r.Code != wire.RefuseBadToken {
+		t.Fatalf("not a JWT: %+v, want refusal bad_token", r)
+	}
 	if st := s.Stats(); st.Sessions != 2 || st.Members != 3 {
 		t.Fatalf("refusals changed state: %+v", st)
 	}
 }
 
-// A lost ACCEPT is answered again for the same JOIN (same nonce), but the token is still single use.
+// A lost ACCEPT is answered again for the same JOIN (same nonce and ephemeral key), but the token
+// is still single use.
 func TestJoinRetransmitIdempotent(t *testing.T) {
 	signer := newSigner(t)
 	s := startServer(t, testConfig("gs-1"), signer)
 	tok := mint(t, signer, "gs-1", "s1", "p1", time.Minute)
-	m1, refused := rawJoin(t, s, tok)
+	m, refused := rawJoin(t, s, tok)
 	if refused != nil {
 		t.Fatal(refused)
 	}
-	m2, refused := rawJoin(t, s, tok) // same nonce as rawJoin always uses
-	if refused != nil || m2.accept.MemberID != m1.accept.MemberID || m2.accept.Key != m1.accept.Key {
-		t.Fatalf("retransmitted JOIN: %+v refused=%v", m2.accept, refused)
+	m.write(m.join)
+	if again := m.read(2 * time.Second); !bytes.Equal(again, m.raw) {
+		t.Fatalf("retransmitted JOIN answered % x, want the same ACCEPT % x", again, m.raw)
 	}
 	if st := s.Stats(); st.Members != 1 {
 		t.Fatalf("members = %d, want 1", st.Members)
@@ -142,8 +148,18 @@ func TestJoinRetransmitIdempotent(t *testing.T) {
 	_, err := client.Dial(context.Background(), s.Addr(), tok, client.Default())
 	var re *client.RefusedError
 	if !errors.As(err, &re) || re.Code != wire.RefuseReplayed {
-		t.Fatalf("other nonce: %v, want replayed", err)
+		t.Fatalf("other JOIN with the token: %v, want replayed", err)
 	}
+}
+
+// otherInstance is the id of an instance no server runs (e.g. a server's previous life).
+func otherInstance(t testing.TB) string {
+	t.Helper()
+	in, err := wire.NewInstance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.ID()
 }
 
 // Off-path attackers can send from any source address but see no traffic: forged packets naming a
@@ -201,7 +217,7 @@ func TestMalformedPackets(t *testing.T) {
 	m, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p1", time.Minute))
 	peer, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "p2", time.Minute))
 
-	join, _ := wire.AppendJoin(nil, wire.Join{Token: []byte("t")})
+	join := m.join
 	for _, tc := range []struct {
 		name   string
 		p      []byte
@@ -234,8 +250,8 @@ func TestMalformedPackets(t *testing.T) {
 	}
 }
 
-// A JOIN of another protocol version gets REFUSE version, never larger than the JOIN itself (a
-// forged source address must not turn the server into an amplifier).
+// A JOIN of a future protocol version gets REFUSE version, never larger than the JOIN itself (a
+// forged source address must not turn the server into an amplifier). v1: see TestAttackV1Client.
 func TestOtherVersionJoin(t *testing.T) {
 	signer := newSigner(t)
 	s := startServer(t, testConfig("gs-1"), signer)
@@ -252,7 +268,7 @@ func TestOtherVersionJoin(t *testing.T) {
 		t.Fatalf("dropped[version] = %d, want %d", got, before+1)
 	}
 
-	long := append(join, 0, 0)
+	long := append(join, 0, 0, 'x')
 	m.write(long)
 	p := m.read(2 * time.Second)
 	r, err := wire.ParseRefuse(p)

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	player "github.com/kumi-dev/kumi/client"
 	"github.com/kumi-dev/kumi/director/pool"
-	"github.com/kumi-dev/kumi/examples/client/player"
 )
 
 // Summary is what the demo crowd measured.

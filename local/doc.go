@@ -1,7 +1,7 @@
 // Package local runs the whole kumi product on one machine with no cluster: the embedded Open
 // Match core, the match function, the frontend, the director and a local fleet of real `kumi
 // gameserver` processes (each with its own local Agones SDK endpoint), all on 127.0.0.1, and by
-// default a demo crowd of simulated players (examples/client/player) who get tokens, are matched
+// default a demo crowd of simulated players (the client package) who get tokens, are matched
 // into voice groups and duels, join over UDP, talk, leave, arrive late to their group's session,
 // and ride through a scale-in that moves their sessions to another server while they talk.
 //

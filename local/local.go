@@ -285,6 +285,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		"-drain-grace=1s",
 		"-exit-when-drained",
 		"-metrics-addr=127.0.0.1:0", // each game server logs where its /metrics listens
+		// Every local player joins from 127.0.0.1: the per-source JOIN limit (a flood guard for
+		// public addresses) would make one machine's crowd queue behind itself.
+		"-join-source-rate=100000",
+		"-join-source-burst=100000",
 	}
 	if len(flCfg.Command) > 0 {
 		flCfg.Command = append(append([]string(nil), flCfg.Command...), append([]string{"-listen-addr=127.0.0.1:0"}, gsArgs...)...)

@@ -80,8 +80,11 @@ func (b *backend) FetchMatches(req *pb.FetchMatchesRequest, stream grpc.ServerSt
 	<-mmfDone
 	cy.mu.Lock()
 	syncErr, callErr := cy.err, fc.err
-	if syncErr == nil {
-		syncErr = fc.syncErr
+	if fc.syncErr != nil {
+		// Open Match v1.8.1 cancels an MMF that outlives the proposal window with this error as
+		// the cause and reports it as the MMF's error: syncErr=[<nil>], mmfErr=[match function ran
+		// longer than proposal window, canceling].
+		callErr = fc.syncErr
 	}
 	cy.mu.Unlock()
 	if syncErr != nil || callErr != nil {
@@ -104,11 +107,18 @@ func toStatus(err error) error {
 }
 
 func (b *backend) AssignTickets(ctx context.Context, req *pb.AssignTicketsRequest) (*pb.AssignTicketsResponse, error) {
+	if len(req.GetAssignments()) == 0 {
+		// Open Match v1.8.1 returns early with an empty answer: nothing to assign is not an error.
+		return &pb.AssignTicketsResponse{}, nil
+	}
 	n := 0
 	seen := make(map[string]struct{})
 	for _, g := range req.GetAssignments() {
 		if g.GetAssignment() == nil {
 			return nil, status.Error(codes.InvalidArgument, "AssignmentGroup.Assignment is required")
+		}
+		if len(g.GetTicketIds()) == 0 {
+			return nil, status.Error(codes.InvalidArgument, "AssignmentGroupTicketIds is empty")
 		}
 		for _, id := range g.TicketIds {
 			if _, dup := seen[id]; dup {

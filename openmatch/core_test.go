@@ -244,7 +244,12 @@ func TestMatchFunctionFailures(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	c := startCore(t, nil)
+	// The gauges are read after the calls: timeouts beyond the test's run keep the assigned and
+	// pending tickets where the calls put them however slow the machine is.
+	c := startCore(t, func(cfg *Config) {
+		cfg.AssignedDeleteTimeout = time.Hour
+		cfg.PendingReleaseTimeout = time.Hour
+	})
 	ctx := testCtx(t)
 	var ids []string
 	for i := range 5 {
@@ -487,7 +492,13 @@ func TestLeaverDoesNotCancelLaterJoiner(t *testing.T) {
 // Concurrent creates, assignments, deletes, releases, queries, watches and fetches (run with
 // -race): every call succeeds or fails cleanly and no ticket ends up in two matches.
 func TestConcurrentTraffic(t *testing.T) {
-	c := startCore(t, nil)
+	// A matched ticket that is neither assigned nor released comes back after the pending timeout
+	// and may rightly be matched again; the timeouts are beyond the test's run however slow the
+	// machine, so a second match means a real double match. (With 1 s a loaded machine got there.)
+	c := startCore(t, func(cfg *Config) {
+		cfg.PendingReleaseTimeout = time.Hour
+		cfg.ProposalCollectionInterval = time.Minute
+	})
 	ctx := testCtx(t)
 	fc := serveMMF(t, pairMMFWith(c.q, true))
 	var mu sync.Mutex

@@ -44,6 +44,15 @@ if [ -n "$bad" ]; then echo "gofmt needed on: $bad" >&2; exit 1; fi
 step "go vet"
 go vet ./...
 
+step "go mod tidy"
+if ! go mod tidy -diff; then
+  echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result" >&2
+  exit 1
+fi
+
+step "staticcheck"
+staticcheck ./...   # installed by scripts/tools.d/10-staticcheck.sh
+
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
 

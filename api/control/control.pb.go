@@ -169,6 +169,10 @@ type LoadReport struct {
 	Time           *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=time,proto3" json:"time,omitempty"`
 	// Sessions that ended since the previous report, so the director frees their slots at once.
 	EndedSessions []string `protobuf:"bytes,10,rep,name=ended_sessions,json=endedSessions,proto3" json:"ended_sessions,omitempty"`
+	// This process's instance id (new at every start: its X25519 public key, base64url). The
+	// director names it in the server tokens it mints (claim "ins"), so a restarted server refuses
+	// tokens minted for its previous life and clients seal their JOIN to it.
+	Instance      string `protobuf:"bytes,11,opt,name=instance,proto3" json:"instance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +275,13 @@ func (x *LoadReport) GetEndedSessions() []string {
 		return x.EndedSessions
 	}
 	return nil
+}
+
+func (x *LoadReport) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
 }
 
 type ReportReply struct {
@@ -529,7 +540,7 @@ const file_api_control_control_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x18\n" +
 	"\aplayers\x18\x02 \x03(\tR\aplayers\x124\n" +
-	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\"\x97\x03\n" +
+	"\astarted\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\"\xb3\x03\n" +
 	"\n" +
 	"LoadReport\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x18\n" +
@@ -543,7 +554,8 @@ const file_api_control_control_proto_rawDesc = "" +
 	"\x0fpackets_dropped\x18\b \x01(\x03R\x0epacketsDropped\x12.\n" +
 	"\x04time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12%\n" +
 	"\x0eended_sessions\x18\n" +
-	" \x03(\tR\rendedSessions\"g\n" +
+	" \x03(\tR\rendedSessions\x12\x1a\n" +
+	"\binstance\x18\v \x01(\tR\binstance\"g\n" +
 	"\vReportReply\x12\x14\n" +
 	"\x05drain\x18\x01 \x01(\bR\x05drain\x12B\n" +
 	"\x0freport_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\"e\n" +

@@ -1,4 +1,4 @@
-// Package e2e is kumi's end-to-end load generator: simulated players (examples/client/player) file
+// Package e2e is kumi's end-to-end load generator: simulated players (the client package) file
 // tickets at a fixed rate in chat groups, wait for their assignment, join their game server over
 // UDP, exchange voice-like frames for a random session lifetime and leave. It runs against a stack
 // it starts in process (`kumi local` with no crowd; the allocation latency can be simulated) or
@@ -10,18 +10,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kumi-dev/kumi/internal/stats"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/kumi-dev/kumi/internal/stats"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/kumi-dev/kumi/examples/client/player"
+	player "github.com/kumi-dev/kumi/client"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/local"
 )
@@ -41,6 +43,15 @@ type Config struct {
 	// -local-allocation-latency, -local-servers… Its addresses default to free ports and its crowd
 	// is off; GroupSize overrides its group size.
 	Local local.Config `prefix:"local-"`
+
+	// Progress, when set, is called about once a second while the run lasts.
+	Progress func(Progress)
+}
+
+// Progress is how far a run is.
+type Progress struct {
+	Elapsed                       time.Duration
+	Filed, Assigned, Done, Failed int64
 }
 
 // Default returns the settings BENCHMARKS.md quotes.
@@ -91,6 +102,8 @@ type Result struct {
 	AssignmentsPerSecond float64
 	FramesReceived       uint64
 	Failures             []string
+	// AssignSamples are every player's ticket→assignment times, for the histogram.
+	AssignSamples []time.Duration
 }
 
 // Run executes one load run.
@@ -139,6 +152,23 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Result, error) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	res := &Result{Cfg: cfg}
+	var filed, assignedN, done, failed atomic.Int64
+	if cfg.Progress != nil {
+		pctx, stopProgress := context.WithCancel(ctx)
+		defer stopProgress()
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return
+				case <-t.C:
+					cfg.Progress(Progress{time.Since(start), filed.Load(), assignedN.Load(), done.Load(), failed.Load()})
+				}
+			}
+		}()
+	}
 filing:
 	for g := range groups {
 		group := "load-" + run + "-" + strconv.Itoa(g)
@@ -149,14 +179,18 @@ filing:
 			pc.Attributes = player.Attributes{"mode": "voice", "chat_group": group}
 			pc.Talk = max(cfg.FrameEvery*3, time.Duration(rng.ExpFloat64()*float64(cfg.Lifetime)))
 			pc.FrameInterval = cfg.FrameEvery
+			pc.OnAssigned = func(string, player.Leg) { assignedN.Add(1) }
 			res.Tickets++
+			filed.Add(1)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				rep, err := player.Run(ctx, log, pc)
+				done.Add(1)
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
+					failed.Add(1)
 					errs = append(errs, fmt.Sprintf("%s: %v", pc.Player, err))
 					return
 				}
@@ -172,9 +206,9 @@ filing:
 		case <-tick.C:
 		}
 	}
-	filed := time.Since(start)
+	filingTime := time.Since(start)
 	wg.Wait()
-	res.Elapsed = filed
+	res.Elapsed = filingTime
 	res.Ok, res.Failed, res.Failures = len(reps), len(errs), errs
 	var assign, first []time.Duration
 	for _, r := range reps {
@@ -187,7 +221,8 @@ filing:
 		res.FramesReceived += recv
 	}
 	res.Assign, res.FirstFrame = quantiles(assign), quantiles(first)
-	res.AssignmentsPerSecond = float64(len(assign)) / filed.Seconds()
+	res.AssignSamples = assign
+	res.AssignmentsPerSecond = float64(len(assign)) / filingTime.Seconds()
 	return res, ctx.Err()
 }
 

@@ -7,6 +7,9 @@
 // baseline, and a plot of capacity against demand is written next to the report.
 //
 // The clock is simulated (the pool takes `now` on every call), allocation lead time and drain
-// grace are simulated durations, and placement latency is the simulated wait for a free slot plus
-// the measured wall time of the pool's Place call.
+// grace are simulated durations, and placement latency is the simulated wait for a free slot.
+// Servers and sessions are visited in a fixed order, so the same settings and seed give a
+// byte-identical report and plot (the replay's wall time is logged, not reported). The report
+// lists the pool settings used next to the director's defaults, since the bench's own defaults
+// (Default) differ from them.
 package spiky

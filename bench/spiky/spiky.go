@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kumi-dev/kumi/internal/stats"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/stats"
 )
 
 // Config is every setting of the spiky-load replay.
@@ -28,10 +29,13 @@ type Config struct {
 	DrainGrace   time.Duration `flag:"drain-grace" help:"simulated time a draining server waits before moving its sessions"`
 	RejectAfter  time.Duration `flag:"reject-after" help:"a session not placed within this simulated time counts as rejected"`
 	Seed         uint64        `flag:"seed" help:"random seed of the trace"`
-	Out          string        `flag:"out" help:"directory for spiky.md and spiky.svg (empty: no files)"`
+	Out          string        `flag:"out" help:"directory for spiky.md and spiky.svg (kumi bench spiky: empty writes into a new temporary directory)"`
 
 	// Pool is the director's pool configuration used for the shared-server policy.
 	Pool pool.Config `prefix:"pool-"`
+
+	// Progress, when set, is called once per simulated minute with the policy being replayed.
+	Progress func(policy string, at time.Duration)
 }
 
 // Default returns the settings BENCHMARKS.md quotes.
@@ -100,10 +104,12 @@ type Result struct {
 	PeakDemand    int
 	AvgIdle       float64 // time-average of (capacity − demand) / capacity
 	ServerSeconds float64
-	P50, P99      time.Duration
+	P50, P99      time.Duration // simulated wait for a free slot (1 s resolution)
 	MaxPlace      time.Duration
 	Series        []Sample
-	Wall          time.Duration
+	// Wall is the real time the replay took; it is not part of the report, which depends only on
+	// the settings and the seed.
+	Wall time.Duration
 }
 
 // Run replays the trace under the shared-server policy and the one-session-per-server baseline.
@@ -203,8 +209,13 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 		live = slices.Insert(live, i, s)
 	}
 	for t := time.Duration(0); t < cfg.Duration; t += time.Second {
-		if t%(time.Minute) == 0 && ctx.Err() != nil {
-			return res, ctx.Err()
+		if t%(time.Minute) == 0 {
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(policy, t)
+			}
 		}
 		now := epoch.Add(t)
 		// 1. Arrivals of this second.
@@ -246,17 +257,14 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 		// 4. Placement, oldest first.
 		stillWaiting := waiting[:0]
 		for _, s := range waiting {
-			t0 := time.Now()
 			pl, err := p.Place(pool.Request{SessionID: s.id, Players: s.players}, now)
-			wall := time.Since(t0)
 			switch {
 			case err == nil:
 				srv := servers[pl.Server]
 				s.server = srv
 				srv.sessions[s.id] = s
 				srv.dirty = true
-				lat := max(0, t-s.arrived) + wall
-				latencies = append(latencies, lat)
+				latencies = append(latencies, max(0, t-s.arrived))
 				if s.ends <= t {
 					s.ends = t + time.Second
 				}
@@ -273,7 +281,10 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 		}
 		waiting = stillWaiting
 		// 5. Reports: at once after a change (debounced to this second), else periodically.
-		for _, srv := range servers {
+		// Servers are visited in name order and sessions in id order, so a seed replays exactly.
+		names := slices.Sorted(maps.Keys(servers))
+		for _, name := range names {
+			srv := servers[name]
 			if !srv.dirty && t < srv.nextReport {
 				continue
 			}
@@ -286,13 +297,15 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 			}
 		}
 		// 6. Draining servers: move what is left after the grace, leave when empty.
-		for name, srv := range servers {
+		for _, name := range names {
+			srv := servers[name]
 			if !srv.draining {
 				continue
 			}
 			if !srv.moved && t-srv.drainAt >= cfg.DrainGrace {
 				srv.moved = true
-				for id, s := range srv.sessions {
+				for _, id := range slices.Sorted(maps.Keys(srv.sessions)) {
+					s := srv.sessions[id]
 					pl, err := p.Move(srv.name, id, s.players, now)
 					if err != nil {
 						continue // no room: the session stays until it ends (real servers send RECONNECT)
@@ -351,8 +364,8 @@ func report(srv *simServer) pool.Report {
 		r.State = pool.Draining
 	}
 	r.Sessions = make([]pool.SessionLoad, 0, len(srv.sessions))
-	for id, s := range srv.sessions {
-		r.Sessions = append(r.Sessions, pool.SessionLoad{ID: id, Players: s.players})
+	for _, id := range slices.Sorted(maps.Keys(srv.sessions)) {
+		r.Sessions = append(r.Sessions, pool.SessionLoad{ID: id, Players: srv.sessions[id].players})
 	}
 	return r
 }

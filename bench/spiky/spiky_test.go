@@ -1,12 +1,15 @@
 package spiky
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kumi-dev/kumi/director/pool"
 )
 
 // small is the default trace scaled down (one 1 h period, peak 5 sessions/s, 50 sessions/server)
@@ -31,7 +34,7 @@ func TestSpikyTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var md strings.Builder
-	Markdown(&md, cfg, shared, base)
+	Markdown(&md, cfg, pool.DefaultConfig(), shared, base)
 	t.Log("\n" + md.String())
 	if shared.Sessions == 0 || shared.Sessions != base.Sessions {
 		t.Fatalf("both policies must replay the same non-empty trace: %d vs %d", shared.Sessions, base.Sessions)
@@ -100,12 +103,52 @@ func TestWriteFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := WriteFiles(dir, cfg, s, b); err != nil {
+	if err := WriteFiles(dir, cfg, pool.DefaultConfig(), s, b); err != nil {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "spiky.md"))
 	svg, _ := os.ReadFile(filepath.Join(dir, "spiky.svg"))
-	if !strings.Contains(string(md), "| shared servers (kumi pool) |") || !strings.Contains(string(svg), "<polyline") {
-		t.Fatalf("report or plot incomplete:\n%s", md)
+	for _, want := range []string{"| shared servers (kumi pool) |", "| `--pool-min-free-slots` | 10 (differs) | 20 |", "| `--pool-rate-share` | 2 | 2 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	for _, want := range []string{"<polyline", "simulated time (h:mm)", ">sessions</text>", ">0:10</text>"} {
+		if !strings.Contains(string(svg), want) {
+			t.Errorf("plot lacks %q", want)
+		}
+	}
+}
+
+// TestSameSeedSameReport replays one seed twice and wants byte-identical report and plot files, and
+// another seed to change them: the bench is a reproducible figure, not a sample of the machine.
+func TestSameSeedSameReport(t *testing.T) {
+	cfg := small()
+	cfg.Duration, cfg.Period = 20*time.Minute, 10*time.Minute
+	files := func(seed uint64) (md, svg []byte) {
+		c := cfg
+		c.Seed = seed
+		s, b, err := Run(t.Context(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := WriteFiles(dir, c, pool.DefaultConfig(), s, b); err != nil {
+			t.Fatal(err)
+		}
+		md, _ = os.ReadFile(filepath.Join(dir, "spiky.md"))
+		svg, _ = os.ReadFile(filepath.Join(dir, "spiky.svg"))
+		return md, svg
+	}
+	md1, svg1 := files(7)
+	md2, svg2 := files(7)
+	if !bytes.Equal(md1, md2) {
+		t.Errorf("same seed, different reports:\n%s\n---\n%s", md1, md2)
+	}
+	if !bytes.Equal(svg1, svg2) {
+		t.Error("same seed, different plots")
+	}
+	if md3, _ := files(8); bytes.Equal(md1, md3) {
+		t.Error("another seed gave the same report")
 	}
 }

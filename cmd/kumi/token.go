@@ -10,12 +10,14 @@ import (
 	"strings"
 
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/controlauth"
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
-// runToken is `kumi token keygen|issue|verify`: local key management and dev tokens.
+// runToken is `kumi token keygen|issue|verify|secret`: local key management, dev tokens and the
+// control API's shared secret.
 func runToken(ctx context.Context, log *slog.Logger, args []string) error {
-	usage := errors.New("usage: kumi token keygen|issue|verify [flags]  (kumi token <sub> -h lists flags)")
+	usage := errors.New("usage: kumi token keygen|issue|verify|secret [flags]  (kumi token <sub> -h lists flags)")
 	if len(args) == 0 {
 		return usage
 	}
@@ -35,6 +37,20 @@ func runToken(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 		fmt.Fprintf(os.Stdout, "kid %s (%s)\nwrote %s\nverify with: --jwt-jwks-file %s  or  --jwt-public-keys %s=%s  --jwt-issuer %s\n",
 			s.KID(), s.Alg(), strings.Join(files, ", "), files[2], s.KID(), files[1], cfg.Issuer)
+		return nil
+	case "secret":
+		cfg := tokenSecretFlags{}
+		fs := flag.NewFlagSet("token secret", flag.ContinueOnError)
+		if err := config.Bind(fs, "", &cfg); err != nil {
+			return err
+		}
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := controlauth.WriteSecret(cfg.Out, cfg.Force); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stdout, "wrote %s (mode 0600): pass it as the director's --control-secret-file and each game server's --director-secret-file\n", cfg.Out)
 		return nil
 	case "issue":
 		cfg := token.DefaultIssueConfig()
@@ -91,4 +107,10 @@ func runToken(ctx context.Context, log *slog.Logger, args []string) error {
 type tokenVerifyFlags struct {
 	Verifier token.VerifierConfig
 	Server   string `flag:"server" help:"verify as a server token for this game server (default: player token)"`
+}
+
+// tokenSecretFlags is every setting of `kumi token secret`.
+type tokenSecretFlags struct {
+	Out   string `flag:"out" help:"file to write the new control secret to (mode 0600)"`
+	Force bool   `flag:"force" help:"overwrite an existing file"`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -92,6 +93,19 @@ func (s State) String() string {
 // ErrNoRoom means no accepting server of any backend with weight > 0 has a free slot.
 var ErrNoRoom = errors.New("pool: no accepting server has a free session slot")
 
+// ShortError means the backend the traffic weights chose for a new session has no free slot. It
+// matches ErrNoRoom. The caller may wait for the backend's refill (Changed) or place the session
+// elsewhere only by asking for it (Request.Failover): otherwise a short backend would hand its
+// share to the others, and a 0.01 % canary could take a third of a burst.
+type ShortError struct{ Backend string }
+
+func (e *ShortError) Error() string {
+	return fmt.Sprintf("pool: backend %s, which the traffic weights chose, has no free session slot", e.Backend)
+}
+
+// Is makes errors.Is(err, ErrNoRoom) true.
+func (e *ShortError) Is(target error) bool { return target == ErrNoRoom }
+
 // ErrUnknownSession means a move named a session the pool does not hold on that server.
 var ErrUnknownSession = errors.New("pool: unknown session")
 
@@ -136,6 +150,9 @@ type Request struct {
 	Players []string
 	// MaxMembers is the session's member limit from the match function; 0 uses the server's.
 	MaxMembers int
+	// Failover lets a new session go to another backend with weight when the one the weights
+	// chose is short (ShortError otherwise); Placement.FailedOver then names the chosen one.
+	Failover bool
 }
 
 // Placement is where a match (or a moved session) goes.
@@ -146,6 +163,12 @@ type Placement struct {
 	SessionID string
 	// Joined is true when the match joined an existing session of its group.
 	Joined bool
+	// FailedOver is the backend the weights chose when the session went elsewhere (Failover).
+	FailedOver string
+	// Players is set when a rendezvous match was split: the leading part of Request.Players placed
+	// here. Rest then places the remaining players (in a new session of the group).
+	Players []string
+	Rest    *Placement
 }
 
 type server struct {
@@ -157,7 +180,10 @@ type server struct {
 	reported   bool
 	lastReport time.Time
 	// drain is set when the director asked this server to drain (told on its next report).
-	drain    bool
+	drain bool
+	// adopted is set for a server no backend lists that joined by reporting (AdoptServer): no
+	// backend watch will say it is gone, so Sweep drops it once it has been silent long enough.
+	adopted  bool
 	sessions map[string]*session
 }
 
@@ -183,6 +209,7 @@ type Pool struct {
 	rate     rateWindow
 	lead     map[string]time.Duration // backend → smoothed allocation latency
 	above    map[string]time.Time     // backend → since when free slots exceed the high watermark
+	changed  chan struct{}            // closed (and replaced) when free slots may have grown
 }
 
 // New returns an empty pool. cfg must be valid (Config.Validate).
@@ -197,7 +224,22 @@ func New(cfg Config) *Pool {
 		rate:     newRateWindow(cfg.RateWindow),
 		lead:     make(map[string]time.Duration),
 		above:    make(map[string]time.Time),
+		changed:  make(chan struct{}),
 	}
+}
+
+// Changed returns a channel closed the next time free slots may have grown (a server added or
+// adopted, a report, expired reservations, new weights): a placement waiting for a refill
+// waits on it instead of polling.
+func (p *Pool) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+func (p *Pool) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // GroupKey is the digest of a rendezvous group carried in its sessions' ids.
@@ -259,6 +301,7 @@ func (p *Pool) SetWeights(w map[string]int) error {
 		next[b] = w[b] // backends left out get 0
 	}
 	p.weights = next
+	p.notifyLocked()
 	return nil
 }
 
@@ -343,6 +386,7 @@ func (p *Pool) AddServer(info ServerInfo, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.backends[info.Backend] = true
+	defer p.notifyLocked()
 	s, ok := p.servers[info.Name]
 	if !ok {
 		s = &server{ServerInfo: info, sessions: make(map[string]*session), lastReport: now}
@@ -365,6 +409,30 @@ func (p *Pool) AddServer(info ServerInfo, now time.Time) {
 		s.state = Draining
 	}
 }
+
+// AdoptServer puts a server no backend lists (e.g. a hand-started kumi gameserver that reported
+// with the control secret) into the pool under backend, whose weight share it then serves. Unlike
+// a backend's servers it leaves the pool by itself: Sweep drops it after AdoptedSilence without a
+// report. A server already in the pool is left as it is; false then.
+func (p *Pool) AdoptServer(info ServerInfo, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.servers[info.Name]; ok {
+		return false
+	}
+	p.backends[info.Backend] = true
+	s := &server{ServerInfo: info, sessions: make(map[string]*session), lastReport: now, adopted: true}
+	if s.Capacity <= 0 {
+		s.Capacity = p.cfg.DefaultCap
+	}
+	p.servers[info.Name] = s
+	p.notifyLocked()
+	return true
+}
+
+// AdoptedSilence is how long an adopted server may stay silent before Sweep drops it and its
+// sessions: a few report timeouts, so a slow report does not lose its players.
+func (c Config) AdoptedSilence() time.Duration { return 4 * c.ReportTimeout }
 
 // HasServer reports whether the pool holds the server.
 func (p *Pool) HasServer(name string) bool {
@@ -429,6 +497,7 @@ func (p *Pool) Report(r Report, now time.Time) ReportResult {
 		return ReportResult{}
 	}
 	res := ReportResult{Known: true}
+	defer p.notifyLocked()
 	s.reported = true
 	s.lastReport = now
 	s.baseline = 0
@@ -497,12 +566,21 @@ func (p *Pool) Report(r Report, now time.Time) ReportResult {
 	return res
 }
 
-// Sweep expires reservations (sessions placed but never reported, members who never joined); it
-// returns the ids of sessions dropped.
+// Sweep expires reservations (sessions placed but never reported, members who never joined) and
+// drops adopted servers silent for AdoptedSilence; it returns the ids of sessions dropped.
 func (p *Pool) Sweep(now time.Time) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var gone []string
+	for name, s := range p.servers {
+		if s.adopted && now.Sub(s.lastReport) >= p.cfg.AdoptedSilence() {
+			for id := range s.sessions {
+				p.dropSessionLocked(id)
+				gone = append(gone, id)
+			}
+			delete(p.servers, name)
+		}
+	}
 	for id, ss := range p.sessions {
 		for pl, exp := range ss.members {
 			if !exp.IsZero() && !now.Before(exp) {
@@ -515,6 +593,9 @@ func (p *Pool) Sweep(now time.Time) []string {
 		}
 	}
 	sort.Strings(gone)
+	if len(gone) > 0 {
+		p.notifyLocked()
+	}
 	return gone
 }
 
@@ -545,25 +626,43 @@ func (s *server) used() int { return s.baseline + len(s.sessions) }
 func (s *server) free() int { return max(s.Capacity-s.used(), 0) }
 
 // Place finds a place for one match: into its group's live session when there is room there
-// (also while that session's server drains: see joinable), otherwise a new session on the fullest accepting server with a free slot, on the backend the
-// weights choose (spilling to other backends with weight > 0 when that one has no room).
+// (also while that session's server drains: see joinable), otherwise a new session on the fullest
+// accepting server with a free slot of the backend the weights choose for the session id. When
+// that backend has no free slot the answer is a ShortError, unless req.Failover allows another
+// backend with weight > 0: a backend's weight caps its share of new sessions.
 func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 	if len(req.Players) == 0 {
 		return Placement{}, errors.New("pool: a match needs at least one player")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var gk string
+	var (
+		gk     string
+		live   *session // the group's live session, when the match only partly fits in it
+		liveOn *server
+		fit    int
+	)
 	if req.Group != "" {
 		gk = GroupKey(req.Group)
 		if id, ok := p.groups[gk]; ok {
 			ss := p.sessions[id]
 			s := p.servers[ss.server]
-			if s != nil && p.joinable(s, now) && ss.room(req.Players, now) {
-				ss.reserve(req.Players, now.Add(p.cfg.ReservationTTL))
-				return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: id, Joined: true}, nil
+			if s != nil && p.joinable(s, now) {
+				if ss.room(req.Players, now) {
+					ss.reserve(req.Players, now.Add(p.cfg.ReservationTTL))
+					return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: id, Joined: true}, nil
+				}
+				// Fill the open session before opening a new one: a group arriving in waves
+				// of 12, 11, 16 and 1 at 16 per session ends as 16/16/8, not 12/11/16/1.
+				if fit = ss.free(now); fit > 0 && fit < len(req.Players) {
+					live, liveOn = ss, s
+				}
 			}
 		}
+	}
+	players := req.Players
+	if live != nil {
+		players = req.Players[fit:]
 	}
 	if req.SessionID == "" {
 		return Placement{}, errors.New("pool: a new session needs an id (NewSessionID)")
@@ -571,13 +670,24 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 	if _, dup := p.sessions[req.SessionID]; dup {
 		return Placement{}, fmt.Errorf("pool: session id %q is already in use", req.SessionID)
 	}
-	s := p.pickLocked(req.SessionID, "", now)
-	if s == nil {
+	first := p.chooseLocked(req.SessionID)
+	if first == "" {
 		return Placement{}, ErrNoRoom
 	}
+	var from string
+	s := p.fullestLocked(first, "", now)
+	if s == nil {
+		if !req.Failover {
+			return Placement{}, &ShortError{Backend: first}
+		}
+		if s = p.spillLocked(first, "", now); s == nil {
+			return Placement{}, ErrNoRoom
+		}
+		from = first
+	}
 	ss := &session{id: req.SessionID, server: s.Name, group: gk, maxMembers: memberLimit(req.MaxMembers, s.maxMembers),
-		expires: now.Add(p.cfg.ReservationTTL), members: make(map[string]time.Time, len(req.Players))}
-	ss.reserve(req.Players, ss.expires)
+		expires: now.Add(p.cfg.ReservationTTL), members: make(map[string]time.Time, len(players))}
+	ss.reserve(players, ss.expires)
 	p.sessions[ss.id] = ss
 	s.sessions[ss.id] = ss
 	if gk != "" {
@@ -585,7 +695,28 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 		p.groups[gk] = ss.id
 	}
 	p.rate.add(now, 1)
-	return Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: ss.id}, nil
+	pl := Placement{Server: s.Name, Backend: s.Backend, Address: s.Address, SessionID: ss.id, FailedOver: from}
+	if live == nil {
+		return pl, nil
+	}
+	live.reserve(req.Players[:fit], now.Add(p.cfg.ReservationTTL))
+	pl.Players = slices.Clip(players)
+	return Placement{Server: liveOn.Name, Backend: liveOn.Backend, Address: liveOn.Address, SessionID: live.id, Joined: true,
+		Players: slices.Clip(req.Players[:fit]), Rest: &pl}, nil
+}
+
+// free is how many more members the session takes (0 for no limit: then everyone fits).
+func (ss *session) free(now time.Time) int {
+	if ss.maxMembers <= 0 {
+		return 0
+	}
+	n := 0
+	for _, exp := range ss.members {
+		if exp.IsZero() || now.Before(exp) {
+			n++
+		}
+	}
+	return max(ss.maxMembers-n, 0)
 }
 
 func memberLimit(match, server int) int {
@@ -625,7 +756,9 @@ func (ss *session) reserve(players []string, until time.Time) {
 	}
 }
 
-// pickLocked chooses the server for a new session keyed by key, never exclude.
+// pickLocked chooses the server for a moved session keyed by key, never exclude: the backend the
+// weights choose, else any other with weight. A move relocates a live session, so it is not held
+// to the weights' cap on new sessions.
 func (p *Pool) pickLocked(key, exclude string, now time.Time) *server {
 	first := p.chooseLocked(key)
 	if first == "" {
@@ -634,7 +767,12 @@ func (p *Pool) pickLocked(key, exclude string, now time.Time) *server {
 	if s := p.fullestLocked(first, exclude, now); s != nil {
 		return s
 	}
-	// Spill over to the other backends with weight, heaviest first.
+	return p.spillLocked(first, exclude, now)
+}
+
+// spillLocked is the fullest free server of the backends with weight other than first, heaviest
+// backend first.
+func (p *Pool) spillLocked(first, exclude string, now time.Time) *server {
 	others := p.backendNames()
 	sort.SliceStable(others, func(i, j int) bool { return p.weightLocked(others[i]) > p.weightLocked(others[j]) })
 	for _, b := range others {
@@ -849,6 +987,8 @@ type ServerStats struct {
 	Capacity, Used, Free   int
 	Sessions               int
 	Reported               bool
+	// Adopted is true for a server no backend lists that joined the pool by reporting.
+	Adopted bool
 }
 
 // Stats is a snapshot of the pool.
@@ -872,7 +1012,7 @@ func (p *Pool) Snapshot(now time.Time) Stats {
 			state = "silent"
 		}
 		st.Servers = append(st.Servers, ServerStats{Name: s.Name, Backend: s.Backend, Address: s.Address, State: state,
-			Capacity: s.Capacity, Used: s.used(), Free: free, Sessions: len(s.sessions), Reported: s.reported})
+			Capacity: s.Capacity, Used: s.used(), Free: free, Sessions: len(s.sessions), Reported: s.reported, Adopted: s.adopted})
 	}
 	sort.Slice(st.Servers, func(i, j int) bool { return st.Servers[i].Name < st.Servers[j].Name })
 	return st

@@ -522,13 +522,82 @@ func TestWeightZeroStopsNewSessionsOnly(t *testing.T) {
 	if p.Target("agones", t0) != 0 {
 		t.Fatal("weight-0 backend still wants free slots")
 	}
-	// Spill-over: when the heavier backend is full, a backend with weight > 0 takes the session.
+	// When the heavier backend is full, a new session goes to the other backend only when asked
+	// (Failover); otherwise the caller learns which backend is short.
 	if err := p.SetWeights(map[string]int{"agones": 1, "local": 9999}); err != nil {
 		t.Fatal(err)
 	}
 	p.Report(Report{Server: "l1", Capacity: 1, Sessions: []SessionLoad{{ID: "x"}}}, t0)
-	if pl := mustPlace(t, p, "", []string{"z"}, 0, t0); pl.Backend != "agones" {
-		t.Fatalf("no spill-over: %+v", pl)
+	id := NewSessionID("")
+	for p.Choose(id) != "local" {
+		id = NewSessionID("")
+	}
+	changed := p.Changed()
+	var short *ShortError
+	if _, err := p.Place(Request{SessionID: id, Players: []string{"z"}}, t0); !errors.As(err, &short) || short.Backend != "local" || !errors.Is(err, ErrNoRoom) {
+		t.Fatalf("place on a full chosen backend: %v, want ShortError{local}", err)
+	}
+	pl, err := p.Place(Request{SessionID: id, Players: []string{"z"}, Failover: true}, t0)
+	if err != nil || pl.Backend != "agones" || pl.FailedOver != "local" {
+		t.Fatalf("failover placement %+v %v", pl, err)
+	}
+	select {
+	case <-changed:
+		t.Fatal("Changed fired without new room")
+	default:
+	}
+	p.Report(Report{Server: "l1", Capacity: 2, Sessions: []SessionLoad{{ID: "x"}}}, t0)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a report that freed a slot did not fire Changed")
+	}
+}
+
+// TestWeightsCapBursts: a burst larger than the heavy backend's free slots never moves the
+// light backend above its share: each new session goes to the backend its id chose, or gets a
+// ShortError naming it. Deterministic: the count on the light backend is exactly the number of
+// placed ids the weights gave it.
+func TestWeightsCapBursts(t *testing.T) {
+	p := New(testConfig())
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a1", Backend: "a", Capacity: 50}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7001", Name: "b1", Backend: "b", Capacity: 1000}, t0)
+	if err := p.SetWeights(map[string]int{"a": 9000, "b": 1000}); err != nil {
+		t.Fatal(err)
+	}
+	for burst := range 3 {
+		placed, short := map[string]int{}, 0
+		chosen := map[string]int{}
+		for i := range 300 {
+			id := NewSessionID("")
+			want := p.Choose(id)
+			pl, err := p.Place(Request{SessionID: id, Players: []string{fmt.Sprint(burst, "-", i)}}, t0)
+			var se *ShortError
+			switch {
+			case errors.As(err, &se):
+				if se.Backend != want || want != "a" {
+					t.Fatalf("short %q for an id the weights gave %q", se.Backend, want)
+				}
+				short++
+				continue
+			case err != nil:
+				t.Fatal(err)
+			}
+			if pl.Backend != want {
+				t.Fatalf("burst %d: session chosen for %s placed on %s", burst, want, pl.Backend)
+			}
+			placed[pl.Backend]++
+			chosen[want]++
+		}
+		if placed["b"] != chosen["b"] || placed["b"] > 300/10+21 {
+			t.Fatalf("burst %d: b got %d (chosen %d) of 300", burst, placed["b"], chosen["b"])
+		}
+		if burst == 0 && (placed["a"] != 50 || short == 0) {
+			t.Fatalf("burst 0: a got %d of its 50 slots, %d short", placed["a"], short)
+		}
+		if burst > 0 && placed["a"] != 0 {
+			t.Fatalf("burst %d: a full, yet got %d", burst, placed["a"])
+		}
 	}
 }
 
@@ -597,5 +666,92 @@ func TestGroupLateMemberDuringDrain(t *testing.T) {
 		Sessions: []SessionLoad{{ID: s.SessionID, Players: []string{"u1"}}}}, now)
 	if pl := mustPlace(t, p2, "room", []string{"u2"}, 8, now); pl.Server == "a" {
 		t.Fatalf("late member placed on a stopping server: %+v", pl)
+	}
+}
+
+// TestAdoptedServerLeavesWhenSilent: an adopted server takes sessions like any other, keeps them
+// while it reports, and leaves the pool with its sessions once silent for AdoptedSilence (no
+// backend watch would ever say it is gone); a backend's server stays however long it is silent.
+func TestAdoptedServerLeavesWhenSilent(t *testing.T) {
+	p := New(testConfig())
+	p.AddBackend("local")
+	if !p.AdoptServer(ServerInfo{Name: "hand", Backend: "local", Address: "127.0.0.1:7777", Capacity: 3}, t0) {
+		t.Fatal("adopt refused")
+	}
+	if p.AdoptServer(ServerInfo{Name: "hand", Backend: "local", Address: "x:1"}, t0) {
+		t.Fatal("adopted twice")
+	}
+	p.AddServer(ServerInfo{Name: "fleet", Backend: "local", Address: "127.0.0.1:7000", Capacity: 1, Used: 1}, t0)
+	pl := mustPlace(t, p, "g", []string{"a"}, 0, t0)
+	if pl.Server != "hand" {
+		t.Fatalf("placed on %s", pl.Server)
+	}
+	if st := p.Snapshot(t0).Servers; !st[1].Adopted || st[0].Adopted {
+		t.Fatalf("snapshot %+v", st)
+	}
+	silence := testConfig().AdoptedSilence()
+	p.Report(Report{Server: "hand", State: Accepting, Sessions: []SessionLoad{{ID: pl.SessionID, Players: []string{"a"}}}}, t0.Add(time.Second))
+	if gone := p.Sweep(t0.Add(silence)); len(gone) != 0 || !p.HasServer("hand") {
+		t.Fatalf("swept %v while the server reported %s ago", gone, silence-time.Second)
+	}
+	gone := p.Sweep(t0.Add(time.Second + silence))
+	if len(gone) != 1 || gone[0] != pl.SessionID || p.HasServer("hand") {
+		t.Fatalf("swept %v; server still there: %v", gone, p.HasServer("hand"))
+	}
+	if _, ok := p.GroupSession("g"); ok {
+		t.Fatal("group still maps to the dropped session")
+	}
+	if !p.HasServer("fleet") {
+		t.Fatal("a backend's silent server was dropped")
+	}
+}
+
+// TestLargeGroupFillsOpenSessions: a chat group whose members arrive in matches of 12, 11, 16 and 1
+// at 16 members per session fills each open session before the next opens: 16/16/8, whatever
+// chunks the core's cycles happened to give the match function.
+func TestLargeGroupFillsOpenSessions(t *testing.T) {
+	p := New(testConfig())
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "s1", Backend: "local", Capacity: 10}, t0)
+	next := 0
+	members := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("m%02d", next)
+			next++
+		}
+		return out
+	}
+	perSession := map[string]int{}
+	var order []string
+	for _, n := range []int{12, 11, 16, 1} {
+		pl := mustPlace(t, p, "big", members(n), 16, t0)
+		placed := 0
+		for part := &pl; part != nil; part = part.Rest {
+			k := n - placed
+			if part.Players != nil {
+				k = len(part.Players)
+			}
+			if _, seen := perSession[part.SessionID]; !seen {
+				order = append(order, part.SessionID)
+			}
+			perSession[part.SessionID] += k
+			placed += k
+		}
+		if placed != n {
+			t.Fatalf("match of %d: %d placed", n, placed)
+		}
+	}
+	var sizes []int
+	for _, id := range order {
+		sizes = append(sizes, perSession[id])
+	}
+	if fmt.Sprint(sizes) != "[16 16 8]" {
+		t.Fatalf("40 members at 16 per session split %v, want [16 16 8]", sizes)
+	}
+	// The oldest members of a split match fill the open session.
+	pl := mustPlace(t, p, "big2", members(10), 16, t0)
+	pl = mustPlace(t, p, "big2", members(10), 16, t0)
+	if pl.Rest == nil || len(pl.Players) != 6 || pl.Players[0] != fmt.Sprintf("m%02d", 50) || len(pl.Rest.Players) != 4 {
+		t.Fatalf("split of 10 into a session with 6 free: %+v", pl)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kumi-dev/kumi/examples/client/internal/teststack"
+	"github.com/kumi-dev/kumi/internal/teststack"
 )
 
 // TestCLIEndToEnd runs the command with two players of one chat group against the real stack and
@@ -33,11 +33,25 @@ func TestCLIEndToEnd(t *testing.T) {
 		regexp.MustCompile(`(?m)^  ticket \S+ -> assignment  \S+$`),
 		regexp.MustCompile(`(?m)^  assignment -> ACCEPT      \S+$`),
 		regexp.MustCompile(`(?m)^  ACCEPT -> first frame     \S+$`),
-		regexp.MustCompile(`(?m)^summary of 2 players: 0 moves, 0 reconnects, frames sent \d+ received \d+$`),
+		regexp.MustCompile(`(?m)^summary of 2 players \(0 failed\): 0 moves, 0 reconnects, frames sent \d+ received \d+$`),
 		regexp.MustCompile(`(?m)^  ticket -> assignment\s+p50 \S+ p99 \S+ max \S+ \(n=2\)$`),
 	} {
 		if !want.MatchString(text) {
 			t.Errorf("output lacks %s:\n%s", want, text)
+		}
+	}
+}
+
+func TestShort(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{
+		{1234567 * time.Nanosecond, 1230 * time.Microsecond},
+		{45678 * time.Microsecond, 45700 * time.Microsecond},
+		{1234567891 * time.Nanosecond, 1230 * time.Millisecond},
+		{789456 * time.Nanosecond, 789 * time.Microsecond},
+		{0, 0},
+	} {
+		if got := short(tc.in); got != tc.want {
+			t.Errorf("short(%v) = %v, want %v", tc.in, got, tc.want)
 		}
 	}
 }

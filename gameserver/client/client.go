@@ -1,8 +1,8 @@
 package client
 
 import (
+	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/gameserver/wire"
+	"github.com/kumi-dev/kumi/internal/token"
 )
 
 // Config tunes a Conn; Default holds the defaults.
@@ -102,8 +103,9 @@ type link struct {
 }
 
 type answer struct {
-	accept *wire.Accept
+	accept []byte // the ACCEPT datagram, opened by the join's Initiator
 	refuse *wire.Refuse
+	cookie *wire.Cookie
 }
 
 // Conn is one client's membership of a session. Send, Recv and Leave are safe for concurrent use.
@@ -175,42 +177,57 @@ func resolve(addr string) (netip.AddrPort, error) {
 }
 
 // join sends JOIN until ACCEPT or REFUSE arrives, or the join times out.
-func (c *Conn) join(ctx context.Context, server netip.AddrPort, token string) (*link, error) {
+func (c *Conn) join(ctx context.Context, server netip.AddrPort, tok string) (*link, error) {
 	if c.cfg.JoinTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.JoinTimeout)
 		defer cancel()
 	}
-	var j wire.Join
-	_, _ = rand.Read(j.Nonce[:])
-	j.Token = []byte(token)
-	pkt, err := wire.AppendJoin(nil, j)
+	ins, err := token.UnverifiedServerInstance(tok)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	ch := make(chan answer, 1)
+	hs, err := wire.NewInitiator(ins)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	pkt, err := hs.Join([]byte(tok))
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	nonce := hs.Nonce()
+	ch := make(chan answer, 4)
 	c.mu.Lock()
-	c.pending[j.Nonce] = ch
+	c.pending[nonce] = ch
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.pending, j.Nonce)
+		delete(c.pending, nonce)
 		c.mu.Unlock()
 	}()
 	retry := time.NewTicker(max(c.cfg.JoinRetry, 10*time.Millisecond))
 	defer retry.Stop()
+	send := true
 	for {
-		if _, err := c.sock.WriteToUDPAddrPort(pkt, server); err != nil {
-			return nil, fmt.Errorf("client: send JOIN to %s: %w", server, err)
+		if send {
+			if _, err := c.sock.WriteToUDPAddrPort(pkt, server); err != nil {
+				return nil, fmt.Errorf("client: send JOIN to %s: %w", server, err)
+			}
 		}
+		send = true
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("client: no answer to JOIN from %s: %w", server, ctx.Err())
 		case <-c.closed:
 			return nil, ErrClosed
 		case a := <-ch:
-			if a.refuse != nil && a.refuse.Code == wire.RefuseBusy {
-				// Transient (the server's JOIN rate limit or backlog) and the token was not used:
+			switch {
+			case a.cookie != nil:
+				// The server's address check: resend at once with its cookie.
+				wire.SetJoinCookie(pkt, a.cookie.Cookie)
+				continue
+			case a.refuse != nil && a.refuse.Code == wire.RefuseBusy:
+				// Transient (the server's JOIN rate limits or backlog) and the token was not used:
 				// keep resending until the join times out.
 				select {
 				case <-ctx.Done():
@@ -220,18 +237,24 @@ func (c *Conn) join(ctx context.Context, server netip.AddrPort, token string) (*
 				case <-retry.C:
 				}
 				continue
-			}
-			if a.refuse != nil {
+			case a.refuse != nil:
 				return nil, &RefusedError{Code: a.refuse.Code, Text: a.refuse.Text}
+			}
+			acc, keys, err := hs.Accept(a.accept)
+			if err != nil {
+				// Not sealed for this join (forged or corrupted): keep waiting for the real one.
+				send = false
+				continue
 			}
 			l := &link{
 				server:     server,
-				member:     a.accept.MemberID,
-				key:        wire.NewKey(a.accept.Key),
-				maxPayload: int(a.accept.MaxPayload),
-				keepalive:  a.accept.Keepalive,
-				timeout:    a.accept.Timeout,
+				member:     acc.MemberID,
+				key:        wire.NewKey(keys),
+				maxPayload: int(acc.MaxPayload),
+				keepalive:  acc.Keepalive,
+				timeout:    acc.Timeout,
 			}
+			clear(keys[:])
 			c.heard.Store(time.Now().UnixNano())
 			return l, nil
 		case <-retry.C:
@@ -364,13 +387,18 @@ func (c *Conn) readLoop() {
 		}
 		switch typ {
 		case wire.TypeAccept:
-			if a, err := wire.ParseAccept(p); err == nil {
-				c.answer(a.Nonce, answer{accept: &a})
+			if a, err := wire.ParseAcceptHeader(p); err == nil {
+				c.answer(a.Nonce, answer{accept: bytes.Clone(p)})
 			}
 			continue
 		case wire.TypeRefuse:
 			if r, err := wire.ParseRefuse(p); err == nil {
 				c.answer(r.Nonce, answer{refuse: &r})
+			}
+			continue
+		case wire.TypeCookie:
+			if ck, err := wire.ParseCookie(p); err == nil {
+				c.answer(ck.Nonce, answer{cookie: &ck})
 			}
 			continue
 		}
@@ -402,7 +430,16 @@ func (c *Conn) handle(p []byte, _ netip.AddrPort, scratch *wire.Scratch) {
 	}
 	links = append(links, c.old...)
 	c.mu.Unlock()
+	var orig []byte
+	if len(links) > 1 {
+		// Open decrypts in place and may wipe a packet that fails: keep the datagram to try the
+		// earlier servers' keys on.
+		orig = bytes.Clone(p)
+	}
 	for i, l := range links {
+		if i > 0 {
+			copy(p, orig)
+		}
 		h, body, err := l.key.Open(scratch, wire.ToClient, p)
 		if err != nil || !l.window.Accept(h.Seq) {
 			continue

@@ -37,9 +37,9 @@ func startServer(t *testing.T) (*gameserver.Server, *token.Signer, context.Cance
 	return s, signer, cancel
 }
 
-func mint(t *testing.T, signer *token.Signer, session, player string) string {
+func mint(t *testing.T, signer *token.Signer, instance, session, player string) string {
 	t.Helper()
-	raw, err := signer.ServerToken(token.ServerClaims{PlayerID: player, SessionID: session, Server: "gs-c", ExpiresAt: time.Now().Add(time.Minute)})
+	raw, err := signer.ServerToken(token.ServerClaims{PlayerID: player, SessionID: session, Server: "gs-c", Instance: instance, ExpiresAt: time.Now().Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,27 +56,53 @@ func TestDialNobodyListening(t *testing.T) {
 	cfg := client.Default()
 	cfg.JoinTimeout = 200 * time.Millisecond
 	cfg.JoinRetry = 50 * time.Millisecond
-	if _, err := client.Dial(context.Background(), addr, "tok", cfg); !errors.Is(err, context.DeadlineExceeded) {
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := wire.NewInstance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mint(t, signer, ins.ID(), "s1", "p1")
+	if _, err := client.Dial(context.Background(), addr, tok, cfg); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
-	if _, err := client.Dial(context.Background(), "no-port", "tok", cfg); err == nil || !strings.Contains(err.Error(), "no-port") {
+	if _, err := client.Dial(context.Background(), "no-port", tok, cfg); err == nil || !strings.Contains(err.Error(), "no-port") {
 		t.Fatalf("bad address: %v", err)
 	}
 }
 
 func TestRefusedError(t *testing.T) {
 	s, _, _ := startServer(t)
-	_, err := client.Dial(context.Background(), s.Addr(), "not.a.jwt", client.Default())
+	stranger, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Dial(context.Background(), s.Addr(), mint(t, stranger, s.Instance(), "s1", "p1"), client.Default())
 	var re *client.RefusedError
 	if !errors.As(err, &re) || re.Code != wire.RefuseBadToken || !strings.Contains(err.Error(), "bad_token") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
+// A token that names no instance (or is no JWT) cannot be sealed to the server: Dial says so
+// before sending anything.
+func TestTokenWithoutInstance(t *testing.T) {
+	s, signer, _ := startServer(t)
+	for _, tok := range []string{mint(t, signer, "", "s1", "p1"), "not a jwt"} {
+		_, err := client.Dial(context.Background(), s.Addr(), tok, client.Default())
+		var re *client.RefusedError
+		if err == nil || errors.As(err, &re) {
+			t.Fatalf("err = %v, want a local error", err)
+		}
+	}
+}
+
 // A server that stops tells its members RECONNECT(shutdown).
 func TestServerShutdown(t *testing.T) {
 	s, signer, stop := startServer(t)
-	c, err := client.Dial(context.Background(), s.Addr(), mint(t, signer, "s1", "p1"), client.Default())
+	c, err := client.Dial(context.Background(), s.Addr(), mint(t, signer, s.Instance(), "s1", "p1"), client.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

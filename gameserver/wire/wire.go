@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,17 +10,22 @@ import (
 )
 
 // Version is the protocol version in byte 0 of every datagram.
-const Version = 1
+const Version = 2
+
+// VersionV1 is the previous version. Servers answer its JOIN with a REFUSE version in v1's own
+// layout (identical to v2's REFUSE but for byte 0) so a v1 client can tell the user why.
+const VersionV1 = 1
 
 // Type is byte 1 of every datagram.
 type Type uint8
 
-// Packet types. JOIN, ACCEPT and REFUSE travel before a member has a key and are not
-// authenticated; every other type is authenticated with the member's key.
+// Packet types. JOIN, ACCEPT, REFUSE and COOKIE are the handshake; every other type is sealed
+// (encrypted and authenticated) with the member's session keys.
 const (
-	TypeJoin      Type = 0x01 // client → server: token
-	TypeAccept    Type = 0x02 // server → client: member id and key
-	TypeRefuse    Type = 0x03 // server → client: reason
+	TypeJoin      Type = 0x01 // client → server: ephemeral key, sealed token, cookie
+	TypeAccept    Type = 0x02 // server → client: ephemeral key, sealed member id and limits
+	TypeRefuse    Type = 0x03 // server → client: reason (clear)
+	TypeCookie    Type = 0x04 // server → client: the cookie to put in the JOIN (address check)
 	TypeData      Type = 0x10 // both ways: opaque payload relayed to the other members
 	TypeKeepalive Type = 0x11 // both ways: empty; the server answers each one
 	TypeLeave     Type = 0x12 // client → server: the member leaves (also acknowledges MOVE/RECONNECT)
@@ -37,6 +41,8 @@ func (t Type) String() string {
 		return "ACCEPT"
 	case TypeRefuse:
 		return "REFUSE"
+	case TypeCookie:
+		return "COOKIE"
 	case TypeData:
 		return "DATA"
 	case TypeKeepalive:
@@ -51,21 +57,33 @@ func (t Type) String() string {
 	return fmt.Sprintf("Type(0x%02x)", uint8(t))
 }
 
-// Authenticated reports whether packets of type t carry a member header and tag.
+// Authenticated reports whether packets of type t carry a member header and are sealed with
+// the member's session keys.
 func (t Type) Authenticated() bool { return t >= TypeData && t <= TypeReconnect }
 
 // Sizes of the fixed parts.
 const (
-	NonceLen  = 8 // JOIN nonce echoed in ACCEPT/REFUSE
-	KeyLen    = chacha20poly1305.KeySize
-	HeaderLen = 14 // version, type, member id (4), sequence (8)
-	TagLen    = chacha20poly1305.Overhead
-	// Overhead is what an authenticated packet adds to its body.
+	NonceLen    = 8 // JOIN nonce echoed in ACCEPT/REFUSE/COOKIE
+	KeyLen      = chacha20poly1305.KeySize
+	PublicLen   = 32 // X25519 public key
+	InstanceLen = 4  // instance tag in JOIN: the first bytes of the server's public key
+	CookieLen   = 16
+	HeaderLen   = 14 // version, type, member id (4), sequence (8)
+	TagLen      = chacha20poly1305.Overhead
+	// Overhead is what a sealed packet adds to its body.
 	Overhead = HeaderLen + TagLen
 	// MaxToken bounds the token in a JOIN; server tokens are a few hundred bytes.
 	MaxToken = 2048
+	// joinFixed is a JOIN without its token: header, nonce, instance, ephemeral, length, tag, cookie.
+	joinFixed = 2 + NonceLen + InstanceLen + PublicLen + 2 + TagLen + CookieLen
+	// MinJoinLen is the smallest valid JOIN (one-byte token).
+	MinJoinLen = joinFixed + 1
 	// MaxJoinLen is the largest valid JOIN datagram.
-	MaxJoinLen = 2 + NonceLen + 2 + MaxToken
+	MaxJoinLen = joinFixed + MaxToken
+	// CookieReplyLen is the size of a COOKIE: less than any JOIN, so it amplifies nothing.
+	CookieReplyLen = 2 + NonceLen + CookieLen
+	// AcceptLen is the size of an ACCEPT.
+	AcceptLen = 2 + NonceLen + PublicLen + acceptBodyLen + TagLen
 	// MaxText bounds the reason text of REFUSE and RECONNECT.
 	MaxText = 200
 	// MaxAddr bounds the address in MOVE.
@@ -83,7 +101,7 @@ var (
 	ErrReplay   = errors.New("wire: replayed or too old sequence number")
 )
 
-// PeekType returns the version and type of a datagram without further checks.
+// PeekType returns the type of a datagram of this version without further checks.
 func PeekType(p []byte) (Type, error) {
 	if len(p) < 2 {
 		return 0, ErrShort
@@ -94,89 +112,154 @@ func PeekType(p []byte) (Type, error) {
 	return Type(p[1]), nil
 }
 
-// Join asks to enter a session. Nonce is random per JOIN attempt series and echoed back so the
-// client can tell the answer to its own JOIN; Token is the server token (JWT).
+// Join asks to enter a session. Nonce is random per JOIN series and echoed back so the client can
+// tell the answers to its own JOIN; Instance tags the server key the client sealed to (the server
+// tells a token for its previous life apart from garbage); Ephemeral is the client's X25519 key
+// for this join; Sealed is the server token encrypted to the server (see Initiator); Cookie is
+// the server's address check (zero until a COOKIE arrives).
 type Join struct {
-	Nonce [NonceLen]byte
-	Token []byte
+	Nonce     [NonceLen]byte
+	Instance  [InstanceLen]byte
+	Ephemeral [PublicLen]byte
+	Sealed    []byte
+	Cookie    [CookieLen]byte
 }
 
-// AppendJoin appends j's encoding: version, type, nonce, token length (u16), token.
+// joinAD is the length of the JOIN prefix the token's seal authenticates.
+const joinAD = 2 + NonceLen + InstanceLen + PublicLen + 2
+
+// AppendJoin appends j's encoding: version, type, nonce, instance, ephemeral, sealed token length
+// (u16, without tag), sealed token, cookie.
 func AppendJoin(dst []byte, j Join) ([]byte, error) {
-	if len(j.Token) == 0 || len(j.Token) > MaxToken {
-		return dst, fmt.Errorf("wire: JOIN token is %d bytes, want 1..%d", len(j.Token), MaxToken)
+	n := len(j.Sealed) - TagLen
+	if n < 1 || n > MaxToken {
+		return dst, fmt.Errorf("wire: JOIN token is %d bytes, want 1..%d", n, MaxToken)
 	}
+	dst = appendJoinAD(dst, j, n)
+	dst = append(dst, j.Sealed...)
+	return append(dst, j.Cookie[:]...), nil
+}
+
+func appendJoinAD(dst []byte, j Join, tokenLen int) []byte {
 	dst = append(dst, Version, byte(TypeJoin))
 	dst = append(dst, j.Nonce[:]...)
-	dst = binary.BigEndian.AppendUint16(dst, uint16(len(j.Token)))
-	return append(dst, j.Token...), nil
+	dst = append(dst, j.Instance[:]...)
+	dst = append(dst, j.Ephemeral[:]...)
+	return binary.BigEndian.AppendUint16(dst, uint16(tokenLen))
 }
 
-// ParseJoin decodes a JOIN. The returned Token aliases p.
+// ParseJoin decodes a JOIN (its structure: the token is opened by the server's Responder). The
+// returned Sealed aliases p.
 func ParseJoin(p []byte) (Join, error) {
 	var j Join
-	if err := expect(p, TypeJoin, 2+NonceLen+2); err != nil {
+	if err := expect(p, TypeJoin, MinJoinLen); err != nil {
 		return j, err
 	}
-	copy(j.Nonce[:], p[2:])
-	n := int(binary.BigEndian.Uint16(p[2+NonceLen:]))
-	rest := p[2+NonceLen+2:]
+	if len(p) > MaxJoinLen {
+		return j, ErrTooLarge
+	}
+	q := p[2:]
+	copy(j.Nonce[:], q)
+	q = q[NonceLen:]
+	copy(j.Instance[:], q)
+	q = q[InstanceLen:]
+	copy(j.Ephemeral[:], q)
+	q = q[PublicLen:]
+	n := int(binary.BigEndian.Uint16(q))
+	q = q[2:]
 	switch {
 	case n == 0 || n > MaxToken:
 		return j, ErrTooLarge
-	case len(rest) < n:
+	case len(q) < n+TagLen+CookieLen:
 		return j, ErrShort
-	case len(rest) > n:
+	case len(q) > n+TagLen+CookieLen:
 		return j, ErrTrailing
 	}
-	j.Token = rest
+	j.Sealed = q[:n+TagLen]
+	copy(j.Cookie[:], q[n+TagLen:])
 	return j, nil
 }
 
-// Accept admits a member. Key authenticates every later packet both ways; Keepalive is how often
-// the client should send KEEPALIVE when it has nothing else to send; Timeout is the silence after
-// which the server drops the member; MaxPayload bounds DATA payloads.
+// SetJoinCookie writes cookie into an encoded JOIN p in place (the client's resend after COOKIE).
+func SetJoinCookie(p []byte, cookie [CookieLen]byte) { copy(p[len(p)-CookieLen:], cookie[:]) }
+
+// Cookie is the server's answer to a JOIN whose cookie is not valid for its source address.
+type Cookie struct {
+	Nonce  [NonceLen]byte
+	Cookie [CookieLen]byte
+}
+
+// AppendCookie appends c's encoding: version, type, nonce, cookie.
+func AppendCookie(dst []byte, c Cookie) []byte {
+	dst = append(dst, Version, byte(TypeCookie))
+	dst = append(dst, c.Nonce[:]...)
+	return append(dst, c.Cookie[:]...)
+}
+
+// ParseCookie decodes a COOKIE.
+func ParseCookie(p []byte) (Cookie, error) {
+	var c Cookie
+	if err := expect(p, TypeCookie, CookieReplyLen); err != nil {
+		return c, err
+	}
+	if len(p) != CookieReplyLen {
+		return c, ErrTrailing
+	}
+	copy(c.Nonce[:], p[2:])
+	copy(c.Cookie[:], p[2+NonceLen:])
+	return c, nil
+}
+
+// Accept admits a member: its id, how often the client should send KEEPALIVE when it has nothing
+// else to send, the silence after which the server drops it, and the largest DATA payload. On the
+// wire it is sealed under the new session keys (see Responder.Accept).
 type Accept struct {
-	Nonce      [NonceLen]byte
 	MemberID   uint32
-	Key        [KeyLen]byte
 	Keepalive  time.Duration
 	Timeout    time.Duration
 	MaxPayload uint16
 }
 
-const acceptLen = 2 + NonceLen + 4 + KeyLen + 4 + 4 + 2
+const acceptBodyLen = 4 + 4 + 4 + 2
 
-// AppendAccept appends a's encoding: version, type, nonce, member id (u32), key (32), keepalive ms
-// (u32), timeout ms (u32), max payload (u16).
-func AppendAccept(dst []byte, a Accept) []byte {
-	dst = append(dst, Version, byte(TypeAccept))
-	dst = append(dst, a.Nonce[:]...)
+func appendAcceptBody(dst []byte, a Accept) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, a.MemberID)
-	dst = append(dst, a.Key[:]...)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(a.Keepalive/time.Millisecond))
 	dst = binary.BigEndian.AppendUint32(dst, uint32(a.Timeout/time.Millisecond))
 	return binary.BigEndian.AppendUint16(dst, a.MaxPayload)
 }
 
-// ParseAccept decodes an ACCEPT.
-func ParseAccept(p []byte) (Accept, error) {
-	var a Accept
-	if err := expect(p, TypeAccept, acceptLen); err != nil {
+func parseAcceptBody(b []byte) (Accept, error) {
+	if len(b) != acceptBodyLen {
+		return Accept{}, ErrShort
+	}
+	return Accept{
+		MemberID:   binary.BigEndian.Uint32(b),
+		Keepalive:  time.Duration(binary.BigEndian.Uint32(b[4:])) * time.Millisecond,
+		Timeout:    time.Duration(binary.BigEndian.Uint32(b[8:])) * time.Millisecond,
+		MaxPayload: binary.BigEndian.Uint16(b[12:]),
+	}, nil
+}
+
+// AcceptHeader is the clear part of an ACCEPT: the JOIN's nonce and the server's ephemeral key.
+type AcceptHeader struct {
+	Nonce     [NonceLen]byte
+	Ephemeral [PublicLen]byte
+	Sealed    []byte // the sealed body, aliasing the packet
+}
+
+// ParseAcceptHeader decodes the clear part of an ACCEPT.
+func ParseAcceptHeader(p []byte) (AcceptHeader, error) {
+	var a AcceptHeader
+	if err := expect(p, TypeAccept, AcceptLen); err != nil {
 		return a, err
 	}
-	if len(p) != acceptLen {
+	if len(p) != AcceptLen {
 		return a, ErrTrailing
 	}
-	p = p[2:]
-	copy(a.Nonce[:], p)
-	p = p[NonceLen:]
-	a.MemberID = binary.BigEndian.Uint32(p)
-	copy(a.Key[:], p[4:])
-	p = p[4+KeyLen:]
-	a.Keepalive = time.Duration(binary.BigEndian.Uint32(p)) * time.Millisecond
-	a.Timeout = time.Duration(binary.BigEndian.Uint32(p[4:])) * time.Millisecond
-	a.MaxPayload = binary.BigEndian.Uint16(p[8:])
+	copy(a.Nonce[:], p[2:])
+	copy(a.Ephemeral[:], p[2+NonceLen:])
+	a.Sealed = p[2+NonceLen+PublicLen:]
 	return a, nil
 }
 
@@ -186,17 +269,21 @@ type RefuseCode uint8
 // Refuse codes. Clients may retry Busy and Full later with a fresh token; the others need a new
 // assignment (or, for Version, a newer client).
 const (
-	RefuseBadToken    RefuseCode = 1  // signature, issuer, claims or format wrong
-	RefuseExpired     RefuseCode = 2  // exp passed or nbf not reached
-	RefuseWrongServer RefuseCode = 3  // token's audience is another server
-	RefuseReplayed    RefuseCode = 4  // token already used
-	RefuseFull        RefuseCode = 5  // server at its session capacity
-	RefuseSessionFull RefuseCode = 6  // session at its member limit
-	RefuseDraining    RefuseCode = 7  // server draining: admits nobody
-	RefuseBusy        RefuseCode = 8  // admission rate limit or backlog
-	RefuseVersion     RefuseCode = 9  // protocol version not supported
-	RefuseMalformed   RefuseCode = 10 // JOIN could not be parsed
+	RefuseBadToken      RefuseCode = 1  // signature, issuer, claims or format wrong, or the JOIN does not decrypt
+	RefuseExpired       RefuseCode = 2  // exp passed or nbf not reached
+	RefuseWrongServer   RefuseCode = 3  // token's audience is another server
+	RefuseReplayed      RefuseCode = 4  // token already used
+	RefuseFull          RefuseCode = 5  // server at its session capacity
+	RefuseSessionFull   RefuseCode = 6  // session at its member limit
+	RefuseDraining      RefuseCode = 7  // server draining: admits nobody
+	RefuseBusy          RefuseCode = 8  // admission rate limit (per source or overall) or backlog
+	RefuseVersion       RefuseCode = 9  // protocol version not supported
+	RefuseMalformed     RefuseCode = 10 // JOIN could not be parsed
+	RefuseWrongInstance RefuseCode = 11 // token minted for another life of this server (it restarted)
 )
+
+// NumRefuseCodes is one more than the largest refuse code.
+const NumRefuseCodes = int(RefuseWrongInstance) + 1
 
 func (c RefuseCode) String() string {
 	switch c {
@@ -220,22 +307,32 @@ func (c RefuseCode) String() string {
 		return "version"
 	case RefuseMalformed:
 		return "malformed"
+	case RefuseWrongInstance:
+		return "wrong_instance"
 	}
 	return fmt.Sprintf("refuse_%d", uint8(c))
 }
 
-// Refuse answers a JOIN that was not admitted.
+// Refuse answers a JOIN that was not admitted. It is not sealed: a forger off the path must
+// guess the 64-bit nonce, and one on the path can drop packets anyway.
 type Refuse struct {
 	Nonce [NonceLen]byte
 	Code  RefuseCode
 	Text  string
 }
 
+// RefuseLen is the size of r's encoding.
+func RefuseLen(text string) int { return 2 + NonceLen + 2 + len(clip(text)) }
+
 // AppendRefuse appends r's encoding: version, type, nonce, code (u8), text length (u8), text
 // (truncated to MaxText bytes).
-func AppendRefuse(dst []byte, r Refuse) []byte {
+func AppendRefuse(dst []byte, r Refuse) []byte { return AppendRefuseVersion(dst, Version, r) }
+
+// AppendRefuseVersion is AppendRefuse with another version byte: REFUSE has the same layout in
+// v1 and v2, so a v1 client reads the version refusal in its own format.
+func AppendRefuseVersion(dst []byte, version byte, r Refuse) []byte {
 	text := clip(r.Text)
-	dst = append(dst, Version, byte(TypeRefuse))
+	dst = append(dst, version, byte(TypeRefuse))
 	dst = append(dst, r.Nonce[:]...)
 	dst = append(dst, byte(r.Code), byte(len(text)))
 	return append(dst, text...)
@@ -257,7 +354,7 @@ func ParseRefuse(p []byte) (Refuse, error) {
 	return r, nil
 }
 
-// Direction separates the two directions' nonce spaces under one member key.
+// Direction picks which of a member's two session keys seals a packet.
 type Direction uint8
 
 const (
@@ -265,16 +362,16 @@ const (
 	ToClient Direction = 1
 )
 
-// Header is the clear header of an authenticated packet. Member is the sender's member id on
-// packets to the server and the originating member on DATA to a client (0 for server messages).
+// Header is the clear header of a sealed packet. Member is the sender's member id on packets to
+// the server and the originating member on DATA to a client (0 for server messages).
 type Header struct {
 	Type   Type
 	Member uint32
 	Seq    uint64
 }
 
-// ParseHeader decodes the header of an authenticated packet without checking its tag, so the
-// receiver can find the member's key.
+// ParseHeader decodes the header of a sealed packet without opening it, so the receiver can find
+// the member's key.
 func ParseHeader(p []byte) (Header, error) {
 	if len(p) < 2 {
 		return Header{}, ErrShort
@@ -290,76 +387,6 @@ func ParseHeader(p []byte) (Header, error) {
 		return Header{}, ErrShort
 	}
 	return Header{Type: t, Member: binary.BigEndian.Uint32(p[2:]), Seq: binary.BigEndian.Uint64(p[6:])}, nil
-}
-
-// Key authenticates packets of one member with ChaCha20-Poly1305 used as a MAC: the header and
-// body are the additional data, the plaintext is empty, the nonce is direction ‖ sequence number.
-// Bodies are authenticated, not encrypted (see PROTOCOL.md, threat model). A Key is safe for
-// concurrent use.
-type Key struct {
-	aead cipher.AEAD
-}
-
-// NewKey returns the authenticator for raw.
-func NewKey(raw [KeyLen]byte) *Key {
-	aead, err := chacha20poly1305.New(raw[:])
-	if err != nil {
-		// Only a wrong key length fails, and raw has the right length by type.
-		panic(err)
-	}
-	return &Key{aead: aead}
-}
-
-// Scratch is per-goroutine space for a nonce. The AEAD is behind an interface, so a nonce on the
-// stack would escape and cost an allocation per packet; hot paths pass a Scratch they own, other
-// callers pass nil.
-type Scratch [chacha20poly1305.NonceSize]byte
-
-func nonce(s *Scratch, dir Direction, seq uint64) []byte {
-	if s == nil {
-		s = new(Scratch)
-	}
-	*s = Scratch{}
-	s[0] = byte(dir)
-	binary.BigEndian.PutUint64(s[4:], seq)
-	return s[:]
-}
-
-// Seal appends an authenticated packet (header, body, tag) to dst. dst must not overlap body.
-func (k *Key) Seal(dst []byte, dir Direction, h Header, body []byte) []byte {
-	return k.SealWith(nil, dst, dir, h, body)
-}
-
-// SealWith is Seal using s for the nonce.
-func (k *Key) SealWith(s *Scratch, dst []byte, dir Direction, h Header, body []byte) []byte {
-	start := len(dst)
-	dst = append(dst, Version, byte(h.Type))
-	dst = binary.BigEndian.AppendUint32(dst, h.Member)
-	dst = binary.BigEndian.AppendUint64(dst, h.Seq)
-	dst = append(dst, body...)
-	return k.aead.Seal(dst, nonce(s, dir, h.Seq), nil, dst[start:])
-}
-
-// SealInPlace authenticates p[:len(p)-TagLen], whose header is already written, writing the tag into
-// the last TagLen bytes of p. It avoids copying the body when relaying.
-func (k *Key) SealInPlace(s *Scratch, dir Direction, p []byte) {
-	body := p[:len(p)-TagLen]
-	k.aead.Seal(body[len(body):len(body)], nonce(s, dir, binary.BigEndian.Uint64(p[6:])), nil, body)
-}
-
-// Open checks p's tag and returns its header and body (aliasing p). It does not check the
-// sequence number against replays: use a Window.
-func (k *Key) Open(s *Scratch, dir Direction, p []byte) (Header, []byte, error) {
-	h, err := ParseHeader(p)
-	if err != nil {
-		return h, nil, err
-	}
-	ad := p[:len(p)-TagLen]
-	// With an empty ciphertext Open only verifies the tag; it writes nothing to dst.
-	if _, err := k.aead.Open(nil, nonce(s, dir, h.Seq), p[len(p)-TagLen:], ad); err != nil {
-		return h, nil, ErrAuth
-	}
-	return h, p[HeaderLen : len(p)-TagLen], nil
 }
 
 // Move tells a member to rejoin its session at Addr with Token.

@@ -15,14 +15,15 @@ type inner struct {
 }
 
 type sample struct {
-	Addr    string        `flag:"addr" help:"listen address"`
-	Wait    time.Duration `flag:"wait" help:"how long"`
-	On      bool          `flag:"on" help:"switch"`
-	Seed    uint64        `flag:"seed" help:"seed"`
-	Ratio   float64       `flag:"ratio" help:"share"`
-	Names   []string      `flag:"names" help:"names"`
-	Key     string        `flag:"key" help:"secret key" secret:"true"`
-	Inner   inner         `prefix:"in."`
+	Addr  string        `flag:"addr" help:"listen address"`
+	Wait  time.Duration `flag:"wait" help:"how long"`
+	On    bool          `flag:"on" help:"switch"`
+	Seed  uint64        `flag:"seed" help:"seed"`
+	Ratio float64       `flag:"ratio" help:"share"`
+	Names []string      `flag:"names" help:"names"`
+	Key   string        `flag:"key" help:"secret key" secret:"true"`
+	Inner inner         `prefix:"in."`
+	//lint:ignore U1000 present so the test shows Bind skips unexported fields
 	private int
 }
 

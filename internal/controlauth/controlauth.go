@@ -6,7 +6,10 @@ package controlauth
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -32,9 +35,43 @@ func ReadSecret(path string) (string, error) {
 	}
 	s := strings.TrimSpace(string(b))
 	if len(s) < MinSecretBytes {
-		return "", fmt.Errorf("control secret %s: %d bytes, want at least %d (e.g. openssl rand -hex 32 > %s)", path, len(s), MinSecretBytes, path)
+		return "", fmt.Errorf("control secret %s: %d bytes, want at least %d (kumi token secret --out %s writes one)", path, len(s), MinSecretBytes, path)
 	}
 	return s, nil
+}
+
+// WriteSecret writes a new random secret (32 bytes, hex) to path with mode 0600, so only its
+// owner can read it; it refuses to replace an existing file unless force.
+func WriteSecret(path string, force bool) error {
+	if path == "" {
+		return errors.New("control secret: no file given (--out)")
+	}
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes the program instead)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("control secret: %s exists; pass --force to replace it", path)
+	}
+	if err != nil {
+		return fmt.Errorf("control secret: %w", err)
+	}
+	// An existing file replaced with --force keeps its mode on open, so narrow it explicitly.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("control secret: %w", err)
+	}
+	_, err = fmt.Fprintln(f, hex.EncodeToString(b))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("control secret: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // UnaryServerInterceptor refuses calls without the secret with Unauthenticated. An empty secret

@@ -98,3 +98,36 @@ func TestReadSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteSecret(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "control.secret")
+	if err := WriteSecret(p, false); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	s, err := ReadSecret(p)
+	if err != nil || len(s) != 64 {
+		t.Fatalf("read back %q, %v: want 64 hex characters", s, err)
+	}
+	if err := WriteSecret(p, false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("second write: %v, want a refusal naming --force", err)
+	}
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSecret(p, true); err != nil {
+		t.Fatal(err)
+	}
+	if s2, _ := ReadSecret(p); s2 == s {
+		t.Error("--force kept the old secret")
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode after --force %v, want 0600", fi.Mode().Perm())
+	}
+}

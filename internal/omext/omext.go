@@ -16,6 +16,16 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
+// Keys on Ticket.extensions, written by the frontend; Open Match forwards them untouched.
+const (
+	// Player (StringValue) is the id of the player who owns the ticket: the subject of their JWT.
+	// The director reads it to mint each player's server token; tickets without it use the ticket id.
+	Player = "kumi.player"
+	// Attributes (google.protobuf.Struct) is the attributes exactly as the client sent them, for
+	// GetTicket and for the one-live-ticket comparison after a restart.
+	Attributes = "kumi.attributes"
+)
+
 // Keys on Match.extensions, written by the match function and read by the director.
 const (
 	// EvaluationInput is the default evaluator's score (openmatch.DefaultEvaluationCriteria).

@@ -22,10 +22,11 @@ type wireClaims struct {
 	Iat *float64        `json:"iat"`
 	Jti string          `json:"jti"`
 	Sid string          `json:"sid"`
+	Ins string          `json:"ins"`
 }
 
 // registeredNames are the claims kumi reads itself; extra claims may not reuse them.
-var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid"}
+var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "ins"}
 
 // UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
 // The extra claims named in c.want are decoded too, in a second pass only when some are wanted.
@@ -35,7 +36,7 @@ func (c *jwtClaims) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	want := c.want
-	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, want: want}
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins, want: want}
 	if len(want) > 0 {
 		var all map[string]json.RawMessage
 		if err := json.Unmarshal(b, &all); err != nil {
@@ -93,14 +94,30 @@ func numericDate(name string, f *float64) (*jwt.NumericDate, error) {
 	return jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9))), nil
 }
 
+// UnverifiedServerInstance reads the "ins" claim (the game-server instance) of a server token
+// without checking its signature. Clients use it to seal their JOIN to that instance: they got
+// the token over the frontend's authenticated channel and cannot verify it anyway, and the game
+// server verifies everything it admits.
+func UnverifiedServerInstance(raw string) (string, error) {
+	var c jwtClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return "", fmt.Errorf("token: server token does not parse: %w", err)
+	}
+	if c.Ins == "" {
+		return "", errors.New("token: server token names no game-server instance (claim ins); it was minted for protocol v1 or by a director that had no report from the server")
+	}
+	return c.Ins, nil
+}
+
 // MarshalJSON writes the registered claims, sid and the extra claims (which may not reuse a
 // registered name).
 func (c jwtClaims) MarshalJSON() ([]byte, error) {
 	type plain struct {
 		jwt.RegisteredClaims
 		SID string `json:"sid,omitempty"`
+		Ins string `json:"ins,omitempty"`
 	}
-	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID})
+	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID, c.Ins})
 	if err != nil || len(c.Extra) == 0 {
 		return b, err
 	}

@@ -116,8 +116,10 @@ type IssueConfig struct {
 	TTL     time.Duration `flag:"ttl" help:"token lifetime"`
 	Server  string        `flag:"server" help:"issue a server token for this game server (aud) instead of a player token"`
 	Session string        `flag:"session" help:"session id (sid) of a server token"`
-	Groups  []string      `flag:"groups" help:"player token claim \"groups\": the chat groups the player may join (the frontend's chat_group attribute comes from it)"`
-	Claims  string        `flag:"claims" help:"more player token claims as one JSON object, e.g. {\"party\":\"p-7\",\"skill\":1450}"`
+	// Instance is what the game server logs as "instance" at start (a new one at every start).
+	Instance string   `flag:"instance" help:"game-server instance (ins) of a server token: the \"instance\" the game server logs at start; clients seal their JOIN to it"`
+	Groups   []string `flag:"groups" help:"player token claim \"groups\": the chat groups the player may join (the frontend's chat_group attribute comes from it)"`
+	Claims   string   `flag:"claims" help:"more player token claims as one JSON object, e.g. {\"party\":\"p-7\",\"skill\":1450}"`
 }
 
 // DefaultIssueConfig issues a one-hour player token with ./token.key.
@@ -141,11 +143,11 @@ func Issue(cfg IssueConfig) (string, error) {
 		return "", err
 	}
 	if cfg.Server != "" {
-		if cfg.Session == "" {
-			return "", errors.New("token: a server token needs --session")
+		if cfg.Session == "" || cfg.Instance == "" {
+			return "", errors.New("token: a server token needs --session and --instance (the instance the game server logs at start)")
 		}
 		return s.ServerToken(ServerClaims{PlayerID: cfg.Player, SessionID: cfg.Session, Server: cfg.Server,
-			ExpiresAt: time.Now().Add(cfg.TTL)})
+			Instance: cfg.Instance, ExpiresAt: time.Now().Add(cfg.TTL)})
 	}
 	claims := map[string]any{}
 	if cfg.Claims != "" {

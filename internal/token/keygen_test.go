@@ -75,11 +75,15 @@ func TestKeygenThenIssue(t *testing.T) {
 			}
 			ic.Claims = ""
 			ic.Server, ic.Session, ic.TTL = "gs-1", "s1", time.Minute
+			if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "--instance") {
+				t.Fatalf("server token without instance: %v", err)
+			}
+			ic.Instance = "ins-1"
 			raw, err = Issue(ic)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sc, err := v.VerifyServerToken(raw, "gs-1"); err != nil || sc.SessionID != "s1" {
+			if sc, err := v.VerifyServerToken(raw, "gs-1"); err != nil || sc.SessionID != "s1" || sc.Instance != "ins-1" {
 				t.Fatalf("%+v %v", sc, err)
 			}
 		})

@@ -26,9 +26,13 @@ const DefaultServerTokenTTL = 60 * time.Second
 
 // ServerClaims are the claims of a server token: one player, one session, one game server, once.
 type ServerClaims struct {
-	PlayerID  string    // JWT sub
-	SessionID string    // claim "sid"
-	Server    string    // JWT aud: the game server's name
+	PlayerID  string // JWT sub
+	SessionID string // claim "sid"
+	Server    string // JWT aud: the game server's name
+	// Instance is claim "ins": the id of the game-server process life the token is for (its
+	// instance public key, gameserver/PROTOCOL.md). A restarted server has a new instance and
+	// refuses tokens minted for its previous life; clients seal their JOIN to this key.
+	Instance  string
 	ID        string    // JWT jti: unique; game servers admit a token once
 	IssuedAt  time.Time // JWT iat
 	NotBefore time.Time // JWT nbf
@@ -54,6 +58,7 @@ type PlayerClaims struct {
 type jwtClaims struct {
 	jwt.RegisteredClaims
 	SID   string         `json:"sid,omitempty"`
+	Ins   string         `json:"ins,omitempty"`
 	Extra map[string]any `json:"-"` // other claims: written all, read only those in want
 	want  []string
 }
@@ -168,6 +173,7 @@ func (s *Signer) IssueServerToken(c ServerClaims) (string, ServerClaims, error) 
 			ID:        c.ID,
 		},
 		SID: c.SessionID,
+		Ins: c.Instance,
 	}
 	raw, err := s.sign(claims, ServerTokenType)
 	return raw, c, err

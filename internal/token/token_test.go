@@ -542,3 +542,28 @@ func TestNewVerifierRefusesBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// The client reads the instance from its server token without verifying it; a token without one
+// is refused with a message naming the claim.
+func TestUnverifiedServerInstance(t *testing.T) {
+	s, err := GenerateSigner(DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.ServerToken(ServerClaims{PlayerID: "p", SessionID: "s", Server: "gs", Instance: "abc", ExpiresAt: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins, err := UnverifiedServerInstance(raw); err != nil || ins != "abc" {
+		t.Fatalf("instance %q %v", ins, err)
+	}
+	if c, err := s.Verifier("", 0).VerifyServerToken(raw, "gs"); err != nil || c.Instance != "abc" {
+		t.Fatalf("verified %+v %v", c, err)
+	}
+	none, _ := s.ServerToken(ServerClaims{PlayerID: "p", SessionID: "s", Server: "gs", ExpiresAt: time.Now().Add(time.Minute)})
+	for _, tok := range []string{none, "garbage"} {
+		if _, err := UnverifiedServerInstance(tok); err == nil {
+			t.Fatalf("%q: no error", tok)
+		}
+	}
+}

@@ -338,6 +338,11 @@ func TestBackfillExpiry(t *testing.T) {
 		// second cycle has run the first one's cleanup is done.
 		cycle()
 		if _, err := h.getBackfill(t, bf.Id); status.Code(err) != codes.NotFound {
+			if h.Remote {
+				t.Fatalf("expired backfill not deleted after a cycle: %v. Known difference: Open Match v1.8.1 never deletes "+
+					"expired backfills (its cleanup runs on an already cancelled context and fails to take its lock); "+
+					"kumi's core deletes them, as Open Match intends", err)
+			}
 			t.Fatalf("expired backfill not deleted after a cycle: %v", err)
 		}
 	}

@@ -33,6 +33,15 @@
 //	KUMI_OM_ASSIGNED_DELETE_TIMEOUT=10m KUMI_OM_QUERY_PAGE_SIZE=10000 \
 //	go test -timeout 30m ./openmatch/conformance/
 //
+// Against a remote core the suite serves one evaluator and one match function (gRPC and HTTP) from
+// the first test to the end of the run, as a real Open Match keeps its evaluator connection; each
+// call goes to the test running then. Against the embedded core each test has its own core and
+// listeners, for the test's life.
+//
+// Known difference: Open Match v1.8.1 never deletes expired backfills (its cleanup runs on an
+// already cancelled context); TestBackfillExpiry asserts the deletion Open Match intends, and says
+// so when it fails against a remote core.
+//
 // Against a remote core tests run one at a time (the evaluator is shared) and every test scopes
 // its tickets with a unique string arg, so leftovers of other runs don't disturb it; tests that
 // need a clean core (release-all) only assert on their own tickets.

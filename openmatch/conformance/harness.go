@@ -104,12 +104,29 @@ func NewWithTiming(t testing.TB, adjust func(*Timing)) *Harness {
 	if h.Remote && evalListen == "" {
 		t.Fatalf("conformance: a remote core needs %s (its evaluator address must point at the suite)", EnvEvaluatorListen)
 	}
-	evalAddr := h.serve(t, cmp.Or(evalListen, "127.0.0.1:0"), func(g *grpc.Server) { pb.RegisterEvaluatorServer(g, &evalServer{h: h}) })
-	mmfAddr := h.serve(t, cmp.Or(os.Getenv(EnvMMFListen), "127.0.0.1:0"), func(g *grpc.Server) { pb.RegisterMatchFunctionServer(g, &mmfServer{h: h}) })
+	var evalAddr, mmfAddr, httpAddr string
+	if h.Remote {
+		// A real Open Match keeps its evaluator connection (and MMF address) for its whole life:
+		// the suite serves them once, from the first test to the end of the process, and routes
+		// each call to the test running now (remote tests run one at a time).
+		ls, err := remoteListeners.start(evalListen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.setActive(h)
+		t.Cleanup(func() { ls.setActive(nil) })
+		evalAddr, mmfAddr, httpAddr = ls.evalAddr, ls.mmfAddr, ls.httpAddr
+	} else {
+		// Each embedded core lives exactly as long as its test, and so do its listeners: tests
+		// then run in parallel, each with its own match function and evaluator.
+		self := func() *Harness { return h }
+		evalAddr = serveGRPC(t, cmp.Or(evalListen, "127.0.0.1:0"), func(g *grpc.Server) { pb.RegisterEvaluatorServer(g, &evalServer{h: self}) })
+		mmfAddr = serveGRPC(t, cmp.Or(os.Getenv(EnvMMFListen), "127.0.0.1:0"), func(g *grpc.Server) { pb.RegisterMatchFunctionServer(g, &mmfServer{h: self}) })
+		httpAddr = serveHTTP(t, cmp.Or(os.Getenv(EnvMMFHTTPListen), "127.0.0.1:0"), self)
+	}
 	host, portStr, _ := net.SplitHostPort(mmfAddr)
 	port, _ := strconv.Atoi(portStr)
 	h.fc = &pb.FunctionConfig{Host: cmp.Or(os.Getenv(EnvMMFHost), host), Port: int32(port), Type: pb.FunctionConfig_GRPC}
-	httpAddr := h.serveHTTP(t, cmp.Or(os.Getenv(EnvMMFHTTPListen), "127.0.0.1:0"))
 	host, portStr, _ = net.SplitHostPort(httpAddr)
 	port, _ = strconv.Atoi(portStr)
 	h.httpFC = &pb.FunctionConfig{Host: cmp.Or(os.Getenv(EnvMMFHost), host), Port: int32(port), Type: pb.FunctionConfig_REST}
@@ -152,7 +169,7 @@ func (h *Harness) Parallel(t *testing.T) {
 	}
 }
 
-func (h *Harness) serve(t testing.TB, addr string, register func(*grpc.Server)) string {
+func serveGRPC(t testing.TB, addr string, register func(*grpc.Server)) string {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -170,6 +187,58 @@ func (h *Harness) serve(t testing.TB, addr string, register func(*grpc.Server)) 
 		<-done
 	})
 	return l.Addr().String()
+}
+
+// suiteListeners are the evaluator and match-function listeners of a run against a remote core.
+type suiteListeners struct {
+	once                        sync.Once
+	err                         error
+	evalAddr, mmfAddr, httpAddr string
+
+	mu     sync.Mutex
+	active *Harness
+}
+
+// remoteListeners is process-wide because the remote core outlives every test: it is the one
+// piece of suite state, started by the first remote test and served until the process exits.
+var remoteListeners suiteListeners
+
+func (ls *suiteListeners) start(evalListen string) (*suiteListeners, error) {
+	ls.once.Do(func() {
+		current := func() *Harness {
+			ls.mu.Lock()
+			defer ls.mu.Unlock()
+			return ls.active
+		}
+		listen := func(addr string) net.Listener {
+			l, err := net.Listen("tcp", addr)
+			if err != nil && ls.err == nil {
+				ls.err = fmt.Errorf("conformance: listen %s: %w", addr, err)
+			}
+			return l
+		}
+		el, ml := listen(evalListen), listen(cmp.Or(os.Getenv(EnvMMFListen), "127.0.0.1:0"))
+		hl := listen(cmp.Or(os.Getenv(EnvMMFHTTPListen), "127.0.0.1:0"))
+		if ls.err != nil {
+			return
+		}
+		g := grpc.NewServer()
+		pb.RegisterEvaluatorServer(g, &evalServer{h: current})
+		pb.RegisterMatchFunctionServer(g, &mmfServer{h: current})
+		go func() { _ = g.Serve(el) }()
+		go func() { _ = g.Serve(ml) }()
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /v1/matchfunction:run", func(w http.ResponseWriter, r *http.Request) { serveRun(w, r, current) })
+		go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(hl) }()
+		ls.evalAddr, ls.mmfAddr, ls.httpAddr = el.Addr().String(), ml.Addr().String(), hl.Addr().String()
+	})
+	return ls, ls.err
+}
+
+func (ls *suiteListeners) setActive(h *Harness) {
+	ls.mu.Lock()
+	ls.active = h
+	ls.mu.Unlock()
 }
 
 func dial(t testing.TB, addr string) *grpc.ClientConn {
@@ -216,14 +285,14 @@ func (h *Harness) MMFConfigHTTP() *pb.FunctionConfig { return h.httpFC }
 
 // serveHTTP serves the match function the way grpc-gateway exposes it: POST
 // /v1/matchfunction:run, JSON request, newline-delimited {"result": RunResponse} objects.
-func (h *Harness) serveHTTP(t testing.TB, addr string) string {
+func serveHTTP(t testing.TB, addr string, h func() *Harness) string {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("conformance: listen %s: %v", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/matchfunction:run", h.serveRun)
+	mux.HandleFunc("POST /v1/matchfunction:run", func(w http.ResponseWriter, r *http.Request) { serveRun(w, r, h) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
@@ -237,7 +306,7 @@ func (h *Harness) serveHTTP(t testing.TB, addr string) string {
 	return l.Addr().String()
 }
 
-func (h *Harness) serveRun(w http.ResponseWriter, r *http.Request) {
+func serveRun(w http.ResponseWriter, r *http.Request, current func() *Harness) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	var req pb.RunRequest
 	if err == nil {
@@ -247,9 +316,7 @@ func (h *Harness) serveRun(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"code":3,"message":"bad request"}`, http.StatusBadRequest)
 		return
 	}
-	h.mu.Lock()
-	f := h.mmf
-	h.mu.Unlock()
+	f := current().currentMMF()
 	w.Header().Set("Content-Type", "application/json")
 	if f == nil {
 		fmt.Fprintln(w, `{"error":{"code":2,"message":"conformance: no match function set"}}`)
@@ -272,6 +339,16 @@ func (h *Harness) serveRun(w http.ResponseWriter, r *http.Request) {
 		msg, _ := json.Marshal(err.Error())
 		fmt.Fprintf(w, "{\"error\":{\"code\":2,\"message\":%s}}\n", msg)
 	}
+}
+
+// currentMMF is the match function set now; nil for a nil harness (no test running).
+func (h *Harness) currentMMF() MMF {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.mmf
 }
 
 // SetMMF sets the match function for the following FetchMatches calls.
@@ -311,13 +388,11 @@ func (h *Harness) Pool(p *pb.Pool) *pb.Pool {
 
 type mmfServer struct {
 	pb.UnimplementedMatchFunctionServer
-	h *Harness
+	h func() *Harness
 }
 
 func (m *mmfServer) Run(req *pb.RunRequest, stream grpc.ServerStreamingServer[pb.RunResponse]) error {
-	m.h.mu.Lock()
-	f := m.h.mmf
-	m.h.mu.Unlock()
+	f := m.h().currentMMF()
 	if f == nil {
 		return errors.New("conformance: no match function set")
 	}
@@ -341,13 +416,16 @@ func (m *mmfServer) Run(req *pb.RunRequest, stream grpc.ServerStreamingServer[pb
 
 type evalServer struct {
 	pb.UnimplementedEvaluatorServer
-	h *Harness
+	h func() *Harness
 }
 
 func (e *evalServer) Evaluate(stream grpc.BidiStreamingServer[pb.EvaluateRequest, pb.EvaluateResponse]) error {
-	e.h.mu.Lock()
-	f := e.h.eval
-	e.h.mu.Unlock()
+	var f Evaluator
+	if h := e.h(); h != nil {
+		h.mu.Lock()
+		f = h.eval
+		h.mu.Unlock()
+	}
 	if f == nil {
 		f = DefaultEvaluator
 	}
