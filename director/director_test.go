@@ -59,6 +59,8 @@ func TestConfigValidate(t *testing.T) {
 	base := director.Default()
 	base.TokenKeyFile = "key.pem"
 	base.TicketSealSecretFile = "ticket.secret"
+	base.AdminTokenFile = "admin.token"
+	base.Insecure = true // the default control-addr binds every interface
 	if err := base.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +70,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *director.Config) { c.TokenKeyFile = "" }, "token-key"},
 		{func(c *director.Config) { c.TicketSealSecretFile = "" }, "accept-unsealed-tickets"},
+		{func(c *director.Config) { c.AdminTokenFile = "" }, "admin-token-file"},
+		{func(c *director.Config) { c.Insecure = false }, "--insecure"},
 		{func(c *director.Config) { c.AcceptUnsealedTickets = true }, "choose one"},
 		{func(c *director.Config) { c.Profiles = nil }, "profiles"},
 		{func(c *director.Config) { c.Profiles = []string{"a", "a"} }, "distinct"},
