@@ -145,7 +145,7 @@ type directorAdmin struct {
 func newDirectorAdmin(t *testing.T) *directorAdmin {
 	d := &directorAdmin{}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/drain" || r.Header.Get("Authorization") != "Bearer director-token" {
+		if r.Method != http.MethodPost || r.URL.Path != "/drain" || r.URL.RawQuery != "" || r.Header.Get("Authorization") != "Bearer director-token" {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
