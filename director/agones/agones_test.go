@@ -165,7 +165,9 @@ func TestRetriesThroughBatchContention(t *testing.T) {
 	}
 	b := c.backend(t, nil)
 	spec := pool.AllocationSpec("main", fleet)
-	spec.Selectors[0].MatchLabels = map[string]string{allocation.LabelPool: "main"} // re-allocate the pool's own servers
+	// Re-allocate the pool's own servers: the spec's first selector otherwise wants servers of no pool.
+	spec.Selectors[0].MatchLabels = map[string]string{allocation.LabelPool: "main"}
+	spec.Selectors[0].MatchExpressions = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	const n = 8
