@@ -1,6 +1,7 @@
 package install_test
 
 import (
+	"crypto"
 	"encoding/base64"
 	"os"
 	"regexp"
@@ -331,7 +332,7 @@ func checkSecretPair(t *testing.T, s *unstructured.Unstructured) {
 	if err != nil {
 		t.Fatalf("token.crt: %v", err)
 	}
-	if !pub.(interface{ Equal(any) bool }).Equal(key.Public()) {
+	if !pub.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
 		t.Error("token.crt does not hold token.key's public key")
 	}
 	if len(dec("control.secret")) < 32 {

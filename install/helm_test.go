@@ -133,14 +133,20 @@ func decodeAll(t *testing.T, manifest string) []*unstructured.Unstructured {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
+		// Through JSON and unstructured's own decoder, so integers stay int64 (a plain yaml.Unmarshal
+		// into map[string]any makes every number a float64, which unstructured.NestedInt64 refuses).
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
 			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
 		}
-		if len(m) == 0 {
+		if s := strings.TrimSpace(string(j)); s == "null" || s == "{}" {
 			continue
 		}
-		objs = append(objs, &unstructured.Unstructured{Object: m})
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(j); err != nil {
+			t.Fatalf("rendered object does not decode: %v\n%s", err, doc)
+		}
+		objs = append(objs, obj)
 	}
 }
 
