@@ -7,11 +7,11 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -43,7 +43,10 @@ func testLog(t *testing.T) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // eventLog collects events (client-go's fake recorder blocks when its channel is full).
 type eventLog struct {
@@ -323,8 +326,6 @@ func (e *env) nf(name string) *v1alpha1.NodeFailover {
 	}
 	return &nf
 }
-
-func (e *env) phase(name string) v1alpha1.Phase { return e.nf(name).Status.Phase }
 
 func (e *env) wantPhase(name string, want v1alpha1.Phase) {
 	e.t.Helper()

@@ -98,9 +98,14 @@ func (g *GCE) retry(ctx context.Context, what string, call func() error) error {
 }
 
 // opError is a Compute Engine operation that finished with errors.
-type opError struct{ codes []string; msg string }
+type opError struct {
+	codes []string
+	msg   string
+}
 
-func (e *opError) Error() string { return "operation failed: " + strings.Join(e.codes, ",") + ": " + e.msg }
+func (e *opError) Error() string {
+	return "operation failed: " + strings.Join(e.codes, ",") + ": " + e.msg
+}
 
 func transient(err error) bool {
 	var ge *googleapi.Error

@@ -28,10 +28,10 @@ import (
 
 // Labels on objects the operator creates.
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by" // = "kumi" on bootstrap-token Secrets
-	LabelVM        = "kumi.dev/vm"                  // the fallback VM a Secret was issued for
-	LabelFallback  = "kumi.dev/fallback"            // "true" on fallback Nodes
-	LabelFallbackFor = "kumi.dev/fallback-for"      // the on-prem node a fallback Node replaces
+	LabelManagedBy   = "app.kubernetes.io/managed-by" // = "kumi" on bootstrap-token Secrets
+	LabelVM          = "kumi.dev/vm"                  // the fallback VM a Secret was issued for
+	LabelFallback    = "kumi.dev/fallback"            // "true" on fallback Nodes
+	LabelFallbackFor = "kumi.dev/fallback-for"        // the on-prem node a fallback Node replaces
 )
 
 const tokenAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
