@@ -1,6 +1,7 @@
 // Package agonestest is a STAND-IN for the Kubernetes API server with Agones installed, for tests
 // of kumi's Agones backend where no cluster can run. It serves, over real HTTP on 127.0.0.1, what
-// that backend uses, reproducing shared/reference/agones.md sections (b), (c) and (e):
+// that backend uses, reproducing Agones 1.56's GameServer/Fleet (agones.dev/v1), GameServerAllocation
+// (allocation.agones.dev/v1) and high-density (counters and lists) behaviour:
 //
 //   - POST /apis/allocation.agones.dev/v1/namespaces/{ns}/gameserverallocations: validates the
 //     request (gameServerState only Ready or Allocated, counter actions Increment/Decrement with
