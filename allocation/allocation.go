@@ -160,6 +160,10 @@ type GameServer struct {
 	Counters    map[string]CounterStatus `json:"counters,omitempty"`
 	Lists       map[string]ListStatus    `json:"lists,omitempty"`
 	Created     time.Time                `json:"created"`
+	// NodeName and Addresses are where it runs (Agones status.nodeName, status.addresses);
+	// allocation packs by node and reports both.
+	NodeName  string    `json:"nodeName,omitempty"`
+	Addresses []Address `json:"addresses,omitempty"`
 }
 
 // Event is a change to a watched game server.

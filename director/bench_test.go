@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/director"
+	"github.com/kumi-dev/kumi/director/agones"
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
 )
 
 // BenchmarkTicketToAssignment drives the whole placement path (embedded Open Match core, real
@@ -49,17 +53,61 @@ func BenchmarkWarmPool(b *testing.B) {
 	}
 }
 
+// BenchmarkTicketToAssignmentAgones compares, in one run, the same load as
+// BenchmarkTicketToAssignment placed through the Agones backend against a real kube-apiserver
+// (allocations through the test allocation responder with Agones' 500 ms batch wait; the
+// GameServers are objects without processes) and through the local fleet with 500 ms allocations.
+//
+//	go test -run '^$' -bench TicketToAssignmentAgones -benchtime 1x ./director/
+func BenchmarkTicketToAssignmentAgones(b *testing.B) {
+	b.Run("backend=local,alloc=500ms", func(b *testing.B) {
+		for range b.N {
+			benchLoad(b, 500*time.Millisecond)
+		}
+	})
+	b.Run("backend=agones,batch-wait=500ms", func(b *testing.B) {
+		for range b.N {
+			benchLoadWith(b, func(e *env) allocation.Backend {
+				api := agonesalloc.StartCluster(b, "games", agonesalloc.DefaultConfig())
+				for i := range 40 {
+					api.Put(b, allocation.GameServer{Name: fmt.Sprintf("gs-%02d", i), State: allocation.StateReady, Address: "10.1.0.1",
+						Labels: map[string]string{"agones.dev/fleet": "bench"}, Ports: []allocation.Port{{Name: "default", Port: int32(7000 + i)}},
+						Counters: map[string]allocation.CounterStatus{allocation.CounterSessions: {Capacity: 100}}})
+				}
+				acfg := agones.DefaultConfig()
+				acfg.Namespace = "games"
+				kb, err := agones.NewForRESTConfig(api.Alloc.RESTConfig(), acfg, testLog(b))
+				if err != nil {
+					b.Fatal(err)
+				}
+				return kb
+			}, func(cfg *director.Config) {
+				cfg.ServerLabels = []string{"agones.dev/fleet=bench"}
+				cfg.RebuildTimeout = 0 // objects without processes: no reports to wait for
+			})
+		}
+	})
+}
+
 func benchLoad(b *testing.B, allocLatency time.Duration) {
+	benchLoadWith(b, func(e *env) allocation.Backend {
+		return e.startFleet(fleetOpts{name: "bench", capacity: 100, buffer: 4, max: 40, allocWait: allocLatency})
+	}, nil)
+}
+
+func benchLoadWith(b *testing.B, backend func(*env) allocation.Backend, mod func(*director.Config)) {
 	const (
-		rate     = 1000 // tickets per second
-		seconds  = 3
-		group    = 5
-		capacity = 100
+		rate    = 1000 // tickets per second
+		seconds = 3
+		group   = 5
 	)
 	e := newEnv(b)
-	f := e.startFleet(fleetOpts{name: "bench", capacity: capacity, buffer: 4, max: 40, allocWait: allocLatency})
+	f := backend(e)
 	cfg := e.directorConfig()
 	cfg.Pool.MinFreeSlots = 100
+	if mod != nil {
+		mod(&cfg)
+	}
 	d, _ := e.startDirector(e.ctx, cfg, f)
 	waitFor(b, "warm pool", 60*time.Second, func() bool { return d.Pool().Free(f.Name(), time.Now()) >= 100 })
 

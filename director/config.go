@@ -10,17 +10,25 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
 // Config is every setting of the director.
 type Config struct {
-	ControlAddr string   `flag:"control-addr" help:"gRPC address serving kumi.control.v1.Director to game servers (host:port; port 0 picks one)"`
-	AdminAddr   string   `flag:"admin-addr" help:"HTTP address of the admin API (GET/PUT /weights, GET /pool, POST /drain); empty disables it"`
-	BackendAddr string   `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
-	MMFHost     string   `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
-	MMFPort     int      `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
-	Profiles    []string `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop (the default covers the match function's built-in profiles)"`
+	ControlAddr string `flag:"control-addr" help:"gRPC address serving kumi.control.v1.Director to game servers (host:port; port 0 picks one)"`
+	AdminAddr   string `flag:"admin-addr" help:"HTTP address of the admin API (GET/PUT /weights, GET /pool, POST /drain; director/admin.go); empty disables it"`
+	// AdminTokenFile guards the admin API, which can drain servers and move all traffic.
+	AdminTokenFile string `flag:"admin-token-file" help:"file with the bearer token every admin API request must carry (e.g. openssl rand -hex 32); required when admin-addr is set"`
+	// TLS secures the control and admin listeners (with a CA file: mTLS on both).
+	TLS      tlsconfig.Config `prefix:"tls-"`
+	Insecure bool             `flag:"insecure" help:"allow plaintext control/admin listeners on non-loopback addresses (the control secret and admin token then cross the network in clear)"`
+	// OpenMatchTLS secures the connection to Open Match's BackendService.
+	OpenMatchTLS tlsconfig.Config `prefix:"om-tls-"`
+	BackendAddr  string           `flag:"backend-addr" help:"Open Match BackendService gRPC address (host:port)"`
+	MMFHost      string           `flag:"mmf-host" help:"match function host Open Match calls (FetchMatchesRequest.config.host)"`
+	MMFPort      int              `flag:"mmf-port" help:"match function gRPC port Open Match calls"`
+	Profiles     []string         `flag:"profiles" help:"MatchProfile names to fetch matches for; each runs its own back-to-back loop (the default covers the match function's built-in profiles)"`
 
 	PoolName     string   `flag:"pool" help:"value of the kumi.dev/pool label this director puts on (and lists) its servers"`
 	ServerLabels []string `flag:"server-labels" help:"key=value labels every kumi game server carries; allocations select on them"`
@@ -60,6 +68,8 @@ type Config struct {
 	Signer *token.Signer
 	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
 	ControlSecret string
+	// AdminToken is used instead of AdminTokenFile when set (kumi local, tests).
+	AdminToken string
 	// TicketSealSecret is used instead of TicketSealSecretFile when set (kumi local, tests).
 	TicketSealSecret string
 }
@@ -117,6 +127,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("director: token-ttl %s must be > 0", c.TokenTTL)
 	case c.Signer == nil && c.TokenKeyFile == "":
 		return errors.New("director: token-key is empty: give the PEM key that signs server tokens (kumi token keygen)")
+	case tlsconfig.CheckListen("director: control-addr", c.ControlAddr, c.TLS.Enabled(), c.Insecure) != nil:
+		return tlsconfig.CheckListen("director: control-addr", c.ControlAddr, c.TLS.Enabled(), c.Insecure)
+	case tlsconfig.CheckListen("director: admin-addr", c.AdminAddr, c.TLS.Enabled(), c.Insecure) != nil:
+		return tlsconfig.CheckListen("director: admin-addr", c.AdminAddr, c.TLS.Enabled(), c.Insecure)
+	case c.AdminAddr != "" && c.AdminToken == "" && c.AdminTokenFile == "":
+		return errors.New("director: admin-addr is set but admin-token-file is empty: give the admin API a token (e.g. openssl rand -hex 32 > admin.token), or set admin-addr empty")
 	case c.TicketSealSecret == "" && c.TicketSealSecretFile == "" && !c.AcceptUnsealedTickets:
 		return errors.New("director: ticket-seal-secret-file is empty: give the secret the frontends seal tickets with (e.g. openssl rand -hex 32 > ticket.secret, to both), or pass accept-unsealed-tickets")
 	case (c.TicketSealSecret != "" || c.TicketSealSecretFile != "") && c.AcceptUnsealedTickets:

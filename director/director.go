@@ -19,7 +19,6 @@ import (
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
 )
@@ -137,7 +136,15 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 	}()
 
-	d.conn, err = grpc.NewClient(cfg.BackendAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	omCreds, err := cfg.OpenMatchTLS.DialCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("director: om-tls: %w", err)
+	}
+	serverCreds, err := cfg.TLS.ServerCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("director: tls: %w", err)
+	}
+	d.conn, err = grpc.NewClient(cfg.BackendAddr, grpc.WithTransportCredentials(omCreds))
 	if err != nil {
 		return nil, fmt.Errorf("director: open match backend %s: %w", cfg.BackendAddr, err)
 	}
@@ -177,14 +184,26 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it; game servers no backend lists are not adopted")
 	}
 	d.secured = secret != ""
-	d.grpcSrv = grpc.NewServer(grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))
+	d.grpcSrv = grpc.NewServer(grpc.Creds(serverCreds), grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))
 	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
 			return nil, fmt.Errorf("director: admin-addr %s: %w", cfg.AdminAddr, err)
 		}
-		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		adminToken := cfg.AdminToken
+		if adminToken == "" {
+			if adminToken, err = controlauth.ReadSecret(cfg.AdminTokenFile); err != nil {
+				return nil, fmt.Errorf("director: admin-token-file: %w", err)
+			}
+		}
+		d.admin = &http.Server{Handler: d.adminHandler(adminToken), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+		if cfg.TLS.Enabled() {
+			if d.admin.TLSConfig, err = cfg.TLS.Server(); err != nil {
+				return nil, fmt.Errorf("director: tls: %w", err)
+			}
+		}
 	}
 	ok = true
 
@@ -196,7 +215,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	})
 	if d.admin != nil {
 		d.goRun("admin", func() error {
-			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := d.admin.Serve
+			if d.admin.TLSConfig != nil {
+				serve = func(l net.Listener) error { return d.admin.ServeTLS(l, "", "") }
+			}
+			if err := serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

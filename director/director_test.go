@@ -12,9 +12,9 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
-	"github.com/kumi-dev/kumi/director/agones/agonestest"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -59,6 +59,8 @@ func TestConfigValidate(t *testing.T) {
 	base := director.Default()
 	base.TokenKeyFile = "key.pem"
 	base.TicketSealSecretFile = "ticket.secret"
+	base.AdminTokenFile = "admin.token"
+	base.Insecure = true // the default control-addr binds every interface
 	if err := base.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +70,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *director.Config) { c.TokenKeyFile = "" }, "token-key"},
 		{func(c *director.Config) { c.TicketSealSecretFile = "" }, "accept-unsealed-tickets"},
+		{func(c *director.Config) { c.AdminTokenFile = "" }, "admin-token-file"},
+		{func(c *director.Config) { c.Insecure = false }, "--insecure"},
 		{func(c *director.Config) { c.AcceptUnsealedTickets = true }, "choose one"},
 		{func(c *director.Config) { c.Profiles = nil }, "profiles"},
 		{func(c *director.Config) { c.Profiles = []string{"a", "a"} }, "distinct"},
@@ -84,22 +88,22 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestOnAgonesStandIn runs the director over the Agones backend against the Kubernetes API stand-in:
-// the pool fills by GameServerAllocation, matches are placed on the allocated servers' status
-// address, a restarted director rebuilds its pool from the labelled GameServers, and the
-// single-instance lock refuses a second director.
-func TestOnAgonesStandIn(t *testing.T) {
+// TestOnAgones runs the director over the Agones backend against a real kube-apiserver with the
+// allocation responder in front (Agones' 500 ms batch wait): the pool fills by
+// GameServerAllocation, matches are placed on the allocated servers' status address, a restarted
+// director rebuilds its pool from the labelled GameServers, and the single-instance lock refuses
+// a second director.
+func TestOnAgones(t *testing.T) {
 	e := newEnv(t)
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
+	api := agonesalloc.StartCluster(t, "games", agonesalloc.DefaultConfig())
 	for i := range 4 {
-		api.Put(allocation.GameServer{Name: fmt.Sprintf("gs-%d", i), State: allocation.StateReady, Address: "10.1.0.1",
+		api.Put(t, allocation.GameServer{Name: fmt.Sprintf("gs-%d", i), State: allocation.StateReady, Address: "10.1.0.1",
 			Labels: map[string]string{"agones.dev/fleet": "voice"}, Ports: []allocation.Port{{Name: "default", Port: int32(7000 + i)}},
 			Counters: map[string]allocation.CounterStatus{allocation.CounterSessions: {Capacity: 10}}})
 	}
 	acfg := agones.DefaultConfig()
 	acfg.Namespace = "games"
-	kb, err := agones.NewForRESTConfig(api.RESTConfig(), acfg, testLog(t))
+	kb, err := agones.NewForRESTConfig(api.Alloc.RESTConfig(), acfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +111,7 @@ func TestOnAgonesStandIn(t *testing.T) {
 	cfg.ServerLabels = []string{"agones.dev/fleet=voice"}
 	cfg.Pool.MinFreeSlots = 15
 	cfg.LockFile = filepath.Join(t.TempDir(), "director.lock")
-	cfg.RebuildTimeout = 0 // the stand-in's servers do not report
+	cfg.RebuildTimeout = 0 // these GameServer objects have no process behind them to report
 	ctx1, cancel1 := context.WithCancel(e.ctx)
 	defer cancel1()
 	d, stop1 := e.startDirector(ctx1, cfg, kb)
@@ -133,7 +137,7 @@ func TestOnAgonesStandIn(t *testing.T) {
 	if len(perServer) != 2 { // packed: 10 on the fullest, the rest on the next
 		t.Fatalf("12 sessions spread over %v, want packing onto 2 servers", perServer)
 	}
-	for _, spec := range api.Allocations() {
+	for _, spec := range api.Alloc.Requests() {
 		if spec.Metadata.Labels[allocation.LabelPool] != "it" || spec.Selectors[1].MatchLabels["agones.dev/fleet"] != "voice" {
 			t.Fatalf("allocation spec %+v", spec)
 		}
@@ -144,11 +148,11 @@ func TestOnAgonesStandIn(t *testing.T) {
 	stop1()
 	pooled := map[string]bool{}
 	for _, name := range []string{"gs-0", "gs-1", "gs-2", "gs-3"} {
-		if gs, ok := api.Get(name); ok && gs.Labels[allocation.LabelPool] == "it" {
+		if gs := api.Get(t, name); gs.Labels[allocation.LabelPool] == "it" {
 			c := gs.Counters[allocation.CounterSessions]
 			c.Count = 4 // the game server counts its live sessions
 			gs.Counters[allocation.CounterSessions] = c
-			api.Put(gs)
+			api.Put(t, gs)
 			pooled[name] = true
 		}
 	}
@@ -179,9 +183,8 @@ func poolServer(name string) pool.ServerInfo {
 // and moves with and without room.
 func TestControlAPI(t *testing.T) {
 	e := newEnv(t)
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
-	kb, err := agones.NewForRESTConfig(api.RESTConfig(), func() agones.Config { c := agones.DefaultConfig(); c.Namespace = "games"; return c }(), testLog(t))
+	api := agonesalloc.StartCluster(t, "games", agonesalloc.DefaultConfig())
+	kb, err := agones.NewForRESTConfig(api.Alloc.RESTConfig(), func() agones.Config { c := agones.DefaultConfig(); c.Namespace = "games"; return c }(), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +237,7 @@ func TestControlAPI(t *testing.T) {
 	}
 	// A Ready server the backend lists but has not allocated is never adopted (placing on it would
 	// bypass allocation); a server no backend lists, reporting with the secret and an address, is.
-	api.Put(allocation.GameServer{Name: "ready-1", State: allocation.StateReady, Address: "10.1.0.9",
+	api.Put(t, allocation.GameServer{Name: "ready-1", State: allocation.StateReady, Address: "10.1.0.9",
 		Ports: []allocation.Port{{Name: "default", Port: 7000}}})
 	for _, n := range []string{"ready-1", "by-hand"} {
 		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: "10.1.0.9:7000", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}); err != nil {

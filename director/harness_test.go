@@ -226,6 +226,7 @@ func (e *env) directorConfig() director.Config {
 	cfg.PoolName = "it"
 	cfg.Signer = e.signer
 	cfg.TicketSealSecret = testSealSecret
+	cfg.AdminToken = testAdminToken
 	cfg.ReportInterval = 200 * time.Millisecond
 	cfg.RebuildTimeout = 3 * time.Second
 	cfg.Pool.MinFreeSlots = 10

@@ -392,6 +392,7 @@ func TestTrafficWeights(t *testing.T) {
 	// Roll back: all new sessions to a, at once.
 	body := fmt.Sprintf(`{"weights": {%q: 100, %q: 0}}`, fa.Name(), fb.Name())
 	req, _ := http.NewRequestWithContext(e.ctx, http.MethodPut, "http://"+d.AdminAddr()+"/weights", strings.NewReader(body))
+	adminHeaders(req)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -416,6 +417,7 @@ func TestTrafficWeights(t *testing.T) {
 	// Bad weights are refused with the reason and change nothing.
 	req, _ = http.NewRequestWithContext(e.ctx, http.MethodPut, "http://"+d.AdminAddr()+"/weights",
 		strings.NewReader(fmt.Sprintf(`{"weights": {%q: 0.001}}`, fa.Name())))
+	adminHeaders(req)
 	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package director_test
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -74,4 +75,13 @@ func TestAttackTicketStraightInCoreNeverAssigned(t *testing.T) {
 			t.Fatalf("forged ticket %s assigned: %v", id, tk.GetAssignment())
 		}
 	}
+}
+
+// testAdminToken is the harness director's admin API token.
+const testAdminToken = "test-admin-token-0123456789abcdef"
+
+// adminHeaders makes req an authorised JSON admin API request.
+func adminHeaders(req *http.Request) {
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	req.Header.Set("Content-Type", "application/json")
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
@@ -21,6 +22,12 @@ type Config struct {
 	OpenMatchRPCTimeout time.Duration `flag:"om-timeout" help:"timeout of each unary call to Open Match"`
 
 	JWT token.VerifierConfig `prefix:"jwt-"`
+
+	// TLS serves both listeners over TLS; players' tokens and server tokens cross the internet here.
+	TLS      tlsconfig.Config `prefix:"tls-"`
+	Insecure bool             `flag:"insecure" help:"allow plaintext listeners on non-loopback addresses (only behind a TLS-terminating proxy on a trusted network)"`
+	// OpenMatchTLS secures the connection to Open Match (CA to verify it, client certificate for mTLS).
+	OpenMatchTLS tlsconfig.Config `prefix:"om-tls-"`
 
 	TicketSealSecretFile string `flag:"ticket-seal-secret-file" help:"file with the secret sealing every ticket for the director (its -ticket-seal-secret-file; e.g. openssl rand -hex 32); empty: tickets are unsealed and a sealing director never assigns them"`
 	// TicketSealSecret is used instead of TicketSealSecretFile when set (kumi local, tests).
@@ -123,6 +130,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("frontend: max-wait and sse-heartbeat must be positive")
 	case c.OpenMatchRPCTimeout <= 0:
 		return fmt.Errorf("frontend: om-timeout must be positive")
+	case tlsconfig.CheckListen("frontend: grpc-addr", c.GRPCAddr, c.TLS.Enabled(), c.Insecure) != nil:
+		return tlsconfig.CheckListen("frontend: grpc-addr", c.GRPCAddr, c.TLS.Enabled(), c.Insecure)
+	case tlsconfig.CheckListen("frontend: http-addr", c.HTTPAddr, c.TLS.Enabled(), c.Insecure) != nil:
+		return tlsconfig.CheckListen("frontend: http-addr", c.HTTPAddr, c.TLS.Enabled(), c.Insecure)
 	case c.JWT.Audience == "" && !c.JWT.AnyAudience:
 		// Without an audience, a token the identity provider issued for another service would open this one.
 		return fmt.Errorf("frontend: jwt-audience is empty; set it to the audience your identity provider issues for the game, or pass jwt-any-audience to accept any")

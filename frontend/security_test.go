@@ -373,9 +373,19 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s accepted", name)
 		}
 	}
+	// The defaults listen on every interface: plaintext needs the explicit opt-out.
 	c := Default()
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "--insecure") {
+		t.Fatalf("plaintext on :50600 without --insecure: %v", err)
+	}
+	c.Insecure = true
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
+	}
+	c = Default()
+	c.GRPCAddr, c.HTTPAddr = "127.0.0.1:50600", "[::1]:8080"
+	if err := c.validate(); err != nil {
+		t.Fatalf("loopback without TLS: %v", err)
 	}
 }
 

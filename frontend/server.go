@@ -3,6 +3,7 @@ package frontend
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +23,6 @@ import (
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -69,7 +69,21 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	} else {
 		log.Warn("ticket-seal-secret-file not set: tickets are not sealed, and a director that checks seals will never assign them")
 	}
-	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	omCreds, err := cfg.OpenMatchTLS.DialCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("frontend: om-tls: %w", err)
+	}
+	serverCreds, err := cfg.TLS.ServerCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("frontend: tls: %w", err)
+	}
+	var httpTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		if httpTLS, err = cfg.TLS.Server(); err != nil {
+			return nil, fmt.Errorf("frontend: tls: %w", err)
+		}
+	}
+	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(omCreds))
 	if err != nil {
 		return nil, fmt.Errorf("frontend: open match %s: %w", cfg.OpenMatchAddr, err)
 	}
@@ -126,6 +140,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
 		}
 		gs = grpc.NewServer(
+			grpc.Creds(serverCreds),
 			grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 			// Headers carry the token: bound them like the HTTP side does.
 			grpc.MaxHeaderListSize(uint32(cfg.JWT.MaxTokenBytes+8<<10)),
@@ -158,6 +173,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			MaxHeaderBytes:    cfg.JWT.MaxTokenBytes + 8<<10,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+			TLSConfig:         httpTLS,
 		}
 	}
 
@@ -176,7 +192,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := hs.Serve(srv.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := hs.Serve
+			if hs.TLSConfig != nil {
+				serve = func(l net.Listener) error { return hs.ServeTLS(l, "", "") } // certificate from TLSConfig, reloaded on rotation
+			}
+			if err := serve(srv.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("frontend: http: %w", err)
 			}
 		}()
@@ -283,7 +303,11 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Regis
 // QueryService, so that one-live-ticket and expiry survive a restart. Tickets pending in a
 // proposed match are invisible to queries and are not recovered; they are assigned or released soon.
 func (s *service) recover(ctx context.Context, queryAddr string) error {
-	conn, err := grpc.NewClient(queryAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := s.cfg.OpenMatchTLS.DialCredentials()
+	if err != nil {
+		return fmt.Errorf("frontend: om-tls: %w", err)
+	}
+	conn, err := grpc.NewClient(queryAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("frontend: open match query %s: %w", queryAddr, err)
 	}

@@ -43,8 +43,8 @@ func chartMatrix() []chartCase {
 					t.Errorf("director args lack %s: %v", want, args)
 				}
 			}
-			if p, _, _ := unstructured.NestedMap(container(t, d), "readinessProbe", "tcpSocket"); p["port"] != "control" {
-				t.Errorf("director readiness is not the control port (only the leader listens): %v", p)
+			if p, _, _ := unstructured.NestedMap(container(t, d), "readinessProbe", "httpGet"); p["path"] != "/readyz" || p["port"] != "metrics" {
+				t.Errorf("director readiness is not /readyz on the metrics port (200 only on the leader): %v", p)
 			}
 			checkSecretPair(t, find(t, objs, "Secret", "kumi-keys"))
 			fleet := find(t, objs, "Fleet", "kumi-gameserver")

@@ -19,7 +19,7 @@ import (
 
 const chartDir = "helm/kumi"
 
-// helmBin is the helm binary the tests run: $KUMI_HELM (scripts/tools.d/25-helm.sh), else helm
+// helmBin is the helm binary the tests run (Helm 4): $KUMI_HELM (scripts/tools.d/25-helm.sh), else helm
 // on PATH. Missing helm fails the test with how to get it.
 func helmBin(t *testing.T) string {
 	t.Helper()
@@ -29,7 +29,7 @@ func helmBin(t *testing.T) string {
 	if p, err := exec.LookPath("helm"); err == nil {
 		return p
 	}
-	t.Fatal("helm not found: run `. scripts/tools.d/25-helm.sh` (builds helm v3.22.0 with go install and exports KUMI_HELM), or put helm on PATH")
+	t.Fatal("helm not found: run `. scripts/tools.d/25-helm.sh` (builds helm v4.3.2 with go install and exports KUMI_HELM), or put helm on PATH")
 	return ""
 }
 

@@ -76,6 +76,9 @@ func TestSkaffoldContent(t *testing.T) {
 	type release struct {
 		Name              string            `json:"name"`
 		ChartPath         string            `json:"chartPath"`
+		RemoteChart       string            `json:"remoteChart"`
+		Repo              string            `json:"repo"`
+		Version           string            `json:"version"`
 		SetValues         map[string]any    `json:"setValues"`
 		SetValueTemplates map[string]string `json:"setValueTemplates"`
 	}
@@ -112,11 +115,12 @@ func TestSkaffoldContent(t *testing.T) {
 		t.Errorf("default build is not one ko artifact: %v", cfg.Build.Artifacts)
 	}
 	checkRelease := func(where string, d deploy) {
-		if len(d.Helm.Releases) != 1 || d.Helm.Releases[0].ChartPath != "install/helm/kumi" {
-			t.Errorf("%s: helm releases %+v, want the install/helm/kumi chart", where, d.Helm.Releases)
+		rs := d.Helm.Releases
+		if len(rs) == 0 || rs[len(rs)-1].ChartPath != "install/helm/kumi" {
+			t.Errorf("%s: helm releases %+v, want the install/helm/kumi chart last", where, rs)
 			return
 		}
-		r := d.Helm.Releases[0]
+		r := rs[len(rs)-1]
 		if r.SetValueTemplates["image.repository"] != "{{.IMAGE_REPO_kumi}}" || !strings.HasPrefix(r.SetValueTemplates["image.tag"], "{{.IMAGE_TAG_kumi}}") {
 			t.Errorf("%s: built image not wired into the chart: %v", where, r.SetValueTemplates)
 		}
@@ -135,11 +139,17 @@ func TestSkaffoldContent(t *testing.T) {
 	for _, p := range cfg.Profiles {
 		profiles[p.Name] = true
 		checkRelease("profile "+p.Name, p.Deploy)
-		if p.Name == "local" {
-			v := p.Deploy.Helm.Releases[0].SetValues
-			if v["agones.enabled"] != true || toString(v["gameservers.replicas"]) != "1" {
-				t.Errorf("local profile: agones.enabled and one game server wanted: %v", v)
+		if p.Name == "local" && len(p.Deploy.Helm.Releases) == 2 {
+			// Agones first (its CRDs and webhooks before the Fleet), at the chart's pinned version.
+			a, k := p.Deploy.Helm.Releases[0], p.Deploy.Helm.Releases[1]
+			if a.RemoteChart != "agones" || a.Version != stubDeps["agones"] || a.Repo != "https://agones.dev/chart/stable" {
+				t.Errorf("local profile: first release %+v, want Agones %s", a, stubDeps["agones"])
 			}
+			if toString(k.SetValues["gameservers.replicas"]) != "1" {
+				t.Errorf("local profile: one game server wanted: %v", k.SetValues)
+			}
+		} else if p.Name == "local" {
+			t.Errorf("local profile: want the Agones and kumi releases, got %+v", p.Deploy.Helm.Releases)
 		}
 		if p.Name == "cloud" && (len(p.Build.Artifacts) != 1 || p.Build.Artifacts[0]["docker"] == nil) {
 			t.Errorf("cloud profile does not build install/docker/Dockerfile: %v", p.Build.Artifacts)

@@ -136,6 +136,8 @@ type Stack struct {
 	// PlayerSigner mints dev player tokens the frontend accepts (a stand-in identity provider).
 	PlayerSigner *token.Signer
 	KeyDir       string
+	// AdminToken is the director's admin API bearer token (also in KeyDir/admin.token).
+	AdminToken string
 
 	waits []func() error
 }
@@ -220,6 +222,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		return fail(fmt.Errorf("write %s: %w", secretFile, err))
 	}
 
+	// The director's admin API (drain, weights) takes this bearer token; an operator reads the file.
+	s.AdminToken = rand.Text()
+	adminFile := filepath.Join(s.KeyDir, "admin.token")
+	if err := os.WriteFile(adminFile, []byte(s.AdminToken), 0o600); err != nil {
+		return fail(fmt.Errorf("write %s: %w", adminFile, err))
+	}
 	// The frontend seals every ticket with this secret; the director assigns only sealed tickets,
 	// so nothing created straight in the core gets a server token.
 	sealSecret := rand.Text()
@@ -312,6 +320,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	dCfg.Signer = serverSigner
 	dCfg.ControlSecret = controlSecret
 	dCfg.TicketSealSecret = sealSecret
+	dCfg.AdminToken = s.AdminToken
 	dCfg.ReportInterval = 500 * time.Millisecond
 	dCfg.RebuildTimeout = 0
 	dCfg.Pool.MinFreeSlots = max(2, cfg.Capacity/2)

@@ -101,7 +101,7 @@ func (s *Stack) PrintEndpoints(w io.Writer) {
 	fmt.Fprintf(w, "  %s  frontend %s  backend %s  query %s\n", core, s.OMFrontend, s.OMBackend, s.OMQuery)
 	fmt.Fprintf(w, "  match function    %s\n", s.MMF.Addr())
 	fmt.Fprintf(w, "  player frontend   gRPC %s  HTTP %s\n", s.Frontend.GRPCAddr(), s.Frontend.HTTPAddr())
-	fmt.Fprintf(w, "  director          control %s  admin http://%s/pool\n", s.Director.ControlAddr(), s.Director.AdminAddr())
+	fmt.Fprintf(w, "  director          control %s  admin http://%s/pool (Authorization: Bearer $(cat %s))\n", s.Director.ControlAddr(), s.Director.AdminAddr(), filepath.Join(s.KeyDir, "admin.token"))
 	if s.Metrics != nil {
 		fmt.Fprintf(w, "  metrics           http://%s/metrics\n", s.Metrics.Addr())
 	}

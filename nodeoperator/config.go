@@ -18,7 +18,7 @@ type Config struct {
 	Kubeconfig      string        `flag:"kubeconfig" help:"kubeconfig file; empty means the in-cluster service account"`
 	NodeSelector    string        `flag:"node-selector" help:"label selector of the on-prem Nodes the operator guards"`
 	ClassLabel      string        `flag:"class-label" help:"Node label naming the node class (which VM template replaces it); missing means class default"`
-	SyncPeriod      time.Duration `flag:"sync-period" help:"how often the whole pool is re-evaluated (Node and NodeFailover changes also trigger a pass)"`
+	SyncPeriod      time.Duration `flag:"sync-period" help:"how often the whole pool is re-evaluated (Node changes also trigger a pass)"`
 	LeaderElect     bool          `flag:"leader-elect" help:"hold a Lease so only one operator replica acts"`
 	LeaderNamespace string        `flag:"leader-namespace" help:"namespace of the leader-election Lease"`
 	MetricsAddr     string        `flag:"metrics-addr" help:"Prometheus /metrics listener (no secrets served; restrict with a NetworkPolicy); empty disables"`

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,7 +19,7 @@ type Drainer interface {
 }
 
 // DirectorAdmin is Drainer over the director's admin API: POST /drain with a JSON body
-// {"server": NAME} (the name is also in the query, which older directors read) and, when
+// {"server": NAME} (the director refuses query-string actions: director/admin.go) and, when
 // TokenFile is set, "Authorization: Bearer <token>". 404 means the director does not pool that
 // server, which is success here (nothing to move).
 type DirectorAdmin struct {
@@ -33,7 +32,7 @@ type DirectorAdmin struct {
 func (d *DirectorAdmin) Drain(ctx context.Context, server string) error {
 	body, _ := json.Marshal(map[string]string{"server": server})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		strings.TrimRight(d.BaseURL, "/")+"/drain?server="+url.QueryEscape(server), bytes.NewReader(body))
+		strings.TrimRight(d.BaseURL, "/")+"/drain", bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("director drain: %w", err)
 	}

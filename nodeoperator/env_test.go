@@ -145,7 +145,7 @@ type directorAdmin struct {
 func newDirectorAdmin(t *testing.T) *directorAdmin {
 	d := &directorAdmin{}
 	d.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/drain" || r.Header.Get("Authorization") != "Bearer director-token" {
+		if r.Method != http.MethodPost || r.URL.Path != "/drain" || r.URL.RawQuery != "" || r.Header.Get("Authorization") != "Bearer director-token" {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
@@ -239,14 +239,14 @@ func newEnv(t *testing.T, nodes int, mutate func(*Config)) *env {
 		}
 	})
 	e.createClusterInfo()
-	e.tailnet = newLoopTailnet(t)
+	e.tailnet = shared
+	t.Cleanup(func() { shared.restoreAll(t) })
 	for i := range nodes {
 		name := fmt.Sprintf("onprem-%d", i)
 		e.nodes = append(e.nodes, name)
 		e.createNode(name, map[string]string{"kumi.dev/onprem": "true", "kumi.dev/pool": "games"}, true)
-		e.tailnet.up(ctx, name)
 	}
-	e.peers = e.tailnet.operator(ctx, cfg.Tailnet.Timeout)
+	e.peers = shared.peers(cfg.Tailnet.Timeout)
 	e.restart()
 	return e
 }
@@ -313,7 +313,9 @@ func (e *env) dark(names ...string) {
 
 func (e *env) back(names ...string) {
 	for _, n := range names {
-		e.tailnet.up(e.ctx, n)
+		if err := e.tailnet.up(e.ctx, n); err != nil {
+			e.t.Fatal(err)
+		}
 		e.setReady(n, true)
 	}
 }
@@ -375,8 +377,9 @@ func (e *env) addGS(name, node, state string) {
 	e.t.Helper()
 	gs := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agones.dev/v1", "kind": "GameServer",
 		"metadata": map[string]any{"name": name, "namespace": "default"},
-		"spec":     map[string]any{"ports": []any{}},
-		"status":   map[string]any{"state": state, "nodeName": node}}}
+		"spec": map[string]any{"ports": []any{}, "template": map[string]any{"spec": map[string]any{
+			"containers": []any{map[string]any{"name": "gameserver", "image": "kumi"}}}}},
+		"status": map[string]any{"state": state, "nodeName": node}}}
 	if err := e.kube.Create(e.ctx, gs); err != nil {
 		e.t.Fatal(err)
 	}

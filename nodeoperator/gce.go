@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	compute "google.golang.org/api/compute/v1"
 	"google.golang.org/api/googleapi"
@@ -58,6 +59,7 @@ type GCE struct {
 	project string
 	zones   []string
 	backoff wait.Backoff
+	capMax  time.Duration
 	log     *slog.Logger
 }
 
@@ -71,30 +73,38 @@ func NewGCE(ctx context.Context, project string, zones []string, backoff wait.Ba
 	if err != nil {
 		return nil, fmt.Errorf("gce: %w", err)
 	}
-	return &GCE{svc: svc, project: project, zones: zones, backoff: backoff, log: log}, nil
+	capMax := backoff.Cap
+	backoff.Cap = 0
+	return &GCE{svc: svc, project: project, zones: zones, backoff: backoff, capMax: capMax, log: log}, nil
 }
 
-// retry runs call until it succeeds, fails permanently, or the backoff's steps run out.
+// retry runs call until it succeeds, fails permanently, or the backoff's steps run out. The wait
+// between tries grows with jitter and is clamped to capMax (wait.Backoff's own Cap would end the
+// retries instead of clamping).
 func (g *GCE) retry(ctx context.Context, what string, call func() error) error {
-	var last error
-	err := wait.ExponentialBackoffWithContext(ctx, g.backoff, func(ctx context.Context) (bool, error) {
-		last = call()
-		if last == nil {
-			return true, nil
+	b := g.backoff
+	for {
+		err := call()
+		if err == nil {
+			return nil
 		}
-		if transient(last) {
-			g.log.Warn("compute engine call failed; backing off", "call", what, "err", last)
-			return false, nil
+		if !transient(err) {
+			return fmt.Errorf("gce %s: %w", what, err)
 		}
-		return false, last
-	})
-	if wait.Interrupted(err) && last != nil {
-		return fmt.Errorf("gce %s: retries exhausted: %w", what, last)
+		if b.Steps <= 1 {
+			return fmt.Errorf("gce %s: retries exhausted: %w", what, err)
+		}
+		d := b.Step()
+		if g.capMax > 0 && d > g.capMax {
+			d = g.capMax
+		}
+		g.log.Warn("compute engine call failed; backing off", "call", what, "backoff", d, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gce %s: %w (last error: %w)", what, ctx.Err(), err)
+		case <-time.After(d):
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("gce %s: %w", what, err)
-	}
-	return nil
 }
 
 // opError is a Compute Engine operation that finished with errors.

@@ -1,3 +1,5 @@
+//go:build !kubetest
+
 package nodeoperator
 
 import (
@@ -12,7 +14,9 @@ import (
 	"github.com/kumi-dev/kumi/nodeoperator/v1alpha1"
 )
 
-// newKube returns the Kubernetes API the tests run against.
+// newKube returns the Kubernetes API the tests run against: controller-runtime's in-memory client
+// (with the status subresource on NodeFailover and Node, as the CRD and the API server have). With
+// the build tag kubetest the same tests run against a real kube-apiserver (kube_real_test.go).
 func newKube(t *testing.T) client.Client {
 	t.Helper()
 	s := runtime.NewScheme()

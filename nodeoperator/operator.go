@@ -64,6 +64,7 @@ type Operator struct {
 
 	mu         sync.Mutex
 	orphanSeen map[string]time.Time // VM name → first seen unclaimed (operator clock)
+	removed    map[string]bool      // VMs deleted during the current pass (the pass's VM list predates them)
 }
 
 // New checks cfg and builds an Operator.
@@ -78,7 +79,7 @@ func New(cfg Config, d Deps) (*Operator, error) {
 	if d.Client == nil || d.Cloud == nil || d.Events == nil || d.Clock == nil || d.Metrics == nil || d.Log == nil {
 		return nil, errors.New("nodeoperator: Deps need Client, Cloud, Events, Clock, Metrics and Log")
 	}
-	return &Operator{cfg: cfg, d: d, classes: classes, caHash: cfg.CACertHash, orphanSeen: map[string]time.Time{}}, nil
+	return &Operator{cfg: cfg, d: d, classes: classes, caHash: cfg.CACertHash, orphanSeen: map[string]time.Time{}, removed: map[string]bool{}}, nil
 }
 
 // observation is one node's two signals.
@@ -107,6 +108,9 @@ func (o *Operator) Sync(ctx context.Context) error {
 }
 
 func (o *Operator) sync(ctx context.Context) error {
+	o.mu.Lock()
+	clear(o.removed)
+	o.mu.Unlock()
 	sel, err := labels.Parse(o.cfg.NodeSelector)
 	if err != nil {
 		return fmt.Errorf("node selector: %w", err)
@@ -787,6 +791,9 @@ func (o *Operator) removeFallback(ctx context.Context, nf *v1alpha1.NodeFailover
 	if err := o.d.Cloud.Delete(ctx, zone, vm); err != nil {
 		return fmt.Errorf("delete VM %s: %w", vm, err)
 	}
+	o.mu.Lock()
+	o.removed[vm] = true
+	o.mu.Unlock()
 	o.log(nf.Name).Info("fallback VM deleted", "vm", vm, "zone", zone)
 	return nil
 }
@@ -823,7 +830,7 @@ func (o *Operator) sweepOrphans(ctx context.Context, nfs map[string]*v1alpha1.No
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(vms)) {
 		v := vms[name]
-		if claimed[name] {
+		if claimed[name] || o.removed[name] {
 			continue
 		}
 		first, seen := o.orphanSeen[name]

@@ -2,6 +2,7 @@ package openmatch
 
 import (
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
@@ -12,7 +13,11 @@ import (
 type Config struct {
 	FrontendAddr string `flag:"frontend-addr" help:"listen address of openmatch.FrontendService (upstream port 50504); loopback by default: the core has no authentication, so only kumi's frontend should reach it"`
 	BackendAddr  string `flag:"backend-addr" help:"listen address of openmatch.BackendService (upstream port 50505); loopback by default (AssignTickets decides who gets which game server)"`
-	QueryAddr    string `flag:"query-addr" help:"listen address of openmatch.QueryService (upstream port 50503); loopback by default (it lists every ticket)"`
+	// TLS secures the three listeners (with a CA file: mTLS, so only holders of a client certificate
+	// — kumi's frontend, director and match function — can call the core at all).
+	TLS       tlsconfig.Config `prefix:"tls-"`
+	Insecure  bool             `flag:"insecure" help:"allow plaintext listeners on non-loopback addresses (the core has no other authentication: anyone who reaches it can create or assign tickets)"`
+	QueryAddr string           `flag:"query-addr" help:"listen address of openmatch.QueryService (upstream port 50503); loopback by default (it lists every ticket)"`
 
 	// RegistrationInterval is short because the cycle, not the window, is what makes concurrent
 	// FetchMatches calls share an evaluation: a call that arrives while a cycle is evaluating waits
@@ -62,6 +67,11 @@ func Default() Config {
 }
 
 func (c *Config) validate() error {
+	for _, l := range []struct{ name, addr string }{{"frontend-addr", c.FrontendAddr}, {"backend-addr", c.BackendAddr}, {"query-addr", c.QueryAddr}} {
+		if err := tlsconfig.CheckListen("openmatch: "+l.name, l.addr, c.TLS.Enabled(), c.Insecure); err != nil {
+			return err
+		}
+	}
 	switch {
 	case c.RegistrationInterval <= 0:
 		return fmt.Errorf("openmatch: registration-interval must be > 0, got %s", c.RegistrationInterval)

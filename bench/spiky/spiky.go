@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/director/pool"
-	"github.com/kumi-dev/kumi/internal/stats"
 )
 
 // Config is every setting of the spiky-load replay.
@@ -29,6 +28,8 @@ type Config struct {
 	DrainGrace   time.Duration `flag:"drain-grace" help:"simulated time a draining server waits before moving its sessions"`
 	RejectAfter  time.Duration `flag:"reject-after" help:"a session not placed within this simulated time counts as rejected"`
 	Seed         uint64        `flag:"seed" help:"random seed of the trace"`
+	AgonesBuffer int           `flag:"agones-buffer" help:"Agones baseline: FleetAutoscaler Counter bufferSize, free sessions Counter capacity kept over the fleet"`
+	AgonesSync   time.Duration `flag:"agones-sync" help:"Agones baseline: FleetAutoscaler sync interval (Agones' default fixedInterval is 30s)"`
 	Out          string        `flag:"out" help:"directory for spiky.md and spiky.svg (kumi bench spiky: empty writes into a new temporary directory)"`
 
 	// Pool is the director's pool configuration used for the shared-server policy.
@@ -58,6 +59,8 @@ func Default() Config {
 		DrainGrace:   30 * time.Second,
 		RejectAfter:  30 * time.Second,
 		Seed:         1,
+		AgonesBuffer: 50,
+		AgonesSync:   30 * time.Second,
 		Pool:         pc,
 	}
 }
@@ -81,6 +84,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("spiky: capacity %d: want >= 1", c.Capacity)
 	case c.ReportEvery < time.Second:
 		return fmt.Errorf("spiky: report-every %v: want at least 1s", c.ReportEvery)
+	case c.AgonesBuffer < 1:
+		return fmt.Errorf("spiky: agones-buffer %d: want >= 1", c.AgonesBuffer)
+	case c.AgonesSync < time.Second || c.AgonesSync%time.Second != 0:
+		return fmt.Errorf("spiky: agones-sync %v: want a whole number of seconds, at least 1s", c.AgonesSync)
 	}
 	return c.Pool.Validate()
 }
@@ -112,23 +119,38 @@ type Result struct {
 	Wall time.Duration
 }
 
-// Run replays the trace under the shared-server policy and the one-session-per-server baseline.
-func Run(ctx context.Context, cfg Config) (shared, baseline Result, err error) {
+// Results are the three policies' outcomes over one trace.
+type Results struct {
+	Shared   Result // kumi's pool: shared servers, scale-in by draining and moving sessions
+	Agones   Result // Agones' high-density Counters pattern: packed allocation, Counter buffer, no moves
+	Baseline Result // one session per server
+}
+
+// All lists the results in report order.
+func (r Results) All() []Result { return []Result{r.Shared, r.Agones, r.Baseline} }
+
+// Run replays one trace under the shared-server policy, the Agones Counters pattern and the
+// one-session-per-server baseline.
+func Run(ctx context.Context, cfg Config) (Results, error) {
+	var out Results
 	if err := cfg.Validate(); err != nil {
-		return Result{}, Result{}, err
+		return out, err
 	}
 	trace := newTrace(cfg)
-	shared, err = simulate(ctx, cfg, trace, "shared servers (kumi pool)", cfg.Capacity, cfg.Pool)
-	if err != nil {
-		return shared, baseline, err
+	var err error
+	if out.Shared, err = simulate(ctx, cfg, trace, "shared servers (kumi pool)", cfg.Capacity, cfg.Pool); err != nil {
+		return out, err
+	}
+	if out.Agones, err = simulateAgones(ctx, cfg, trace); err != nil {
+		return out, err
 	}
 	// The baseline is the same pool logic with one session per server: what a
 	// one-allocation-per-session design spends for the same demand.
 	bp := cfg.Pool
 	bp.DefaultCap = 1
 	bp.HighWatermark = max(1, cfg.Pool.HighWatermark/cfg.Capacity)
-	baseline, err = simulate(ctx, cfg, trace, "one session per server", 1, bp)
-	return shared, baseline, err
+	out.Baseline, err = simulate(ctx, cfg, trace, "one session per server", 1, bp)
+	return out, err
 }
 
 // arrival is one session of the trace.
@@ -342,18 +364,7 @@ func simulate(ctx context.Context, cfg Config, trace []arrival, policy string, c
 		res.PeakServers = max(res.PeakServers, len(servers))
 		res.PeakDemand = max(res.PeakDemand, smp.Demand)
 	}
-	var idle float64
-	for _, s := range res.Series {
-		if s.Capacity > 0 {
-			idle += math.Max(0, float64(s.Capacity-s.Demand)) / float64(s.Capacity)
-		}
-	}
-	res.AvgIdle = idle / float64(len(res.Series))
-	slices.Sort(latencies)
-	res.P50, res.P99 = stats.Quantile(latencies, 0.50), stats.Quantile(latencies, 0.99)
-	if len(latencies) > 0 {
-		res.MaxPlace = latencies[len(latencies)-1]
-	}
+	finish(&res, latencies)
 	res.Wall = time.Since(start)
 	return res, nil
 }

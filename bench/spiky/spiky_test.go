@@ -29,15 +29,22 @@ func small() Config {
 
 func TestSpikyTargets(t *testing.T) {
 	cfg := small()
-	shared, base, err := Run(context.Background(), cfg)
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	shared, base, ag := res.Shared, res.Baseline, res.Agones
 	var md strings.Builder
-	Markdown(&md, cfg, pool.DefaultConfig(), shared, base)
+	Markdown(&md, cfg, pool.DefaultConfig(), res)
 	t.Log("\n" + md.String())
-	if shared.Sessions == 0 || shared.Sessions != base.Sessions {
-		t.Fatalf("both policies must replay the same non-empty trace: %d vs %d", shared.Sessions, base.Sessions)
+	if shared.Sessions == 0 || shared.Sessions != base.Sessions || shared.Sessions != ag.Sessions {
+		t.Fatalf("every policy must replay the same non-empty trace: %d, %d, %d", shared.Sessions, ag.Sessions, base.Sessions)
+	}
+	if ag.Moves != 0 {
+		t.Errorf("the Agones pattern moved %d sessions, want none", ag.Moves)
+	}
+	if ag.Drains == 0 {
+		t.Error("the Agones pattern must delete empty servers on the swing down")
 	}
 	if shared.Rejected != 0 {
 		t.Errorf("rejected %d sessions, want 0", shared.Rejected)
@@ -85,6 +92,8 @@ func TestValidate(t *testing.T) {
 		{"swing", func(c *Config) { c.Swing = 0.5 }, "swing"},
 		{"capacity", func(c *Config) { c.Capacity = 0 }, "capacity"},
 		{"peak", func(c *Config) { c.PeakRate = 0 }, "peak-rate"},
+		{"agones buffer", func(c *Config) { c.AgonesBuffer = 0 }, "agones-buffer"},
+		{"agones sync", func(c *Config) { c.AgonesSync = 1500 * time.Millisecond }, "agones-sync"},
 	}
 	for _, tc := range tests {
 		cfg := Default()
@@ -98,22 +107,22 @@ func TestValidate(t *testing.T) {
 func TestWriteFiles(t *testing.T) {
 	cfg := small()
 	cfg.Duration, cfg.Period = 10*time.Minute, 5*time.Minute
-	s, b, err := Run(context.Background(), cfg)
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := WriteFiles(dir, cfg, pool.DefaultConfig(), s, b); err != nil {
+	if err := WriteFiles(dir, cfg, pool.DefaultConfig(), res); err != nil {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "spiky.md"))
 	svg, _ := os.ReadFile(filepath.Join(dir, "spiky.svg"))
-	for _, want := range []string{"| shared servers (kumi pool) |", "| `--pool-min-free-slots` | 10 (differs) | 20 |", "| `--pool-rate-share` | 2 | 2 |"} {
+	for _, want := range []string{"| shared servers (kumi pool) |", "| Agones counters (packed, buffer) |", "| one session per server |", "| `--pool-min-free-slots` | 10 (differs) | 20 |", "| `--pool-rate-share` | 2 | 2 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
-	for _, want := range []string{"<polyline", "simulated time (h:mm)", ">sessions</text>", ">0:10</text>"} {
+	for _, want := range []string{"<polyline", "simulated time (h:mm)", ">sessions</text>", ">0:10</text>", "capacity: Agones counters"} {
 		if !strings.Contains(string(svg), want) {
 			t.Errorf("plot lacks %q", want)
 		}
@@ -128,12 +137,12 @@ func TestSameSeedSameReport(t *testing.T) {
 	files := func(seed uint64) (md, svg []byte) {
 		c := cfg
 		c.Seed = seed
-		s, b, err := Run(t.Context(), c)
+		res, err := Run(t.Context(), c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		if err := WriteFiles(dir, c, pool.DefaultConfig(), s, b); err != nil {
+		if err := WriteFiles(dir, c, pool.DefaultConfig(), res); err != nil {
 			t.Fatal(err)
 		}
 		md, _ = os.ReadFile(filepath.Join(dir, "spiky.md"))

@@ -26,7 +26,8 @@ var benchKinds = []struct {
 		"running frontend with -frontend and -key): ticket→assignment and ticket→first relayed frame\n" +
 		"quantiles as a markdown row, plus a latency histogram (e2e.svg).", benchE2E},
 	{"spiky", "replays a spiky demand trace (seeded: the same seed gives the same report) through the\n" +
-		"director's pool logic on a simulated clock, against one session per server; writes spiky.md\n" +
+		"director's pool logic on a simulated clock, against Agones' high-density Counters pattern\n" +
+		"(packed allocation, FleetAutoscaler Counter buffer, no moves) and one session per server; writes spiky.md\n" +
 		"(with the pool settings used next to the director's defaults) and a plot, spiky.svg.", benchSpiky},
 }
 
@@ -100,8 +101,8 @@ func (h teeHandler) WithGroup(n string) slog.Handler {
 	return teeHandler{h.file.WithGroup(n), h.term.WithGroup(n)}
 }
 
-// benchSpiky replays a spiky demand trace through the director's pool logic and the
-// one-session-per-server baseline, prints the comparison and writes it with a plot to -out.
+// benchSpiky replays a spiky demand trace through the director's pool logic, the Agones Counters
+// pattern and the one-session-per-server baseline, prints the comparison and writes it with a plot to -out.
 func benchSpiky(ctx context.Context, term *slog.Logger, args []string) error {
 	cfg := spiky.Default()
 	fs := flag.NewFlagSet("bench spiky", flag.ContinueOnError)
@@ -123,15 +124,15 @@ func benchSpiky(ctx context.Context, term *slog.Logger, args []string) error {
 	cfg.Progress = func(policy string, at time.Duration) {
 		fmt.Fprintf(os.Stderr, "\rspiky: %-28s simulated %s of %s", policy, at.Round(time.Minute), cfg.Duration)
 	}
-	shared, baseline, err := spiky.Run(ctx, cfg)
+	res, err := spiky.Run(ctx, cfg)
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return err
 	}
-	log.Info("replayed", "shared_wall", shared.Wall, "baseline_wall", baseline.Wall)
+	log.Info("replayed", "shared_wall", res.Shared.Wall, "agones_wall", res.Agones.Wall, "baseline_wall", res.Baseline.Wall)
 	defaults := director.Default().Pool
-	spiky.Markdown(os.Stdout, cfg, defaults, shared, baseline)
-	if err := spiky.WriteFiles(dir, cfg, defaults, shared, baseline); err != nil {
+	spiky.Markdown(os.Stdout, cfg, defaults, res)
+	if err := spiky.WriteFiles(dir, cfg, defaults, res); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "report %s, plot %s, log %s\n",

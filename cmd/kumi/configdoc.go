@@ -19,6 +19,7 @@ import (
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/local"
 	"github.com/kumi-dev/kumi/matchfunction"
+	"github.com/kumi-dev/kumi/nodeoperator"
 	"github.com/kumi-dev/kumi/openmatch"
 )
 
@@ -48,6 +49,7 @@ func configDocs() []struct {
 		{"kumi token verify", func() any { return &tokenVerifyFlags{Verifier: token.DefaultVerifierConfig()} }},
 		{"kumi bench spiky", func() any { c := spiky.Default(); c.Out = "out/spiky"; return &c }},
 		{"kumi bench e2e", func() any { c := e2e.Default(); return &c }},
+		{"kumi nodeoperator", func() any { c := nodeoperator.Default(); return &c }},
 	}
 }
 

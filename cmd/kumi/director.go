@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/kumi-dev/kumi/allocation"
 	"github.com/kumi-dev/kumi/director"
@@ -26,7 +27,7 @@ import (
 type directorFlags struct {
 	Director    director.Config
 	Backends    []string          `flag:"backends" help:"allocation backends: local (a fleet of kumi gameserver processes on this machine) and/or agones (GameServerAllocation through the Kubernetes API)"`
-	MetricsAddr string            `flag:"metrics-addr" help:"serve Prometheus /metrics here (host:port; empty: off)"`
+	MetricsAddr string            `flag:"metrics-addr" help:"serve Prometheus /metrics, /healthz and /readyz (200 only on the leading director) here (host:port; empty: off)"`
 	Fleet       localfleet.Config `prefix:"fleet-"`
 	Agones      agones.Config     `prefix:"agones-"`
 
@@ -127,7 +128,17 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reg := telemetry.NewRegistry()
-	ms, err := telemetry.Serve(ctx, log, fl.MetricsAddr, reg)
+	// Readiness (GET /readyz on -metrics-addr): only a director that placed its control API and
+	// leads is ready, so a Service in front of two replicas sends game servers to the leader.
+	var notReady atomic.Pointer[string]
+	setNotReady := func(why string) { notReady.Store(&why) }
+	setNotReady("starting")
+	ms, err := telemetry.Serve(ctx, log, fl.MetricsAddr, reg, telemetry.WithReadiness(func() error {
+		if why := notReady.Load(); why != nil {
+			return errors.New(*why)
+		}
+		return nil
+	}))
 	if err != nil {
 		return err
 	}
@@ -155,6 +166,11 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 			if err != nil {
 				return err
 			}
+			if err := k.Register(reg); err != nil {
+				return err
+			}
+			// The pool must plan for at least one Agones batch wait per allocation.
+			fl.Director.Pool.LeadTime = max(fl.Director.Pool.LeadTime, fl.Agones.BatchWait)
 			kube = k
 			backends = append(backends, k)
 		default:
@@ -169,10 +185,20 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 		if err != nil {
 			return err
 		}
+		notReady.Store(nil)
+		defer setNotReady("stopped leading")
 		return d.Wait()
 	}
 	if kube != nil && fl.Agones.LeaseName != "" {
-		// On Kubernetes only the Lease holder places sessions; followers wait their turn.
+		// On Kubernetes only the Lease holder places sessions (and serves the control API);
+		// followers wait their turn, not ready.
+		setNotReady("following: another replica holds Lease " + fl.Agones.LeaseName)
+		// A replica that lost the Lease must have stopped placing before another can acquire it:
+		// it gives up after renew-deadline, and the next leader waits lease-duration.
+		if fence := fl.Agones.LeaseDuration - fl.Agones.RenewDeadline - fl.Agones.RetryPeriod; fl.Director.ShutdownGrace > fence {
+			log.Info("shutdown grace capped so a deposed leader stops before the next one starts", "shutdown_grace", fence)
+			fl.Director.ShutdownGrace = fence
+		}
 		return kube.LeadWith(ctx, log, run)
 	}
 	return run(ctx)

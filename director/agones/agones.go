@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/allocation"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/rest"
@@ -39,6 +42,10 @@ type Config struct {
 	QPS        float64       `flag:"qps" help:"client-side Kubernetes API request rate limit (requests/s)"`
 	Burst      int           `flag:"burst" help:"client-side Kubernetes API request burst"`
 
+	Retries      int           `flag:"unallocated-retries" help:"times an UnAllocated answer is retried before it is reported: Agones answers UnAllocated when concurrent requests of one batch wanted the same server although others have room (Agones issue #4142)"`
+	RetryBackoff time.Duration `flag:"retry-backoff" help:"first pause before retrying an UnAllocated answer (doubles, with full jitter, each retry)"`
+	BatchWait    time.Duration `flag:"batch-wait" help:"the cluster's Agones ALLOCATION_BATCH_WAIT_TIME; the director's pool lead time is at least this"`
+
 	LeaseName     string        `flag:"lease-name" help:"Lease used for leader election among director replicas; empty runs without election"`
 	Identity      string        `flag:"identity" help:"this replica's leader-election identity; empty uses the hostname"`
 	LeaseDuration time.Duration `flag:"lease-duration" help:"how long a leader's Lease stays valid without renewal"`
@@ -54,6 +61,9 @@ func DefaultConfig() Config {
 		Timeout:       10 * time.Second,
 		QPS:           50,
 		Burst:         100,
+		Retries:       3,
+		RetryBackoff:  50 * time.Millisecond,
+		BatchWait:     500 * time.Millisecond,
 		LeaseDuration: 15 * time.Second,
 		RenewDeadline: 10 * time.Second,
 		RetryPeriod:   2 * time.Second,
@@ -69,6 +79,12 @@ func (c Config) Validate() error {
 		return errors.New("agones: namespace is empty")
 	case c.Timeout <= 0:
 		return fmt.Errorf("agones: timeout %s must be > 0", c.Timeout)
+	case c.Retries < 0 || c.Retries > 10:
+		return fmt.Errorf("agones: unallocated-retries %d must be within [0, 10]", c.Retries)
+	case c.Retries > 0 && c.RetryBackoff <= 0:
+		return fmt.Errorf("agones: retry-backoff %s must be > 0 with retries", c.RetryBackoff)
+	case c.BatchWait < 0:
+		return fmt.Errorf("agones: batch-wait %s must be ≥ 0", c.BatchWait)
 	case c.LeaseName != "" && !(c.RetryPeriod > 0 && c.RenewDeadline > c.RetryPeriod && c.LeaseDuration > c.RenewDeadline):
 		return fmt.Errorf("agones: want lease-duration (%s) > renew-deadline (%s) > retry-period (%s) > 0",
 			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod)
@@ -78,10 +94,11 @@ func (c Config) Validate() error {
 
 // Backend allocates Agones game servers through the Kubernetes API.
 type Backend struct {
-	cfg Config
-	log *slog.Logger
-	rc  *rest.Config
-	dyn dynamic.Interface
+	cfg     Config
+	log     *slog.Logger
+	rc      *rest.Config
+	dyn     dynamic.Interface
+	retries prometheus.Counter
 }
 
 var _ allocation.Backend = (*Backend)(nil)
@@ -113,15 +130,63 @@ func NewForRESTConfig(rc *rest.Config, cfg Config, log *slog.Logger) (*Backend, 
 	if err != nil {
 		return nil, fmt.Errorf("agones: dynamic client: %w", err)
 	}
-	return &Backend{cfg: cfg, log: log.With("backend", cfg.Name), rc: rc, dyn: dyn}, nil
+	return &Backend{cfg: cfg, log: log.With("backend", cfg.Name), rc: rc, dyn: dyn,
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "kumi_director_agones_unallocated_retries_total",
+			Help:        "GameServerAllocations retried after an UnAllocated answer (batch contention, Agones issue #4142).",
+			ConstLabels: prometheus.Labels{"backend": cfg.Name},
+		})}, nil
+}
+
+// Register adds the backend's metrics to reg.
+func (b *Backend) Register(reg prometheus.Registerer) error {
+	if err := reg.Register(b.retries); err != nil {
+		return fmt.Errorf("agones: register metrics: %w", err)
+	}
+	return nil
+}
+
+// Retries is how many UnAllocated answers were retried so far.
+func (b *Backend) Retries() float64 {
+	var m dto.Metric
+	_ = b.retries.Write(&m)
+	return m.GetCounter().GetValue()
 }
 
 // Name implements allocation.Backend.
 func (b *Backend) Name() string { return b.cfg.Name }
 
 // Allocate creates one GameServerAllocation and returns its status (State UnAllocated when nothing
-// matched). A validation failure (422) or transport error is an error.
+// matched). A validation failure (422) or transport error is an error. Agones also answers
+// UnAllocated when requests of one batch contended for the same server while others had room
+// (issue #4142), so an UnAllocated answer is retried up to cfg.Retries times with jittered
+// exponential backoff before it is returned.
 func (b *Backend) Allocate(ctx context.Context, spec allocation.Spec) (allocation.Status, error) {
+	var st allocation.Status
+	attempts := 0
+	bo := wait.Backoff{Duration: b.cfg.RetryBackoff, Factor: 2, Jitter: 1, Steps: b.cfg.Retries + 1}
+	err := wait.ExponentialBackoffWithContext(ctx, bo, func(ctx context.Context) (bool, error) {
+		if attempts > 0 {
+			b.retries.Inc()
+		}
+		attempts++
+		var err error
+		st, err = b.allocateOnce(ctx, spec)
+		return err == nil && st.State != allocation.AllocationUnAllocated, err
+	})
+	switch {
+	case err == nil:
+		return st, nil
+	case ctx.Err() != nil:
+		return allocation.Status{}, fmt.Errorf("agones: allocate: %w", context.Cause(ctx))
+	case wait.Interrupted(err) && st.State == allocation.AllocationUnAllocated:
+		return st, nil // retries used up: report the UnAllocated answer
+	default:
+		return allocation.Status{}, err
+	}
+}
+
+func (b *Backend) allocateOnce(ctx context.Context, spec allocation.Spec) (allocation.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	specMap, err := toMap(spec)

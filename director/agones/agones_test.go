@@ -4,16 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/kumi-dev/kumi/allocation"
-	"github.com/kumi-dev/kumi/director/agones/agonestest"
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 var fleet = map[string]string{"agones.dev/fleet": "voice"}
@@ -23,19 +26,28 @@ func gameServer(name, state string, count, capacity int64, extra map[string]stri
 	for k, v := range extra {
 		l[k] = v
 	}
-	return allocation.GameServer{Name: name, State: state, Address: "10.0.0.7", Labels: l,
+	return allocation.GameServer{Name: name, State: state, Address: "10.0.0.7", Labels: l, NodeName: "node-1",
 		Ports:    []allocation.Port{{Name: "default", Port: 7001}},
 		Counters: map[string]allocation.CounterStatus{allocation.CounterSessions: {Count: count, Capacity: capacity}}}
 }
 
-func newBackend(t *testing.T, api *agonestest.Server, mod func(*Config)) *Backend {
+type cluster struct{ *agonesalloc.Cluster }
+
+func newCluster(t *testing.T, batchWait time.Duration) cluster {
+	t.Helper()
+	cfg := agonesalloc.DefaultConfig()
+	cfg.BatchWait = batchWait
+	return cluster{agonesalloc.StartCluster(t, "games", cfg)}
+}
+
+func (c cluster) backend(t *testing.T, mod func(*Config)) *Backend {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Namespace = "games"
+	cfg.Namespace = c.Namespace
 	if mod != nil {
 		mod(&cfg)
 	}
-	b, err := NewForRESTConfig(api.RESTConfig(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := NewForRESTConfig(c.Alloc.RESTConfig(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,15 +55,14 @@ func newBackend(t *testing.T, api *agonestest.Server, mod func(*Config)) *Backen
 }
 
 func TestAllocateHighDensity(t *testing.T) {
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
-	api.Put(gameServer("gs-a", allocation.StateReady, 0, 10, nil))
-	api.Put(gameServer("gs-b", allocation.StateReady, 0, 10, nil))
-	api.Put(gameServer("gs-full", allocation.StateAllocated, 10, 10, nil))
+	c := newCluster(t, 0)
+	c.Put(t, gameServer("gs-a", allocation.StateReady, 0, 10, nil))
+	c.Put(t, gameServer("gs-b", allocation.StateReady, 0, 10, nil))
+	c.Put(t, gameServer("gs-full", allocation.StateAllocated, 10, 10, nil))
 	other := gameServer("other-fleet", allocation.StateReady, 0, 10, nil)
 	other.Labels["agones.dev/fleet"] = "duel"
-	api.Put(other)
-	b := newBackend(t, api, nil)
+	c.Put(t, other)
+	b := c.backend(t, func(c *Config) { c.Retries = 0 })
 	ctx := context.Background()
 	spec := pool.AllocationSpec("main", fleet)
 
@@ -66,7 +77,7 @@ func TestAllocateHighDensity(t *testing.T) {
 		{name: "pooled servers are not re-allocated: next Ready one", wantState: allocation.AllocationAllocated, wantServer: "gs-b", wantCount: 1},
 		{
 			name:       "an Allocated server with room outside any pool comes first",
-			before:     func() { api.Put(gameServer("gs-orphan", allocation.StateAllocated, 3, 10, nil)) },
+			before:     func() { c.Put(t, gameServer("gs-orphan", allocation.StateAllocated, 3, 10, nil)) },
 			wantState:  allocation.AllocationAllocated,
 			wantServer: "gs-orphan", wantCount: 4,
 		},
@@ -87,8 +98,8 @@ func TestAllocateHighDensity(t *testing.T) {
 			if st.wantServer == "" {
 				return
 			}
-			if c := res.Counters[allocation.CounterSessions]; c.Count != st.wantCount {
-				t.Fatalf("sessions count %d, want %d", c.Count, st.wantCount)
+			if cs := res.Counters[allocation.CounterSessions]; cs.Count != st.wantCount {
+				t.Fatalf("sessions count %d, want %d", cs.Count, st.wantCount)
 			}
 			if res.Metadata == nil || res.Metadata.Labels[allocation.LabelPool] != "main" {
 				t.Fatalf("pool label missing from %+v", res.Metadata)
@@ -97,15 +108,15 @@ func TestAllocateHighDensity(t *testing.T) {
 			if info.Address != "10.0.0.7:7001" || info.Capacity != 10 || info.Used != int(st.wantCount-1) {
 				t.Fatalf("pool view %+v", info)
 			}
-			gs, _ := api.Get(st.wantServer)
-			if gs.State != allocation.StateAllocated || gs.Annotations["agones.dev/last-allocated"] == "" {
-				t.Fatalf("server after allocation: %+v", gs)
+			gs := c.Get(t, st.wantServer)
+			if gs.State != allocation.StateAllocated || gs.Annotations["agones.dev/last-allocated"] == "" || gs.Labels[allocation.LabelPool] != "main" {
+				t.Fatalf("stored server after allocation: %+v", gs)
 			}
 		})
 	}
 
-	// The request went out exactly as built: the stand-in decoded the same spec.
-	got := api.Allocations()
+	// The request went out exactly as built: the responder decoded the same spec.
+	got := c.Alloc.Requests()
 	if len(got) != 4 {
 		t.Fatalf("%d allocation requests, want 4", len(got))
 	}
@@ -122,9 +133,8 @@ func TestAllocateHighDensity(t *testing.T) {
 }
 
 func TestAllocateInvalid(t *testing.T) {
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
-	b := newBackend(t, api, nil)
+	c := newCluster(t, 0)
+	b := c.backend(t, nil)
 	bad := "Jump"
 	for _, tc := range []struct {
 		spec allocation.Spec
@@ -140,21 +150,63 @@ func TestAllocateInvalid(t *testing.T) {
 			t.Errorf("Allocate(%+v) = %v, want a 422 naming %q", tc.spec, err, tc.want)
 		}
 	}
-	// Other namespaces are not served: the error carries the API's answer.
-	nb := newBackend(t, api, func(c *Config) { c.Namespace = "elsewhere" })
-	if _, err := nb.Allocate(context.Background(), pool.AllocationSpec("p", nil)); err == nil || !apierrors.IsNotFound(err) {
-		t.Fatalf("wrong namespace: %v", err)
+	if n := b.Retries(); n != 0 {
+		t.Fatalf("%v retries of refused requests, want none", n)
 	}
 }
 
+// TestRetriesThroughBatchContention: eight concurrent allocations over four high-density servers
+// in Agones-like batches (some of them contended, issue #4142) all end Allocated thanks to the
+// backend's jittered retries, each counted.
+func TestRetriesThroughBatchContention(t *testing.T) {
+	c := newCluster(t, 50*time.Millisecond)
+	for i := range 4 {
+		c.Put(t, gameServer(fmt.Sprintf("gs-%d", i), allocation.StateAllocated, 0, 10, map[string]string{allocation.LabelPool: "main"}))
+	}
+	b := c.backend(t, nil)
+	spec := pool.AllocationSpec("main", fleet)
+	// Re-allocate the pool's own servers: the spec's first selector otherwise wants servers of no pool.
+	spec.Selectors[0].MatchLabels = map[string]string{allocation.LabelPool: "main"}
+	spec.Selectors[0].MatchExpressions = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			res, err := b.Allocate(ctx, spec)
+			if err == nil && res.State != allocation.AllocationAllocated {
+				err = fmt.Errorf("allocation %d: %s", i, res.State)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for i := range 4 {
+		total += c.Get(t, fmt.Sprintf("gs-%d", i)).Counters[allocation.CounterSessions].Count
+	}
+	if total != n {
+		t.Fatalf("stored session counts sum to %d, want %d (lost or doubled updates)", total, n)
+	}
+	st := c.Alloc.Stats()
+	if float64(st.UnAllocated) != b.Retries() {
+		t.Fatalf("responder answered UnAllocated %d times, backend retried %v times", st.UnAllocated, b.Retries())
+	}
+	t.Logf("responder %+v", st)
+}
+
 func TestListAndWatch(t *testing.T) {
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
-	api.Put(gameServer("gs-1", allocation.StateReady, 0, 8, nil))
-	api.Put(gameServer("gs-2", allocation.StateAllocated, 5, 8, map[string]string{allocation.LabelPool: "main"}))
-	api.Put(gameServer("gs-3", allocation.StateAllocated, 1, 8, map[string]string{allocation.LabelPool: "other"}))
-	b := newBackend(t, api, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	c := newCluster(t, 0)
+	c.Put(t, gameServer("gs-1", allocation.StateReady, 0, 8, nil))
+	c.Put(t, gameServer("gs-2", allocation.StateAllocated, 5, 8, map[string]string{allocation.LabelPool: "main"}))
+	c.Put(t, gameServer("gs-3", allocation.StateAllocated, 1, 8, map[string]string{allocation.LabelPool: "other"}))
+	b := c.backend(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	sel := map[string]string{allocation.LabelPool: "main"}
 
@@ -191,17 +243,17 @@ func TestListAndWatch(t *testing.T) {
 	if ev := next(); ev.Server.Name != "gs-1" || ev.Server.State != allocation.StateAllocated {
 		t.Fatalf("allocation event %+v", ev)
 	}
-	gs2, _ := api.Get("gs-2")
+	gs2 := c.Get(t, "gs-2")
 	gs2.State = allocation.StateShutdown
-	api.Put(gs2)
+	c.Put(t, gs2)
 	if ev := next(); ev.Server.Name != "gs-2" || ev.Server.State != allocation.StateShutdown {
 		t.Fatalf("state event %+v", ev)
 	}
-	api.Delete("gs-2")
+	c.Delete(t, "gs-2")
 	if ev := next(); ev.Server.Name != "gs-2" || !ev.Deleted {
 		t.Fatalf("delete event %+v", ev)
 	}
-	api.Delete("gs-3") // another pool: never seen
+	c.Delete(t, "gs-3") // another pool: never seen
 	wcancel()
 	for ev := range ch {
 		if ev.Server.Name == "gs-3" {
@@ -211,17 +263,16 @@ func TestListAndWatch(t *testing.T) {
 }
 
 func TestLeaderElection(t *testing.T) {
-	api := agonestest.New("games")
-	t.Cleanup(api.Close)
+	c := newCluster(t, 0)
 	fast := func(id string) func(*Config) {
 		return func(c *Config) {
 			c.LeaseName, c.Identity = "kumi-director", id
 			c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 3*time.Second, 2*time.Second, 100*time.Millisecond
 		}
 	}
-	a, b := newBackend(t, api, fast("a")), newBackend(t, api, fast("b"))
+	a, b := c.backend(t, fast("a")), c.backend(t, fast("b"))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	actx, acancel := context.WithCancel(ctx)
@@ -236,13 +287,21 @@ func TestLeaderElection(t *testing.T) {
 	go func() {
 		bDone <- b.LeadWith(ctx, log, func(lctx context.Context) error { close(bLeads); <-lctx.Done(); return nil })
 	}()
-	select {
-	case <-bLeads:
-		t.Fatal("two leaders at once")
-	case <-time.After(500 * time.Millisecond):
-	}
-	if h := api.LeaseHolder("kumi-director"); h != "a" {
-		t.Fatalf("lease holder %q, want a", h)
+	// b keeps trying every RetryPeriod; while a renews, the real Lease stays a's.
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-bLeads:
+			t.Fatal("two leaders at once")
+		default:
+		}
+		l, err := c.Env.Kube.CoordinationV1().Leases("games").Get(ctx, "kumi-director", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := l.Spec.HolderIdentity; h == nil || *h != "a" {
+			t.Fatalf("lease holder %v, want a", h)
+		}
 	}
 	acancel()
 	if err := <-aDone; err != nil {
@@ -265,6 +324,9 @@ func TestConfigValidate(t *testing.T) {
 		func(c *Config) { c.Namespace = "" },
 		func(c *Config) { c.Timeout = 0 },
 		func(c *Config) { c.LeaseName = "x"; c.RenewDeadline = c.LeaseDuration },
+		func(c *Config) { c.Retries = -1 },
+		func(c *Config) { c.RetryBackoff = 0 },
+		func(c *Config) { c.BatchWait = -time.Second },
 	} {
 		c := DefaultConfig()
 		mod(&c)

@@ -28,7 +28,7 @@ func (b *Backend) LeadWith(ctx context.Context, log *slog.Logger, lead func(ctx 
 	}
 	rc := rest.CopyConfig(b.rc)
 	// JSON rather than client-go's protobuf default for built-in types: a Lease is tiny and every
-	// API server (and the test stand-in) speaks JSON.
+	// API server speaks JSON.
 	rc.ContentType, rc.AcceptContentTypes = "application/json", "application/json"
 	cc, err := coordinationv1.NewForConfig(rc)
 	if err != nil {

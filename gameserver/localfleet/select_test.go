@@ -230,7 +230,7 @@ func TestValidateSpec(t *testing.T) {
 		}, ""},
 		{"bad state", allocation.Spec{Selectors: []allocation.Selector{{GameServerState: "Reserved"}}}, "gameServerState"},
 		{"bad operator", allocation.Spec{Selectors: []allocation.Selector{{MatchExpressions: []allocation.LabelRequirement{{Key: "k", Operator: "Like"}}}}}, "operator"},
-		{"In without values", allocation.Spec{Selectors: []allocation.Selector{{MatchExpressions: []allocation.LabelRequirement{{Key: "k", Operator: "In"}}}}}, "needs values"},
+		{"In without values", allocation.Spec{Selectors: []allocation.Selector{{MatchExpressions: []allocation.LabelRequirement{{Key: "k", Operator: "In"}}}}}, "values set can't be empty"},
 		{"max below min", allocation.Spec{Selectors: []allocation.Selector{{Counters: map[string]allocation.CounterSelector{"s": {MinAvailable: 3, MaxAvailable: 1}}}}}, "maxAvailable"},
 		{"bad scheduling", allocation.Spec{Scheduling: "Spread"}, "scheduling"},
 		{"bad priority type", allocation.Spec{Priorities: []allocation.Priority{{Type: "Gauge", Key: "k"}}}, "priorities[0].type"},

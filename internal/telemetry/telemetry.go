@@ -30,9 +30,27 @@ type Server struct {
 	done chan error
 }
 
+// Option adds to what Serve serves.
+type Option func(*http.ServeMux)
+
+// WithReadiness serves GET /readyz: 200 while ready returns nil, else 503 with its error, so a
+// Kubernetes readiness probe can take a replica out of its Services (e.g. a director that is not
+// the Lease holder).
+func WithReadiness(ready func() error) Option {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if err := ready(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+	}
+}
+
 // Serve listens on addr and serves /metrics from g (and /healthz) until ctx ends. It returns once
 // listening; an empty addr disables the endpoint and returns a nil *Server.
-func Serve(ctx context.Context, log *slog.Logger, addr string, g prometheus.Gatherer) (*Server, error) {
+func Serve(ctx context.Context, log *slog.Logger, addr string, g prometheus.Gatherer, opts ...Option) (*Server, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -43,6 +61,9 @@ func Serve(ctx context.Context, log *slog.Logger, addr string, g prometheus.Gath
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	for _, o := range opts {
+		o(mux)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s := &Server{ln: ln, done: make(chan error, 1)}
 	go func() {

@@ -1,11 +1,12 @@
 package teststack
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,6 +70,8 @@ type Product struct {
 	KeyFile  string
 	Frontend *frontend.Server
 	Director *director.Director
+	// AdminToken authorises the director's admin API.
+	AdminToken string
 }
 
 // StartProduct starts the product stack; it stops when the test ends.
@@ -102,7 +105,7 @@ func StartProduct(t testing.TB) *Product {
 			t.Logf("stop: %v", err)
 		}
 	})
-	return &Product{Signer: s.PlayerSigner, KeyFile: filepath.Join(cfg.KeyDir, "player.key.pem"), Frontend: s.Frontend, Director: s.Director}
+	return &Product{Signer: s.PlayerSigner, KeyFile: filepath.Join(cfg.KeyDir, "player.key.pem"), Frontend: s.Frontend, Director: s.Director, AdminToken: s.AdminToken}
 }
 
 // DrainSession asks the director's admin API to drain the game server hosting session; the server
@@ -113,7 +116,14 @@ func (p *Product) DrainSession(t testing.TB, session string) {
 	if !ok {
 		t.Fatalf("director knows no server for session %s", session)
 	}
-	resp, err := http.Post("http://"+p.Director.AdminAddr()+"/drain?server="+url.QueryEscape(name), "", nil)
+	body, _ := json.Marshal(map[string]string{"server": name})
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.Director.AdminAddr()+"/drain", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

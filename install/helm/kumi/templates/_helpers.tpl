@@ -18,9 +18,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/* kumi.selector: labels selecting one component's pods. Call with (list $ "component"). */}}
 {{- define "kumi.selector" -}}
-{{- $ := index . 0 -}}
+{{- $root := index . 0 -}}
 app.kubernetes.io/name: kumi
-app.kubernetes.io/instance: {{ $.Release.Name }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
 app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
@@ -34,14 +34,14 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* Open Match addresses kumi talks to: the embedded core, the open-match dependency or external ones. */}}
 {{- define "kumi.om.addr" -}}
-{{- $ := index . 0 -}}{{- $svc := index . 1 -}}
+{{- $root := index . 0 -}}{{- $svc := index . 1 -}}
 {{- $ports := dict "frontend" 50504 "backend" 50505 "query" 50503 -}}
-{{- if $.Values.openmatch.embedded -}}
-{{ include "kumi.fullname" $ }}-openmatch.{{ $.Release.Namespace }}.svc:{{ get $ports $svc }}
-{{- else if (index $.Values "open-match").enabled -}}
-open-match-{{ $svc }}.{{ $.Release.Namespace }}.svc:{{ get $ports $svc }}
+{{- if $root.Values.openmatch.embedded -}}
+{{ include "kumi.fullname" $root }}-openmatch.{{ $root.Release.Namespace }}.svc:{{ get $ports $svc }}
+{{- else if (index $root.Values "open-match").enabled -}}
+open-match-{{ $svc }}.{{ $root.Release.Namespace }}.svc:{{ get $ports $svc }}
 {{- else -}}
-{{ required (printf "openmatch.external.%s: set it, or turn on openmatch.embedded or open-match.enabled" $svc) (get $.Values.openmatch.external $svc) }}
+{{ required (printf "openmatch.external.%s: set it, or turn on openmatch.embedded or open-match.enabled" $svc) (get $root.Values.openmatch.external $svc) }}
 {{- end -}}
 {{- end -}}
 
