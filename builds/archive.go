@@ -254,7 +254,7 @@ func WalkTarGz(r io.Reader, lim Limits, fn Visitor) error {
 		switch h.Typeflag {
 		case tar.TypeDir:
 			e.Type = TypeDir
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, '\x00': // '\x00' is the pre-POSIX regular file flag (tar.TypeRegA, deprecated)
 			e.Type, e.Size = TypeFile, h.Size
 			if h.Size > lim.MaxUncompressedBytes {
 				return tooLarge("entry %q: declares %d bytes, over %d (max-uncompressed-bytes)", h.Name, h.Size, lim.MaxUncompressedBytes)

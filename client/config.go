@@ -32,7 +32,7 @@ type Config struct {
 	FrameBytes    int           `flag:"frame-bytes" help:"payload bytes per voice frame (at least 16: send time and sequence)"`
 
 	AssignTimeout time.Duration `flag:"assign-timeout" help:"give up when a ticket is not assigned within this"`
-	JoinRetry     time.Duration `flag:"join-retry" help:"JOIN retransmit interval until ACCEPT or REFUSE"`
+	JoinRetry     time.Duration `flag:"join-retry" help:"first JOIN retransmit interval (then doubling, up to 8x) until ACCEPT or REFUSE"`
 	JoinTimeout   time.Duration `flag:"join-timeout" help:"give up joining a game server after this"`
 	MaxReconnects int           `flag:"max-reconnects" help:"new tickets filed after RECONNECT before giving up"`
 
@@ -45,6 +45,11 @@ type Config struct {
 	OnJoined func(player string, leg Leg)
 	// OnAssigned, when set, is called when a ticket's assignment arrives, before the UDP join.
 	OnAssigned func(player string, leg Leg)
+	// OnFirstFrame, when set, is called when a leg receives its first frame from another member.
+	OnFirstFrame func(player string, leg Leg)
+	// Stop, when set and closed, ends the talk as Talk passing does (LEAVE; the leg ends "done"):
+	// for a caller that talks until something happened rather than for a fixed time.
+	Stop <-chan struct{}
 }
 
 // Default returns a voice player: chat group "lobby", 50 frames/s of 80 bytes for 10 s.
@@ -61,7 +66,7 @@ func Default() Config {
 		FrameBytes:    80,
 		AssignTimeout: time.Minute,
 		JoinRetry:     250 * time.Millisecond,
-		JoinTimeout:   5 * time.Second,
+		JoinTimeout:   15 * time.Second,
 		MaxReconnects: 3,
 	}
 }

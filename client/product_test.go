@@ -29,12 +29,18 @@ func TestWholeProduct(t *testing.T) {
 	joined := make(chan joinedLeg, 64)
 	var assignedMu sync.Mutex
 	assigned := map[string]client.Leg{} // first assignment per player, seen before its join
+	// The players talk until every one has received a frame on its final server (after the move,
+	// for room-a), not for a fixed time a loaded machine could use up before the moved members
+	// rejoin; Talk only bounds it.
+	heard := make(chan joinedLeg, 64)
+	stop := make(chan struct{})
 	cfg := func(id, group string) client.Config {
 		c := client.Default()
 		c.Frontend, c.Key, c.Player = p.Frontend.GRPCAddr(), p.KeyFile, id
 		c.Attributes = client.Attributes{"mode": "voice", "chat_group": group}
-		c.Talk, c.AssignTimeout = 3*time.Second, 20*time.Second
+		c.Talk, c.AssignTimeout, c.Stop = 60*time.Second, 20*time.Second, stop
 		c.OnJoined = func(pl string, l client.Leg) { joined <- joinedLeg{pl, l} }
+		c.OnFirstFrame = func(pl string, l client.Leg) { heard <- joinedLeg{pl, l} }
 		c.OnAssigned = func(pl string, l client.Leg) {
 			assignedMu.Lock()
 			defer assignedMu.Unlock()
@@ -48,11 +54,13 @@ func TestWholeProduct(t *testing.T) {
 
 	// Wait until all five joined, then drain the server hosting room-a's session.
 	sessions := map[string]string{} // player → session
+	servers := map[string]string{}  // player → first server
 	timeout := time.After(30 * time.Second)
 	for len(sessions) < 5 {
 		select {
 		case j := <-joined:
 			sessions[j.player] = j.leg.SessionID
+			servers[j.player] = j.leg.Address
 			assignedMu.Lock()
 			a, ok := assigned[j.player]
 			assignedMu.Unlock()
@@ -67,6 +75,23 @@ func TestWholeProduct(t *testing.T) {
 		t.Fatalf("sessions by player: %v; want room-a together, room-b together, apart", sessions)
 	}
 	p.DrainSession(t, sessions["a1"])
+	timeout = time.After(60 * time.Second)
+	// Every player on the drained server (room-a's, and room-b's too when it shares the server)
+	// must hear a frame after its move; the others any frame.
+	final := map[string]bool{}
+wait:
+	for len(final) < 5 {
+		select {
+		case h := <-heard:
+			if servers[h.player] != servers["a1"] || h.leg.Cause == "move" {
+				final[h.player] = true
+			}
+		case <-timeout:
+			t.Errorf("only %v of 5 players received a frame on their final server", final)
+			break wait
+		}
+	}
+	close(stop)
 
 	for _, ch := range res {
 		r := <-ch

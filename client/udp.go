@@ -99,6 +99,10 @@ func (p *run) connect(ctx context.Context, leg Leg, as *clientpb.Assignment) (re
 			_ = conn.Leave()
 			end("done")
 			return false, nil
+		case <-p.cfg.Stop:
+			_ = conn.Leave()
+			end("done")
+			return false, nil
 		case <-ticker.C:
 			if !moveStart.IsZero() {
 				continue // between servers: nothing to send to
@@ -125,6 +129,9 @@ func (p *run) connect(ctx context.Context, leg Leg, as *clientpb.Assignment) (re
 				leg.FramesReceived++
 				if leg.FramesReceived == 1 {
 					leg.AcceptToFirstFrame = time.Since(accepted)
+					if p.cfg.OnFirstFrame != nil {
+						p.cfg.OnFirstFrame(p.rep.Player, leg)
+					}
 				}
 				if len(ev.Payload) >= frameHeader {
 					p.sample(time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(ev.Payload))))

@@ -283,7 +283,7 @@ func (e *env) tickets() *tickets {
 // create files one ticket for player in chat group and watches it until the env ends.
 func (ts *tickets) create(player, group string) {
 	e := ts.e
-	ext := omext.PutString(nil, director.PlayerExtension, player)
+	ext := omext.PutString(nil, omext.Player, player)
 	sf := &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": group}}
 	testSealer.Seal(ext, player, sf, time.Now()) // as kumi's frontend does
 	tk, err := e.fe.CreateTicket(e.ctx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{

@@ -15,10 +15,6 @@ import (
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
-// PlayerExtension is the Ticket.extensions key (StringValue) under which kumi's frontend records the
-// ticket's player (frontend.PlayerExtension). Tickets without it use the ticket id as player id.
-const PlayerExtension = "kumi.player"
-
 // received is a match and when it arrived.
 type received struct {
 	m  *openmatch.Match
@@ -162,7 +158,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 		for i, t := range tickets {
 			ids[i] = t.GetId()
 			players[i] = t.GetId()
-			if p, ok, err := omext.String(t.GetExtensions(), PlayerExtension); ok && err == nil && p != "" {
+			if p, ok, err := omext.String(t.GetExtensions(), omext.Player); ok && err == nil && p != "" {
 				players[i] = p
 			}
 			if ct := t.GetCreateTime(); ct != nil {

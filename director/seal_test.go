@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
-	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/internal/omext"
 	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -37,15 +36,15 @@ func TestAttackTicketStraightInCoreNeverAssigned(t *testing.T) {
 	sf := func() *openmatch.SearchFields {
 		return &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": "guild"}}
 	}
-	genuine := omext.PutString(nil, director.PlayerExtension, "victim")
+	genuine := omext.PutString(nil, omext.Player, "victim")
 	testSealer.Seal(genuine, "victim", sf(), time.Now())
-	stolen := omext.PutString(nil, director.PlayerExtension, "attacker")
+	stolen := omext.PutString(nil, omext.Player, "attacker")
 	stolen[omext.Seal] = genuine[omext.Seal] // the victim's seal on the attacker's ticket
 	forged := []map[string]*anypb.Any{
-		omext.PutString(nil, director.PlayerExtension, "victim"),                                            // no seal
-		wrongKey.Seal(omext.PutString(nil, director.PlayerExtension, "victim"), "victim", sf(), time.Now()), // another key
+		omext.PutString(nil, omext.Player, "victim"),                                            // no seal
+		wrongKey.Seal(omext.PutString(nil, omext.Player, "victim"), "victim", sf(), time.Now()), // another key
 		stolen, // copied seal
-		testSealer.Seal(omext.PutString(nil, director.PlayerExtension, "victim"), "victim", &openmatch.SearchFields{ // other group
+		testSealer.Seal(omext.PutString(nil, omext.Player, "victim"), "victim", &openmatch.SearchFields{ // other group
 			StringArgs: map[string]string{"mode": "voice", "chat_group": "elsewhere"}}, time.Now()),
 	}
 	var forgedIDs []string

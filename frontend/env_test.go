@@ -38,7 +38,6 @@ type env struct {
 	api     client.FrontendClient
 	base    string // http://127.0.0.1:port
 	hc      *http.Client
-	reg     *prometheus.Registry
 }
 
 func testLog(t testing.TB) *slog.Logger {

@@ -183,6 +183,29 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 		return true
 	}
 	drainBy := start.Add(cfg.Duration / 2)
+	// used is every game server (by address) that has hosted a session so far: the progress line
+	// and the summary both count it, so they agree (servers merely kept ready are counted apart).
+	used := map[string]bool{}
+	progress := func(now time.Time) {
+		snap := s.Director.Pool().Snapshot(now)
+		for _, srv := range snap.Servers {
+			if srv.Sessions > 0 {
+				used[srv.Address] = true
+			}
+		}
+		if !cfg.ProgressTTY {
+			return
+		}
+		mu.Lock()
+		p99 := stats.Quantile(stats.Sorted(assignLat), 0.99)
+		mu.Unlock()
+		var n [stFailed + 1]int
+		for i := range states {
+			n[states[i].Load()]++
+		}
+		fmt.Fprintf(out, "[%3.0fs] players: waiting %d, assigned %d, connected %d, done %d, failed %d | servers used %d (%d up), sessions %d | p99 ticket→assignment %v\n",
+			now.Sub(start).Seconds(), n[stWaiting], n[stAssigned], n[stConnected], n[stDone], n[stFailed], len(used), len(snap.Servers), snap.Sessions, p99.Round(100*time.Microsecond))
+	}
 	for running := true; running; {
 		select {
 		case <-done:
@@ -200,18 +223,7 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 				fmt.Fprintf(out, "scale-in: draining %s; its sessions move to another server while players talk\n", name)
 			}
 		case now := <-tick.C:
-			if cfg.ProgressTTY {
-				snap := s.Director.Pool().Snapshot(now)
-				mu.Lock()
-				p99 := stats.Quantile(stats.Sorted(assignLat), 0.99)
-				mu.Unlock()
-				var n [stFailed + 1]int
-				for i := range states {
-					n[states[i].Load()]++
-				}
-				fmt.Fprintf(out, "[%3.0fs] players: waiting %d, assigned %d, connected %d, done %d, failed %d | servers %d, sessions %d | p99 ticket→assignment %v\n",
-					now.Sub(start).Seconds(), n[stWaiting], n[stAssigned], n[stConnected], n[stDone], n[stFailed], len(snap.Servers), snap.Sessions, p99.Round(100*time.Microsecond))
-			}
+			progress(now)
 		}
 	}
 
@@ -248,13 +260,14 @@ func RunCrowd(ctx context.Context, log *slog.Logger, cfg Config, s *Stack) (*Sum
 		}
 	}
 	sum.Player = player.Summarize(ok)
-	servers := map[string]bool{}
 	for _, rep := range ok {
 		for _, leg := range rep.Legs {
-			servers[leg.Address] = true
+			used[leg.Address] = true
 		}
 	}
-	sum.ServersUsed = len(servers)
+	// A last progress line, with the servers the players' legs add, so it matches the summary.
+	progress(time.Now())
+	sum.ServersUsed = len(used)
 	return sum, nil
 }
 
@@ -278,7 +291,7 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "  players: %d ok, %d failed (of %d)\n", s.OK, s.Failed, s.Players)
 	fmt.Fprintf(w, "  late group members in their group's session: %d of %d\n", s.LateJoinedGroup, s.LateTotal)
 	fmt.Fprintf(w, "  scale-in: drained %v; session moves followed: %d; reconnects: %d\n", s.Drained, s.Moves, s.Reconnects)
-	fmt.Fprintf(w, "  game servers used: %d\n", s.ServersUsed)
+	fmt.Fprintf(w, "  game servers used: %d (that hosted a session)\n", s.ServersUsed)
 	q := func(name string, v player.Quantiles) {
 		fmt.Fprintf(w, "  %-26s p50 %-10v p99 %-10v max %v (n=%d)\n", name, v.P50.Round(10*time.Microsecond), v.P99.Round(10*time.Microsecond), v.Max.Round(10*time.Microsecond), v.N)
 	}

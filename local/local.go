@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -184,6 +185,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		if s.KeyDir, err = os.MkdirTemp("", "kumi-local-"); err != nil {
 			return fail(fmt.Errorf("key dir: %w", err))
 		}
+		// Removed last, once every component (game servers included) has stopped using it.
+		dir := s.KeyDir
+		s.waits = slices.Insert(s.waits, 0, func() error { return os.RemoveAll(dir) })
 	} else if err := os.MkdirAll(s.KeyDir, 0o700); err != nil {
 		return fail(fmt.Errorf("key dir: %w", err))
 	}

@@ -14,18 +14,34 @@ import (
 // Run starts the stack, prints where everything listens, runs the demo crowd (unless Players is 0)
 // and prints its summary. It returns an error when any player failed, so `kumi local` exits
 // non-zero. With Players 0 or ServeOnly it serves until ctx ends.
-func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
+//
+// Without KeyDir the keys (and, by default, the log) go to a new temporary directory that is removed
+// on exit, so repeated runs leave nothing behind; a failed run keeps it when the log is in it, so
+// the log named in the output can still be read.
+func Run(ctx context.Context, log *slog.Logger, cfg Config) (err error) {
 	out := cfg.Out
 	if out == nil {
 		out = os.Stdout
 		cfg.Out = out
 	}
+	if err := cfg.Validate(); err != nil {
+		return err // before any directory is made
+	}
 	if cfg.KeyDir == "" {
-		dir, err := os.MkdirTemp("", "kumi-local-")
-		if err != nil {
-			return fmt.Errorf("local: key dir: %w", err)
+		dir, mkErr := os.MkdirTemp("", "kumi-local-")
+		if mkErr != nil {
+			return fmt.Errorf("local: key dir: %w", mkErr)
 		}
 		cfg.KeyDir = dir
+		defer func() {
+			if err != nil && (cfg.LogFile == "" || filepath.Dir(cfg.LogFile) == dir) {
+				fmt.Fprintf(out, "kept %s for its log\n", dir)
+				return
+			}
+			if rerr := os.RemoveAll(dir); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("local: remove key dir: %w", rerr))
+			}
+		}()
 	}
 	if err := os.MkdirAll(cfg.KeyDir, 0o700); err != nil {
 		return fmt.Errorf("local: key dir: %w", err)

@@ -329,8 +329,6 @@ func (e *env) nf(name string) *v1alpha1.NodeFailover {
 	return &nf
 }
 
-func (e *env) phase(name string) v1alpha1.Phase { return e.nf(name).Status.Phase }
-
 func (e *env) wantPhase(name string, want v1alpha1.Phase) {
 	e.t.Helper()
 	if got := e.nf(name); got.Status.Phase != want {

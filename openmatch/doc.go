@@ -3,8 +3,9 @@
 // each, plus the gRPC health service), the synchronizer's cycle and evaluator semantics, backfill,
 // and all state in memory (no Redis).
 //
-// It reproduces the behaviour documented in shared/reference/openmatch-v1.md §6–§9, error codes
-// and texts included, with these deliberate differences:
+// It reproduces Open Match v1.8.1's frontend, backend and query behaviour (the synchronizer, evaluator,
+// backfill and ticket lifecycle), error codes and texts included, as openmatch/conformance checks,
+// with these deliberate differences:
 //   - WatchAssignments is pushed on change instead of polled every 100 ms;
 //   - the registration window defaults to 2 ms instead of 250 ms: cycles run back to back and
 //     every call that arrives while one runs joins the next, so calls still share evaluations;

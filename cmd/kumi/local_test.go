@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/kumi-dev/kumi/internal/token"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/local"
 )
 
@@ -91,6 +95,12 @@ func TestLocalCrowd(t *testing.T) {
 	if !strings.Contains(out.String(), "players: waiting") {
 		t.Error("no progress line printed")
 	}
+	// The last progress line and the summary count the same servers.
+	progress := regexp.MustCompile(`servers used (\d+) `).FindAllStringSubmatch(out.String(), -1)
+	summary := regexp.MustCompile(`game servers used: (\d+)`).FindStringSubmatch(out.String())
+	if len(progress) == 0 || summary == nil || progress[len(progress)-1][1] != summary[1] || summary[1] != strconv.Itoa(sum.ServersUsed) || sum.ServersUsed == 0 {
+		t.Errorf("server count: progress %v, summary %v, ServersUsed %d; want them equal and > 0", progress, summary, sum.ServersUsed)
+	}
 	// No orphans: every game-server process is gone once the stack has stopped.
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
@@ -126,5 +136,81 @@ func TestLocalPortInUse(t *testing.T) {
 	err = runLocal(context.Background(), slog.New(slog.DiscardHandler), []string{"-players=0", "-key-dir=" + t.TempDir(), "-metrics-addr=" + l.Addr().String()})
 	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), "127.0.0.1:0 picks a free port") {
 		t.Fatalf("err = %v, want EADDRINUSE with a hint", err)
+	}
+}
+
+// signalWriter closes seen once what was written contains want.
+type signalWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.buf.String(), w.want)
+	w.buf.Write(p)
+	if !had && strings.Contains(w.buf.String(), w.want) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+// kumi local removes the temporary key directory it made on exit, and leaves one given with
+// -key-dir alone.
+func TestLocalKeyDirCleanup(t *testing.T) {
+	for _, given := range []bool{false, true} {
+		t.Run(fmt.Sprintf("key-dir given %v", given), func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp) // where os.MkdirTemp puts kumi local's own directory
+			cfg := local.Default()
+			cfg.Players = 0
+			cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+			cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+			cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.GameServerCommand = []string{exe, "gameserver"}
+			cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
+			keyDir := filepath.Join(t.TempDir(), "keys")
+			if given {
+				cfg.KeyDir = keyDir
+			}
+			w := &signalWriter{want: "serving;", seen: make(chan struct{})}
+			cfg.Out = w
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() { errc <- local.Run(ctx, slog.New(slog.DiscardHandler), cfg) }()
+			select {
+			case <-w.seen:
+			case err := <-errc:
+				t.Fatalf("kumi local ended before serving: %v", err)
+			}
+			cancel()
+			if err := <-errc; err != nil {
+				t.Fatalf("kumi local: %v", err)
+			}
+			left, err := os.ReadDir(tmp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range left {
+				if strings.HasPrefix(e.Name(), "kumi-local-") {
+					names = append(names, e.Name())
+				}
+			}
+			if len(names) != 0 {
+				t.Errorf("temporary key directories left behind: %v", names)
+			}
+			if _, err := os.Stat(filepath.Join(keyDir, "player.key.pem")); given && err != nil {
+				t.Errorf("-key-dir %s: %v, want its keys kept", keyDir, err)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,13 +14,16 @@ import (
 
 	"github.com/kumi-dev/kumi/gameserver/wire"
 	"github.com/kumi-dev/kumi/internal/token"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Config tunes a Conn; Default holds the defaults.
 type Config struct {
 	// JoinTimeout bounds one join (all JOIN retransmissions) when the context has no earlier deadline.
 	JoinTimeout time.Duration
-	// JoinRetry is the JOIN retransmission interval.
+	// JoinRetry is the first JOIN retransmission interval; each further one doubles it (with 20%
+	// jitter) up to 8×JoinRetry, so a loaded server is not flooded with retransmissions while the
+	// join still has JoinTimeout to succeed.
 	JoinRetry time.Duration
 	// FollowMoves makes the Conn act on MOVE itself: LEAVE the old server, join the new one with
 	// the new token, then report EventMoved. Off, it only reports EventMove.
@@ -28,9 +32,10 @@ type Config struct {
 	Events int
 }
 
-// Default returns the defaults: 5 s join timeout, JOIN resent every 250 ms, moves followed.
+// Default returns the defaults: 15 s join timeout, JOIN resent after 250 ms backing off to 2 s,
+// moves followed. The timeout leaves a loaded server (or host) room to answer a few resends.
 func Default() Config {
-	return Config{JoinTimeout: 5 * time.Second, JoinRetry: 250 * time.Millisecond, FollowMoves: true, Events: 256}
+	return Config{JoinTimeout: 15 * time.Second, JoinRetry: 250 * time.Millisecond, FollowMoves: true, Events: 256}
 }
 
 // EventKind says what an Event carries.
@@ -205,7 +210,9 @@ func (c *Conn) join(ctx context.Context, server netip.AddrPort, tok string) (*li
 		delete(c.pending, nonce)
 		c.mu.Unlock()
 	}()
-	retry := time.NewTicker(max(c.cfg.JoinRetry, 10*time.Millisecond))
+	first := max(c.cfg.JoinRetry, 10*time.Millisecond)
+	backoff := wait.Backoff{Duration: first, Factor: 2, Jitter: 0.2, Steps: math.MaxInt32, Cap: 8 * first}
+	retry := time.NewTimer(backoff.Step())
 	defer retry.Stop()
 	send := true
 	for {
@@ -235,6 +242,7 @@ func (c *Conn) join(ctx context.Context, server netip.AddrPort, tok string) (*li
 				case <-c.closed:
 					return nil, ErrClosed
 				case <-retry.C:
+					retry.Reset(backoff.Step())
 				}
 				continue
 			case a.refuse != nil:
@@ -258,6 +266,7 @@ func (c *Conn) join(ctx context.Context, server netip.AddrPort, tok string) (*li
 			c.heard.Store(time.Now().UnixNano())
 			return l, nil
 		case <-retry.C:
+			retry.Reset(backoff.Step())
 		}
 	}
 }

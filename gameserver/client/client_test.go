@@ -121,3 +121,47 @@ func TestServerShutdown(t *testing.T) {
 		t.Fatalf("send after reconnect: %v", err)
 	}
 }
+
+// A server that never answers gets JOIN retransmissions that back off (doubling from JoinRetry up
+// to 8×) instead of a steady stream: counted, not timed, so load (which only delays resends) cannot
+// make it fail.
+func TestJoinRetransmitsBackOff(t *testing.T) {
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	cfg := client.Default()
+	cfg.JoinTimeout = 3 * time.Second
+	cfg.JoinRetry = 50 * time.Millisecond
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := wire.NewInstance()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := mint(t, signer, ins.ID(), "s1", "p1")
+	counted := make(chan int)
+	go func() {
+		n := 0
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := silent.ReadFromUDP(buf); err != nil {
+				counted <- n
+				return
+			}
+			n++
+		}
+	}()
+	if _, err := client.Dial(context.Background(), silent.LocalAddr().String(), tok, cfg); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+	silent.Close()
+	n := <-counted
+	// A fixed 50 ms interval would send ~60 JOINs in 3 s; backing off to 400 ms sends about 10.
+	if n < 2 || n > 14 {
+		t.Fatalf("%d JOINs sent in %v with retry %v, want a first send, resends, and backoff (2..14)", n, cfg.JoinTimeout, cfg.JoinRetry)
+	}
+}

@@ -631,6 +631,11 @@ func TestConcurrentFetchNoTicketTwice(t *testing.T) {
 	if total != 2 {
 		t.Fatalf("got %d matches over 4 tickets, want 2", total)
 	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Errorf("ticket %s in no accepted match", id)
+		}
+	}
 }
 
 func mustAny(t *testing.T, m proto.Message) *anypb.Any {
