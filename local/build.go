@@ -238,7 +238,9 @@ func startBuildFleet(ctx context.Context, log *slog.Logger, cfg Config, s *Stack
 		"-ready-timeout=2m",
 	)
 	if cfg.Dedicated.UnsafeNoSandbox {
-		cmd = append(cmd, "-sandbox="+wrap.SandboxNone, "-unsafe-no-sandbox")
+		// Without a namespace of their own the wrappers share the host's loopback: each admit
+		// endpoint takes a free port (the server learns it from $KUMI_ADMIT_URL).
+		cmd = append(cmd, "-sandbox="+wrap.SandboxNone, "-unsafe-no-sandbox", "-admit-addr=127.0.0.1:0")
 	} else {
 		cmd = append(cmd, "-sandbox="+wrap.SandboxGVisor, "-runsc="+cfg.Dedicated.Runsc)
 	}

@@ -90,3 +90,18 @@ func TestLocalBuildNeedsArchive(t *testing.T) {
 		t.Fatalf("got %v, want an error naming the archive", err)
 	}
 }
+
+// TestLocalBuildUnsafeNoSandbox: with the explicit dev flag the build runs as plain processes that
+// share the host's loopback, so every wrapper's admit endpoint must take a port of its own.
+func TestLocalBuildUnsafeNoSandbox(t *testing.T) {
+	cfg := localBuildConfig(t, fakeUEBuild(t, "PlainGame"), true)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := local.RunBuild(ctx, slog.New(slog.DiscardHandler), cfg, nil)
+	if err != nil {
+		t.Fatalf("%v (result %+v)", err, res)
+	}
+	if res.Admitted != res.Players || res.Players < 2*cfg.Dedicated.MatchPlayers {
+		t.Fatalf("result %+v: want every player of several matches admitted", res)
+	}
+}
