@@ -50,6 +50,8 @@ type Director struct {
 	reported chan struct{} // poked on every known report (rebuild waits on it)
 	// instances is each server's reported instance, named in the tokens minted for it.
 	instances instances
+	// dedicated are the games served on dedicated servers (dedicated.go), by profile.
+	dedicated dedicatedGames
 	mainDone  chan struct{} // closed when the match, refill and housekeeping loops have ended
 
 	wg        sync.WaitGroup

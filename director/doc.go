@@ -14,6 +14,12 @@
 // the group→session mapping, before it places anything. One director runs at a time: a local flock
 // (LockFile) or, on Kubernetes, a Lease (director/agones LeadWith, wired by `kumi director`).
 //
+// Dedicated servers (dedicated.go): ServeDedicated serves one uploaded game (package builds) whose
+// servers hold one match each. Each build version keeps a few servers allocated in advance
+// (replaced as soon as a match takes one), each match of the game's profile takes one, and the
+// version is picked by traffic weights (builds.PickVersion), which SetDedicatedWeights changes for
+// the next match: a canary at 1 %, then 100 %, or an instant rollback.
+//
 // Entry: Start(ctx, log, cfg, reg, backends...) returns once the control API (and the admin API)
 // listen; ControlAddr/AdminAddr give the bound addresses; Wait blocks until everything stopped.
 package director

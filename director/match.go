@@ -141,6 +141,9 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 // in one AssignTickets call and releases the tickets of matches that could not be placed in one
 // ReleaseTickets call.
 func (d *Director) placeBatch(ctx context.Context, profile string, batch []received) (send func()) {
+	if dg := d.dedicated.get(profile); dg != nil {
+		return d.placeDedicatedBatch(ctx, profile, dg, batch)
+	}
 	var (
 		groups   []*openmatch.AssignmentGroup
 		release  []string

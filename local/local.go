@@ -61,6 +61,9 @@ type Config struct {
 	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
 	LogFile        string `flag:"log-file" help:"file receiving every component's log at info level, game servers' included (empty: kumi.log in the key dir); the terminal shows warnings and the progress"`
 
+	// Dedicated runs an uploaded dedicated-server build (build.go).
+	Dedicated Dedicated
+
 	// GameServerCommand starts one game server; empty runs this executable's `gameserver`.
 	GameServerCommand []string
 	// GameServerEnv is added to each game server's environment.
@@ -96,6 +99,7 @@ func Default() Config {
 		ControlAddr:    "127.0.0.1:50610",
 		AdminAddr:      "127.0.0.1:50611",
 		MetricsAddr:    "127.0.0.1:9090",
+		Dedicated:      DefaultDedicated(),
 	}
 }
 
@@ -138,6 +142,8 @@ type Stack struct {
 	KeyDir       string
 	// AdminToken is the director's admin API bearer token (also in KeyDir/admin.token).
 	AdminToken string
+	// ServerKID is the kid of the director's server-token key (public half: server.pub.pem).
+	ServerKID string
 
 	waits []func() error
 }
@@ -212,6 +218,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
+	s.ServerKID = serverSigner.KID()
 	if err := writePrivateKey(s.KeyDir, "player.key.pem", s.PlayerSigner); err != nil {
 		return fail(err)
 	}
@@ -252,6 +259,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 			profiles[i].MaxMembers = cfg.MaxMembers
 		}
 	}
+	profiles = append(profiles, cfg.Dedicated.profiles...)
 	mfCfg := matchfunction.Default()
 	mfCfg.ListenAddr, mfCfg.QueryAddr, mfCfg.Profiles = cfg.MMFAddr, s.OMQuery, profiles
 	if s.MMF, err = matchfunction.Start(ctx, log.With("component", "matchfunction"), mfCfg, wrap("matchfunction")); err != nil {
@@ -264,6 +272,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OMFrontend, s.OMQuery
 	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
 	feCfg.TicketSealSecret = sealSecret
+	feCfg.Attributes = append(feCfg.Attributes, cfg.Dedicated.attributes...)
 	// The whole demo crowd (and kumi bench e2e's) comes from 127.0.0.1 over one shared connection;
 	// per-player limits still apply.
 	feCfg.SourceRate, feCfg.MaxStreamsPerConn = 0, 1<<16

@@ -57,6 +57,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (err error) {
 	// Everything at info goes to the file; the terminal keeps the progress lines and warnings.
 	log = slog.New(slog.NewMultiHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}), atLeast{log.Handler(), slog.LevelWarn}))
 	cfg.GameServerOutput = f
+	if cfg.Dedicated.Build != "" {
+		return runBuild(ctx, log, cfg, out)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

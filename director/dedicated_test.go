@@ -1,0 +1,167 @@
+package director_test
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/director"
+	"github.com/kumi-dev/kumi/gameserver/localfleet"
+	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/kumi-dev/kumi/matchfunction"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestDedicatedVersions: a game's matches go one per server to warm servers of the version the
+// traffic weights pick; moving the weights to a new version moves the next matches at once, and so
+// does rolling back. The versions' servers are real game-server processes of two local fleets.
+func TestDedicatedVersions(t *testing.T) {
+	e := newEnv(t)
+	const game, players = "Duel", 2
+	prof := matchfunction.GameProfile(game, players)
+	// A match function serving both the env's voice profile and the game's.
+	mfCfg := matchfunction.Default()
+	mfCfg.ListenAddr, mfCfg.QueryAddr = "127.0.0.1:0", e.om.QueryAddr()
+	mfCfg.Profiles = []matchfunction.Profile{prof}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	mmf, err := matchfunction.Start(ctx, testLog(t), mfCfg, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = mmf.Wait() })
+
+	voice := e.startFleet(fleetOpts{name: "voice", capacity: 4, buffer: 1, max: 2})
+	v1 := e.startFleet(fleetOpts{name: "v1", capacity: 1, buffer: 2, max: 12})
+	v2 := e.startFleet(fleetOpts{name: "v2", capacity: 1, buffer: 2, max: 12})
+	cfg := e.directorConfig()
+	host, port, _ := net.SplitHostPort(mmf.Addr())
+	cfg.MMFHost = host
+	cfg.MMFPort, _ = strconv.Atoi(port)
+	cfg.Profiles = []string{"unused"} // the voice loop finds no profile here; only the game's matters
+	cfg.PlaceWait = 30 * time.Second
+	d, _ := e.startDirector(ctx, cfg, voice)
+	if err := d.ServeDedicated(ctx, director.DedicatedGame{Game: game, Profile: prof.Name, Warm: 1, Versions: []director.DedicatedVersion{
+		{Version: "v1", Weight: 100, Backend: v1}, {Version: "v2", Weight: 0, Backend: v2}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a warm v1 server", time.Minute, func() bool { return d.WarmDedicated(prof.Name, "v1") == 1 })
+	waitFor(t, "a warm v2 server", time.Minute, func() bool { return d.WarmDedicated(prof.Name, "v2") == 1 })
+
+	ts := e.tickets()
+	n := 0
+	play := func(matches int) []*assignment {
+		for range matches * players {
+			n++
+			createGameTicket(t, e, ts, "p"+strconv.Itoa(n), game)
+		}
+		return ts.await(matches*players, 2*time.Minute)
+	}
+	verifier, err := token.NewVerifier(ctx, token.VerifierConfig{Keys: []token.PublicKey{e.signer.PublicKey()}, Issuer: token.DefaultIssuer,
+		AnyAudience: true, MaxTokenBytes: 8192, Leeway: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverOf := func(a *assignment) string {
+		_, p, _ := net.SplitHostPort(a.conn)
+		for _, f := range []*localfleet.Fleet{v1, v2} {
+			for _, s := range f.Servers() {
+				if strconv.Itoa(s.Port) == p {
+					return s.Name
+				}
+			}
+		}
+		return ""
+	}
+	// fleetOf names the fleet whose server holds the assignment's address.
+	fleetOf := func(a *assignment) string {
+		_, p, _ := net.SplitHostPort(a.conn)
+		for name, f := range map[string]*localfleet.Fleet{"v1": v1, "v2": v2} {
+			for _, s := range f.Servers() {
+				if strconv.Itoa(s.Port) == p {
+					return name
+				}
+			}
+		}
+		return "none"
+	}
+	check := func(step, want string, got []*assignment) {
+		t.Helper()
+		perServer := map[string]map[string]bool{} // conn -> sessions
+		perSession := map[string]int{}
+		for _, a := range got {
+			if f := fleetOf(a); f != want {
+				t.Errorf("%s: player %s placed on %s (%s), want %s", step, a.player, f, a.conn, want)
+			}
+			// The token is for the server the match landed on, and its session.
+			c, err := verifier.VerifyServerToken(a.token, serverOf(a))
+			if err != nil || c.SessionID != a.session || c.PlayerID != a.player {
+				t.Errorf("%s: player %s token for %s: %+v, %v", step, a.player, serverOf(a), c, err)
+			}
+			if perServer[a.conn] == nil {
+				perServer[a.conn] = map[string]bool{}
+			}
+			perServer[a.conn][a.session] = true
+			perSession[a.session]++
+		}
+		for conn, ss := range perServer {
+			if len(ss) != 1 {
+				t.Errorf("%s: server %s holds %d matches, want 1", step, conn, len(ss))
+			}
+		}
+		for s, k := range perSession {
+			if k != players {
+				t.Errorf("%s: session %s has %d players, want %d", step, s, k, players)
+			}
+		}
+	}
+	check("v1 at 100%", "v1", play(2))
+	if err := d.SetDedicatedWeights(prof.Name, map[string]int{"v1": 0, "v2": 100}); err != nil {
+		t.Fatal(err)
+	}
+	check("v2 at 100%", "v2", play(2))
+	if err := d.SetDedicatedWeights(prof.Name, map[string]int{"v1": 100, "v2": 0}); err != nil {
+		t.Fatal(err)
+	}
+	check("rolled back", "v1", play(1))
+
+	for _, bad := range []map[string]int{{"v1": 0, "v2": 0}, {"v1": -5, "v2": 100}, {"v3": 100}} {
+		if err := d.SetDedicatedWeights(prof.Name, bad); err == nil {
+			t.Errorf("weights %v accepted", bad)
+		}
+	}
+}
+
+// createGameTicket files a sealed ticket naming the game (as kumi's frontend does for
+// game=<game>) and sends its first assignment to ts.
+func createGameTicket(t *testing.T, e *env, ts *tickets, player, game string) {
+	t.Helper()
+	ext := omext.PutString(nil, omext.Player, player)
+	sf := &openmatch.SearchFields{StringArgs: map[string]string{matchfunction.GameAttribute: game}}
+	testSealer.Seal(ext, player, sf, time.Now())
+	tk, err := e.fe.CreateTicket(e.ctx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{SearchFields: sf, Extensions: ext}})
+	if err != nil {
+		t.Fatalf("create ticket: %v", err)
+	}
+	ws, err := e.fe.WatchAssignments(e.ctx, &openmatch.WatchAssignmentsRequest{TicketId: tk.GetId()})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	go func() {
+		res, err := ws.Recv()
+		if err != nil {
+			return
+		}
+		as := res.GetAssignment()
+		a := &assignment{ticket: tk.GetId(), player: player, conn: as.GetConnection(),
+			session: str(as.GetExtensions(), omext.Session), token: str(as.GetExtensions(), omext.ServerToken)}
+		ts.mu.Lock()
+		ts.all = append(ts.all, a)
+		ts.mu.Unlock()
+		ts.done <- a
+	}()
+}
