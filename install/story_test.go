@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"log/slog"
 	"net"
 	"os"
@@ -23,7 +24,6 @@ import (
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
-	"github.com/kumi-dev/kumi/frontend"
 	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
 	"github.com/kumi-dev/kumi/internal/omext"
 	"github.com/kumi-dev/kumi/internal/token"
@@ -140,6 +140,8 @@ func TestClusterStory(t *testing.T) {
 	dCfg.ServerLabels = []string{"agones.dev/fleet=kumi-gameserver"} // the chart's -server-labels
 	dCfg.Signer = signer
 	dCfg.ControlSecret = string(sec.Data["control.secret"])
+	dCfg.TicketSealSecret = string(sec.Data["ticket.secret"]) // the chart's frontends seal with it
+	dCfg.AdminToken = string(sec.Data["admin.token"])
 	dCfg.RebuildTimeout = 0
 	dCfg.Pool.MinFreeSlots = 5
 	dCfg.Pool.DefaultCap = 10
@@ -156,9 +158,15 @@ func TestClusterStory(t *testing.T) {
 	}
 	defer conn.Close()
 	fe := openmatch.NewFrontendServiceClient(conn)
+	// Sealed as the chart's frontend would (the director assigns only sealed tickets).
+	sealer, err := ticketseal.New(string(sec.Data["ticket.secret"]), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": "friends"}}
 	tk, err := fe.CreateTicket(ctx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{
-		SearchFields: &openmatch.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": "friends"}},
-		Extensions:   omext.PutString(nil, frontend.PlayerExtension, "player-1"),
+		SearchFields: sf,
+		Extensions:   sealer.Seal(omext.PutString(nil, omext.Player, "player-1"), "player-1", sf, time.Now()),
 	}})
 	if err != nil {
 		t.Fatal(err)
