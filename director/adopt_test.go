@@ -59,11 +59,19 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 	}
 	var adopted string
 	waitFor(t, "the hand-started server adopted into GET /pool", 30*time.Second, func() bool {
-		res, err := http.Get("http://" + d.AdminAddr() + "/pool")
+		req, err := http.NewRequest(http.MethodGet, "http://"+d.AdminAddr()+"/pool", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET /pool: %s", res.Status)
+		}
 		var doc poolDoc
 		if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
 			t.Fatal(err)
