@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kumi-dev/kumi/local"
@@ -95,9 +96,12 @@ func TestObservabilityMetricNamesExist(t *testing.T) {
 		t.Fatalf("no game server's /metrics could be scraped (addresses logged: %v)", addrs)
 	}
 
-	name := regexp.MustCompile(`\bkumi_[a-z0-9_]+`)
 	for _, e := range exprs {
-		used := name.FindAllString(e.expr, -1)
+		used, err := metricNames(e.expr)
+		if err != nil {
+			t.Errorf("%s: %v", e.where, err)
+			continue
+		}
 		if len(used) == 0 {
 			t.Errorf("%s: %q uses no kumi metric", e.where, e.expr)
 		}
@@ -254,4 +258,21 @@ func adminDrain(ctx context.Context, t *testing.T, base string) {
 		return
 	}
 	t.Fatalf("no accepting server to drain in %+v", pool.Servers)
+}
+
+// metricNames parses expr as PromQL (Prometheus' own parser, so a syntax error fails too) and
+// returns the metric name of every vector selector in it.
+func metricNames(expr string) ([]string, error) {
+	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", expr, err)
+	}
+	var out []string
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if vs, ok := n.(*parser.VectorSelector); ok {
+			out = append(out, vs.Name)
+		}
+		return nil
+	})
+	return out, nil
 }
