@@ -125,6 +125,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		return nil, fmt.Errorf("director: metrics: %w", err)
 	}
 	d.m = m
+	if reg != nil {
+		if err := reg.Register(d.leaderGauge()); err != nil {
+			return nil, fmt.Errorf("director: metrics: %w", err)
+		}
+	}
 
 	if cfg.LockFile != "" {
 		if d.lock, err = lockFile(cfg.LockFile); err != nil {

@@ -316,6 +316,8 @@ func (s *Server) serveMetrics(reg prometheus.Registerer) error {
 	if err != nil {
 		return fmt.Errorf("gameserver: metrics-addr: %w", err)
 	}
+	// With -metrics-addr=127.0.0.1:0 (kumi local) this line is the only way to find the port.
+	s.log.Info("metrics listening", "addr", lis.Addr().String())
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
