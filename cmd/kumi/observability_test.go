@@ -80,7 +80,7 @@ func TestObservabilityMetricNamesExist(t *testing.T) {
 
 	// An operator's drain through the admin API: the only path that counts kumi_director_drains_total
 	// (the crowd's scale-in drains are the pool's own).
-	adminDrain(ctx, t, "http://"+s.Director.AdminAddr())
+	adminDrain(ctx, t, "http://"+s.Director.AdminAddr(), s.AdminToken)
 
 	have := map[string]bool{}
 	scrape(ctx, t, "http://"+s.Metrics.Addr()+"/metrics", have)
@@ -224,7 +224,7 @@ func tryScrape(ctx context.Context, url string, have map[string]bool) error {
 }
 
 // adminDrain drains the first accepting server the director's admin API lists.
-func adminDrain(ctx context.Context, t *testing.T, base string) {
+func adminDrain(ctx context.Context, t *testing.T, base, token string) {
 	t.Helper()
 	var pool struct {
 		Servers []struct {
@@ -233,9 +233,14 @@ func adminDrain(ctx context.Context, t *testing.T, base string) {
 		} `json:"servers"`
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/pool", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		t.Fatalf("GET /pool: %s", resp.Status)
 	}
 	err = json.NewDecoder(resp.Body).Decode(&pool)
 	resp.Body.Close()
@@ -246,14 +251,17 @@ func adminDrain(ctx context.Context, t *testing.T, base string) {
 		if srv.State != "accepting" {
 			continue
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/drain?server="+srv.Name, nil)
+		body, _ := json.Marshal(map[string]string{"server": srv.Name})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/drain", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST /drain?server=%s: %s", srv.Name, resp.Status)
+			t.Fatalf("POST /drain %s: %s", srv.Name, resp.Status)
 		}
 		return
 	}
