@@ -69,6 +69,12 @@
 // Per-player state is small (one entry per live ticket) and rebuilt after a restart: the ticket
 // carries its owner under Ticket.extensions[PlayerExtension], so ownership checks need no local
 // state, and with om-query-addr the live tickets (and their expiry) are found again. One live
-// ticket per player holds per frontend process; several replicas need players routed to one
-// replica (or accept that a player racing two replicas can hold two tickets).
+// ticket per player holds per frontend process with the memory store, and across every replica
+// sharing a Redis with store-redis-addr (store.go).
+//
+// When the Open Match core restarts and loses its tickets (kumi's embedded core keeps them in
+// memory), every player waiting on a watch (gRPC WatchAssignment, SSE, long-poll) has their ticket
+// filed again, once, with the same search fields and a fresh seal; the old id stays an alias of the
+// new one in that replica (refile.go, kumi_frontend_tickets_refiled_total). A player not watching at
+// that moment finds the ticket gone on their next call and files a new one.
 package frontend

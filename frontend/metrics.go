@@ -15,6 +15,7 @@ type metrics struct {
 	cancelled prometheus.Counter
 	expired   prometheus.Counter
 	foreign   prometheus.Counter
+	refiled   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, livePlayers, watching, expiryQueued func() float64) (*metrics, error) {
@@ -34,11 +35,13 @@ func newMetrics(reg prometheus.Registerer, livePlayers, watching, expiryQueued f
 		expired:   prometheus.NewCounter(prometheus.CounterOpts{Name: "kumi_frontend_tickets_expired_total", Help: "Tickets deleted after ticket-lifetime without an assignment."}),
 		foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "kumi_frontend_foreign_ticket_requests_total",
 			Help: "Requests naming a ticket that exists but belongs to another player (answered as not found)."}),
+		refiled: prometheus.NewCounter(prometheus.CounterOpts{Name: "kumi_frontend_tickets_refiled_total",
+			Help: "Waiting players' tickets filed again after Open Match lost them (a core restarted without storage)."}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.requests, m.latency, m.authFail, m.limited, m.created, m.reused, m.cancelled, m.expired, m.foreign,
+	cs := []prometheus.Collector{m.requests, m.latency, m.authFail, m.limited, m.created, m.reused, m.cancelled, m.expired, m.foreign, m.refiled,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kumi_frontend_live_players", Help: "Players with a live ticket or a call in progress."}, livePlayers),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kumi_frontend_watched_tickets", Help: "Tickets with an open Open Match assignment watch."}, watching),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kumi_frontend_expiry_queue", Help: "Tickets queued for the unassigned-lifetime check."}, expiryQueued),

@@ -104,10 +104,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	s := &service{
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
-		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now, seal: sealer,
+		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now, seal: sealer, aliases: newAliases(),
 		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)
+	s.watches.refile = s.refile
 	if s.m, err = newMetrics(reg,
 		func() float64 { return float64(s.players.count()) },
 		func() float64 { return float64(s.watches.watching()) },

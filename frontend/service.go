@@ -48,6 +48,7 @@ type service struct {
 	m        *metrics
 	now      func() time.Time
 	seal     *ticketseal.Sealer // nil: tickets go unsealed
+	aliases  *aliases           // lost tickets' ids → the ids they were filed again under (refile.go)
 }
 
 func (s *service) omCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -111,14 +112,15 @@ func (s *service) create(ctx context.Context, c caller, req *client.CreateTicket
 	return s.toClient(nt), true, nil
 }
 
-// resolve maps "" and "current" to the player's live ticket.
+// resolve maps "" and "current" to the player's live ticket, and the id of a ticket Open Match
+// lost to the id it was filed again under.
 func (s *service) resolve(player, id string) (string, error) {
 	if id != "" && id != currentTicket {
 		if len(id) > maxTicketIDBytes {
 			// Open Match ids are 20-character xids; longer ones cannot exist, so skip the lookup.
 			return "", errorf(codes.NotFound, "ticket %q not found", id[:maxTicketIDBytes]+"…")
 		}
-		return id, nil
+		return s.aliases.resolve(id, s.now()), nil
 	}
 	if cur := s.players.current(player); cur != "" {
 		return cur, nil
@@ -177,7 +179,9 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 	if err := send(ct); err != nil || assigned(t) {
 		return err
 	}
-	a, err := s.watches.wait(ctx, id)
+	a, err := s.watches.wait(ctx, id, t)
+	// The watch may have filed the ticket again under a new id: forget that one.
+	id = s.aliases.resolve(id, s.now())
 	if err != nil {
 		if status.Code(err) == codes.NotFound {
 			s.players.forget(player, id)
@@ -212,7 +216,8 @@ func (s *service) longPoll(ctx context.Context, player, id string, wait time.Dur
 	ct := s.toClient(t)
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	a, err := s.watches.wait(wctx, id)
+	a, err := s.watches.wait(wctx, id, t)
+	id = s.aliases.resolve(id, s.now()) // filed again under a new id while waiting
 	switch {
 	case err == nil:
 		s.players.forget(player, id)
@@ -234,6 +239,7 @@ func (s *service) cancel(ctx context.Context, player, id string) error {
 			return nil
 		}
 	}
+	id = s.aliases.resolve(id, s.now())
 	t, err := s.omGet(ctx, id)
 	if status.Code(err) == codes.NotFound || (err == nil && owner(t) != player) {
 		s.players.forget(player, id)

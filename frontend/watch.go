@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,6 +19,8 @@ type watchHub struct {
 	om  openmatch.FrontendServiceClient
 	log *slog.Logger
 	wg  sync.WaitGroup
+	// refile files a ticket the core lost again and returns its new id (refile.go); nil: never.
+	refile func(ctx context.Context, t *openmatch.Ticket, id string) (string, error)
 
 	mu sync.Mutex
 	m  map[string]*watch
@@ -35,9 +38,9 @@ func newWatchHub(ctx context.Context, om openmatch.FrontendServiceClient, log *s
 	return &watchHub{ctx: ctx, om: om, log: log, m: make(map[string]*watch)}
 }
 
-// wait blocks until ticket id has an assignment (returned), the ticket is gone (NotFound), or ctx
-// or the server ends.
-func (h *watchHub) wait(ctx context.Context, id string) (*openmatch.Assignment, error) {
+// wait blocks until ticket t (known to the caller as id) has an assignment (returned), the ticket
+// is gone (NotFound), or ctx or the server ends.
+func (h *watchHub) wait(ctx context.Context, id string, t *openmatch.Ticket) (*openmatch.Assignment, error) {
 	h.mu.Lock()
 	w := h.m[id]
 	if w == nil {
@@ -45,7 +48,7 @@ func (h *watchHub) wait(ctx context.Context, id string) (*openmatch.Assignment, 
 		w = &watch{done: make(chan struct{}), cancel: cancel}
 		h.m[id] = w
 		h.wg.Add(1)
-		go h.run(wctx, id, w)
+		go h.run(wctx, id, t, w)
 	}
 	w.refs++
 	h.mu.Unlock()
@@ -71,9 +74,9 @@ func (h *watchHub) release(id string, w *watch) {
 
 // run follows the upstream stream until an assignment with a connection arrives. A broken stream
 // (Open Match restarting) is re-opened with backoff while someone is still waiting.
-func (h *watchHub) run(ctx context.Context, id string, w *watch) {
+func (h *watchHub) run(ctx context.Context, id string, t *openmatch.Ticket, w *watch) {
 	defer h.wg.Done()
-	asg, err := h.follow(ctx, id)
+	asg, err := h.follow(ctx, id, t)
 	h.mu.Lock()
 	if h.m[id] == w {
 		delete(h.m, id)
@@ -83,8 +86,9 @@ func (h *watchHub) run(ctx context.Context, id string, w *watch) {
 	h.mu.Unlock()
 }
 
-func (h *watchHub) follow(ctx context.Context, id string) (*openmatch.Assignment, error) {
+func (h *watchHub) follow(ctx context.Context, id string, t *openmatch.Ticket) (*openmatch.Assignment, error) {
 	backoff := 50 * time.Millisecond
+	broken := false // the stream broke since the ticket was last seen: a NotFound may be a core restart
 	for {
 		stream, err := h.om.WatchAssignments(ctx, &openmatch.WatchAssignmentsRequest{TicketId: id})
 		for err == nil {
@@ -104,9 +108,22 @@ func (h *watchHub) follow(ctx context.Context, id string) (*openmatch.Assignment
 		}
 		switch status.Code(err) {
 		case codes.NotFound:
-			return nil, status.Errorf(codes.NotFound, "ticket %q no longer exists (cancelled, or expired unassigned)", id)
+			if !broken || h.refile == nil || t == nil {
+				return nil, status.Errorf(codes.NotFound, "ticket %q no longer exists (cancelled, or expired unassigned)", id)
+			}
+			nid, rerr := h.refile(ctx, t, id)
+			switch {
+			case rerr == nil:
+				id, broken, backoff = nid, false, 50*time.Millisecond
+				continue
+			case errors.Is(rerr, errNotLive):
+				return nil, status.Errorf(codes.NotFound, "ticket %q no longer exists (cancelled, or expired unassigned)", id)
+			}
+			// Open Match (or the store) still unreachable: try again while clients still wait.
+			h.log.Warn("filing a lost ticket again failed; retrying", "ticket", id, "err", rerr, "backoff", backoff)
 		case codes.Unavailable, codes.Aborted:
 			// Open Match restarting or the connection dropped: re-open while clients still wait.
+			broken = true
 			h.log.Warn("assignment watch broken; re-opening", "ticket", id, "err", err, "backoff", backoff)
 		default:
 			return nil, err
