@@ -36,7 +36,9 @@
 // Against a remote core the suite serves one evaluator and one match function (gRPC and HTTP) from
 // the first test to the end of the run, as a real Open Match keeps its evaluator connection; each
 // call goes to the test running then. Against the embedded core each test has its own core and
-// listeners, for the test's life.
+// listeners, for the test's life, so tests run in parallel; TestRemoteModeKeepsOneEvaluator runs
+// the evaluator tests through the remote path against one long-lived core in a child process, so
+// that path is exercised on every run, not only against a real Open Match.
 //
 // Known difference: Open Match v1.8.1 never deletes expired backfills (its cleanup runs on an
 // already cancelled context); TestBackfillExpiry asserts the deletion Open Match intends, and says
