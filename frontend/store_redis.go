@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -79,23 +80,31 @@ func (s *redisStore) Acquire(ctx context.Context, player string) (Live, error) {
 	var buf [16]byte
 	_, _ = rand.Read(buf[:])
 	token := hex.EncodeToString(buf[:])
-	var lastErr error
-	backoff := wait.Backoff{Duration: 2 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 1 << 20, Cap: 100 * time.Millisecond}
-	err := wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
-		octx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
+	// wait.ExponentialBackoffWithContext would stop retrying as soon as the delay reaches Cap (its
+	// Steps drop to 0), failing a call that merely queued behind another replica's for ~250 ms; so
+	// retry here until the caller's context ends, or a little over the lock TTL, by which time even
+	// a crashed holder's lock has expired.
+	backoff := wait.Backoff{Duration: 2 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: 100 * time.Millisecond}
+	lctx, cancel := context.WithTimeout(ctx, s.ttl+s.timeout)
+	defer cancel()
+	for {
+		octx, ocancel := context.WithTimeout(lctx, s.timeout)
 		ok, err := s.rdb.SetNX(octx, s.lockKey(player), token, s.ttl).Result()
+		ocancel()
 		if err != nil {
-			lastErr = err
-			return false, err // Redis unreachable: fail the call rather than risk a second live ticket
+			// Redis unreachable: fail the call rather than risk a second live ticket.
+			return Live{}, fmt.Errorf("live-ticket store: lock player %q: %w", player, err)
 		}
-		return ok, nil
-	})
-	if err != nil {
-		if lastErr != nil {
-			err = lastErr
+		if ok {
+			break
 		}
-		return Live{}, fmt.Errorf("live-ticket store: lock player %q: %w", player, err)
+		t := time.NewTimer(backoff.Step())
+		select {
+		case <-lctx.Done():
+			t.Stop()
+			return Live{}, fmt.Errorf("live-ticket store: lock player %q: still held by another call: %w", player, lctx.Err())
+		case <-t.C:
+		}
 	}
 	s.mu.Lock()
 	s.tokens[player] = token
