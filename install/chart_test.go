@@ -69,6 +69,9 @@ func chartMatrix() []chartCase {
 			if has(objs, "RuntimeClass", "") || has(objs, "ServiceMonitor", "") {
 				t.Error("RuntimeClass or ServiceMonitor rendered by default")
 			}
+			if has(objs, "Deployment", "kumi-nodeoperator") || has(objs, "CustomResourceDefinition", "nodefailovers.kumi.dev") || has(objs, "ClusterRole", "kumi-nodeoperator") {
+				t.Error("node operator rendered by default (it buys cloud VMs: opt-in only)")
+			}
 		}},
 		{name: "real Open Match", set: []string{"openmatch.embedded=false", "open-match.enabled=true"}, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			if has(objs, "Deployment", "kumi-openmatch") {
@@ -123,6 +126,57 @@ func chartMatrix() []chartCase {
 					t.Errorf("ServiceMonitor %s lacks the extra label", c)
 				}
 				find(t, objs, "Service", "kumi-"+c+"-metrics")
+			}
+		}},
+		{name: "node operator on", set: []string{"nodeOperator.enabled=true", "nodeOperator.gcp.project=kumi-prod", "nodeOperator.tailnet.apiKeySecret=ts-api"}, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			// The operator, its CRD and exactly the RBAC nodeoperator/*.go needs (nodeoperator's chaos
+			// table runs those calls against a real API server).
+			crd := find(t, objs, "CustomResourceDefinition", "nodefailovers.kumi.dev")
+			if sub, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions"); len(sub) != 1 || sub[0].(map[string]any)["subresources"] == nil {
+				t.Errorf("NodeFailover CRD lacks its status subresource: %v", sub)
+			}
+			if crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+				t.Error("NodeFailover CRD is deleted on uninstall (its records own live VMs)")
+			}
+			args := containerArgs(t, find(t, objs, "Deployment", "kumi-nodeoperator"))
+			for _, want := range []string{"nodeoperator", "-gcp-project=kumi-prod", "-leader-namespace=games", "-tailnet-api-key-file=/etc/kumi/tailscale-api/apikey"} {
+				if !slices.Contains(args, want) {
+					t.Errorf("nodeoperator args lack %s: %v", want, args)
+				}
+			}
+			find(t, objs, "ServiceAccount", "kumi-nodeoperator")
+			find(t, objs, "ClusterRoleBinding", "kumi-nodeoperator")
+			rules := func(kind, name string) []any {
+				r, _, _ := unstructured.NestedSlice(find(t, objs, kind, name).Object, "rules")
+				return r
+			}
+			allows := func(rs []any, res, verb string) bool {
+				for _, r := range rs {
+					r := r.(map[string]any)
+					res0, _ := r["resources"].([]any)
+					verbs, _ := r["verbs"].([]any)
+					if slices.Contains(res0, any(res)) && slices.Contains(verbs, any(verb)) {
+						return true
+					}
+				}
+				return false
+			}
+			cr := rules("ClusterRole", "kumi-nodeoperator")
+			for _, rv := range [][2]string{{"nodes", "watch"}, {"nodes", "patch"}, {"nodes", "delete"}, {"nodefailovers", "create"},
+				{"nodefailovers/status", "update"}, {"gameservers", "list"}, {"gameservers", "delete"}, {"events", "create"}} {
+				if !allows(cr, rv[0], rv[1]) {
+					t.Errorf("ClusterRole kumi-nodeoperator does not allow %s %s", rv[1], rv[0])
+				}
+			}
+			for _, rv := range [][2]string{{"secrets", "get"}, {"secrets", "list"}, {"gameservers", "update"}, {"nodes", "create"}} {
+				if allows(cr, rv[0], rv[1]) {
+					t.Errorf("ClusterRole kumi-nodeoperator allows %s %s (not needed)", rv[1], rv[0])
+				}
+			}
+			bs := find(t, objs, "Role", "kumi-nodeoperator-bootstrap")
+			if bs.GetNamespace() != "kube-system" || !allows(rules("Role", "kumi-nodeoperator-bootstrap"), "secrets", "deletecollection") ||
+				allows(rules("Role", "kumi-nodeoperator-bootstrap"), "secrets", "get") {
+				t.Errorf("bootstrap-token Role: namespace %q rules %v", bs.GetNamespace(), rules("Role", "kumi-nodeoperator-bootstrap"))
 			}
 		}},
 		{name: "player keys from values", set: []string{"frontend.jwt.jwksUrl=", "frontend.jwt.publicKeys.login\\.pem=-----BEGIN PUBLIC KEY-----"}, check: func(t *testing.T, objs []*unstructured.Unstructured) {
@@ -261,7 +315,7 @@ func TestChartDependencies(t *testing.T) {
 // and no API token where a component does not call the API.
 func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
-	apiCallers := map[string]bool{"kumi-director": true}
+	apiCallers := map[string]bool{"kumi-director": true, "kumi-nodeoperator": true}
 	for _, o := range objs {
 		var podPath []string
 		switch o.GetKind() {

@@ -82,6 +82,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
 
 	zones := []string{}
 	for _, t := range classes {

@@ -28,7 +28,8 @@ import (
 // (testcontrol) and a DERP relay, both on 127.0.0.1, with an explicit DERP map (a nil map would
 // mean Tailscale's public relays) and STUN off. Worker nodes are tsnet servers named after the
 // Kubernetes nodes; a test takes one offline by closing it and back by restarting it on the same
-// state directory (same node key, same tailnet IP). One tailnet serves the whole package (TestMain):
+// state directory (same node key, same tailnet IP). One tailnet serves the whole package (TestMain,
+// inside the network namespace of main_test.go):
 // tsnet reads its environment knobs process-wide, and each node costs seconds to start.
 type loopTailnet struct {
 	controlURL string
@@ -39,26 +40,6 @@ type loopTailnet struct {
 	mu      sync.Mutex
 	workers map[string]*tsnet.Server
 	op      *Tailnet
-}
-
-// shared is the package's tailnet, set up by TestMain.
-var shared *loopTailnet
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "nodeoperator-tailnet")
-	if err != nil {
-		panic(err)
-	}
-	shared, err = newLoopTailnet(dir)
-	code := 1
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loopback tailnet:", err)
-	} else {
-		code = m.Run()
-		shared.close()
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 func newLoopTailnet(dir string) (*loopTailnet, error) {

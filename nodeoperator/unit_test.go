@@ -1,12 +1,16 @@
 package nodeoperator
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kumi-dev/kumi/internal/config"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -123,5 +127,46 @@ func TestCRDCopiesMatch(t *testing.T) {
 	tpl := strip("../install/helm/kumi/templates/nodeoperator-crd.yaml", "annotations:", "helm.sh/resource-policy: keep")
 	if crd != tpl {
 		t.Fatal("install/helm/kumi/templates/nodeoperator-crd.yaml differs from install/crds/nodefailover.yaml: copy the CRD into the template")
+	}
+}
+
+// TestEveryKnobIsAFlag: `kumi nodeoperator -h` prints the flag set config.Bind builds from Config,
+// so every leaf field of Config must become a flag with help (a field without a flag tag would be
+// a knob nobody can set or read about).
+func TestEveryKnobIsAFlag(t *testing.T) {
+	cfg := Default()
+	fs := flag.NewFlagSet("nodeoperator", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var leaves func(reflect.Type, string) []string
+	leaves = func(rt reflect.Type, path string) []string {
+		var out []string
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				out = append(out, leaves(f.Type, path+f.Name+".")...)
+				continue
+			}
+			out = append(out, path+f.Name)
+		}
+		return out
+	}
+	fields := leaves(reflect.TypeFor[Config](), "")
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		if strings.TrimSpace(f.Usage) == "" {
+			t.Errorf("-%s has no help", f.Name)
+		}
+	})
+	if n != len(fields) {
+		t.Fatalf("%d flags for %d config fields %v: a field has no flag tag", n, len(fields), fields)
+	}
+	for _, name := range []string{"flap-grace", "taint-after", "max-unhealthy-percent", "startup-timeout", "max-lifetime", "orphan-grace",
+		"vm-machine-type", "tailnet-state-dir", "tailnet-ephemeral", "tailnet-api-key-file", "director-admin-url", "gcp-credentials"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no -%s flag", name)
+		}
 	}
 }

@@ -78,24 +78,50 @@ func WithStartTimeout(d time.Duration) Option { return func(o *options) { o.time
 // t.Cleanup. It fails t (never skips) when the control plane cannot be built or started.
 func Start(t testing.TB, opts ...Option) *Env {
 	t.Helper()
+	e, stop, err := start(t.Logf, t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("kubetest: stop control plane: %v", err)
+		}
+	})
+	return e
+}
+
+// StartShared is Start for a package's TestMain: one control plane that several tests share
+// (tests then own the job of leaving no objects behind). The caller must call stop before exiting.
+func StartShared(opts ...Option) (e *Env, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", "kubetest-crds")
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubetest: %w", err)
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	e, stopEnv, err := start(logf, dir, opts)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("kubetest: %w", err)
+	}
+	return e, func() error { defer os.RemoveAll(dir); return stopEnv() }, nil
+}
+
+func start(logf func(string, ...any), tmp string, opts []Option) (*Env, func() error, error) {
 	o := options{timeout: 90 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	assets, err := Assets()
 	if err != nil {
-		t.Fatalf("kubetest: %v", err)
+		return nil, nil, err
 	}
 	paths := append([]string(nil), o.crdPaths...)
-	if len(o.crdYAML) > 0 {
-		dir := t.TempDir()
-		for i, doc := range o.crdYAML {
-			p := filepath.Join(dir, fmt.Sprintf("crds-%d.yaml", i))
-			if err := os.WriteFile(p, doc, 0o600); err != nil {
-				t.Fatalf("kubetest: %v", err)
-			}
-			paths = append(paths, p)
+	for i, doc := range o.crdYAML {
+		p := filepath.Join(tmp, fmt.Sprintf("crds-%d.yaml", i))
+		if err := os.WriteFile(p, doc, 0o600); err != nil {
+			return nil, nil, err
 		}
+		paths = append(paths, p)
 	}
 	var env *envtest.Environment
 	// One retry: envtest waits only 5 s for the default namespace, which a machine busy compiling
@@ -108,27 +134,21 @@ func Start(t testing.TB, opts ...Option) *Env {
 		}
 		_ = env.Stop()
 		if attempt == 2 {
-			t.Fatalf("kubetest: start control plane from %s: %v", assets, err)
+			return nil, nil, fmt.Errorf("start control plane from %s: %w", assets, err)
 		}
-		t.Logf("kubetest: control plane did not start (%v); retrying once", err)
+		logf("kubetest: control plane did not start (%v); retrying once", err)
 	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("kubetest: stop control plane: %v", err)
-		}
-	})
 	cfg := rest.CopyConfig(env.Config)
 	// Tests create objects in bursts; client-go's default 5 QPS would make them slow, not safer.
 	cfg.QPS, cfg.Burst = 500, 1000
 	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatalf("kubetest: %v", err)
+	if err == nil {
+		var dyn dynamic.Interface
+		if dyn, err = dynamic.NewForConfig(cfg); err == nil {
+			return &Env{Config: cfg, Kube: kube, Dynamic: dyn, KubeConfig: env.KubeConfig}, env.Stop, nil
+		}
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatalf("kubetest: %v", err)
-	}
-	return &Env{Config: cfg, Kube: kube, Dynamic: dyn, KubeConfig: env.KubeConfig}
+	return nil, nil, errors.Join(err, env.Stop())
 }
 
 func newEnvironment(assets string, crdPaths []string, timeout time.Duration) *envtest.Environment {
