@@ -187,7 +187,10 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 		return err
 	}
 	ct := s.toClient(t)
-	if err := send(ct); err != nil || assigned(t) {
+	if assigned(t) {
+		return s.deliver(ctx, id, t.GetAssignment(), ct, send)
+	}
+	if err := send(ct); err != nil {
 		return err
 	}
 	a, err := s.watches.wait(ctx, id)
@@ -199,11 +202,16 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 	}
 	s.players.forget(player, id)
 	s.fillAssignment(ct, a)
-	// The delivery joins the player's trace under the director's placement span for this ticket.
+	return s.deliver(ctx, id, a, ct, send)
+}
+
+// deliver sends the assigned ticket in a span that joins the player's trace under the director's
+// placement span for this ticket.
+func (s *service) deliver(ctx context.Context, id string, a *openmatch.Assignment, ct *client.Ticket, send func(*client.Ticket) error) error {
 	tp, _, _ := omext.String(a.GetExtensions(), omext.TraceParent)
 	_, span := s.tracer.Start(tracing.ContextWith(ctx, tp), "frontend.DeliverAssignment", trace.WithAttributes(
 		tracing.TicketID.String(id), tracing.SessionID.String(ct.GetAssignment().GetSessionId())))
-	err = send(ct)
+	err := send(ct)
 	if err != nil {
 		span.SetStatus(otelcodes.Error, err.Error())
 	}
