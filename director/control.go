@@ -3,6 +3,7 @@ package director
 import (
 	"context"
 	"errors"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"time"
 
 	"github.com/kumi-dev/kumi/api/control"
@@ -108,7 +109,7 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 	inst := d.instances.get(pl.Server)
 	for _, p := range r.GetPlayers() {
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: p, SessionID: pl.SessionID, Server: pl.Server,
-			Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL)})
+			Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL), TraceParent: tracing.TraceParent(ctx)}) // rejoin: child of this move's span
 		if err != nil {
 			d.m.moves.WithLabelValues("error").Inc()
 			return nil, status.Errorf(codes.Internal, "mint token for %s: %v", p, err)

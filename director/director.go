@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
 	"net/http"
@@ -151,7 +152,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if err != nil {
 		return nil, fmt.Errorf("director: tls: %w", err)
 	}
-	d.conn, err = grpc.NewClient(cfg.BackendAddr, grpc.WithTransportCredentials(omCreds))
+	d.conn, err = grpc.NewClient(cfg.BackendAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(omCreds))...)
 	if err != nil {
 		return nil, fmt.Errorf("director: open match backend %s: %w", cfg.BackendAddr, err)
 	}
@@ -191,7 +192,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it; game servers no backend lists are not adopted")
 	}
 	d.secured = secret != ""
-	d.grpcSrv = grpc.NewServer(grpc.Creds(serverCreds), grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))
+	d.grpcSrv = grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))...)
 	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)

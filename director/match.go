@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"sync"
 	"time"
@@ -85,6 +88,11 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 		context.AfterFunc(fctx, func() { t.Stop() })
 	})
 	defer stop()
+	// The cycle is its own trace (it serves many tickets); it links to each ticket it matched, and
+	// the core's FetchMatches and the match function's Run continue it through gRPC metadata.
+	fctx, span := tracer().Start(fctx, "director.FetchMatches", trace.WithAttributes(tracing.Profile.String(profile)))
+	defer span.End()
+	ctx = trace.ContextWithSpan(ctx, span)
 	stream, err := d.om.FetchMatches(fctx, &openmatch.FetchMatchesRequest{
 		Config:  &openmatch.FunctionConfig{Host: d.cfg.MMFHost, Port: int32(d.cfg.MMFPort), Type: openmatch.FunctionConfig_GRPC},
 		Profile: &openmatch.MatchProfile{Name: profile},
@@ -104,6 +112,14 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 				}
 				recvErr <- err
 				return
+			}
+			if span.IsRecording() {
+				for _, t := range res.GetMatch().GetTickets() {
+					tp, _, _ := omext.String(t.GetExtensions(), omext.TraceParent)
+					if l, ok := tracing.Link(tp, tracing.TicketID.String(t.GetId())); ok {
+						span.AddLink(l)
+					}
+				}
 			}
 			matches <- received{res.GetMatch(), time.Now()}
 		}
@@ -158,8 +174,10 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 		}
 		ids := make([]string, len(tickets))
 		players := make([]string, len(tickets))
+		tps := make([]string, len(tickets))
 		for i, t := range tickets {
 			ids[i] = t.GetId()
+			tps[i], _, _ = omext.String(t.GetExtensions(), omext.TraceParent)
 			players[i] = t.GetId()
 			if p, ok, err := omext.String(t.GetExtensions(), omext.Player); ok && err == nil && p != "" {
 				players[i] = p
@@ -188,7 +206,10 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			release = append(release, ids...)
 			continue
 		}
-		pl, err := d.place(ctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
+		// Placement (pool choice and reservation) is one span per match in the cycle's trace,
+		// linked to each ticket; the per-ticket spans that mint tokens join the tickets' traces.
+		pctx, span := tracer().Start(ctx, "director.Place", trace.WithLinks(ticketLinks(ids, tps)...))
+		pl, err := d.place(pctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
 		now := time.Now()
 		if err != nil {
 			reason := "error"
@@ -196,6 +217,8 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 				reason = "no_room"
 			}
 			d.m.unplaced.WithLabelValues(reason).Inc()
+			span.SetStatus(otelcodes.Error, err.Error())
+			span.End()
 			d.log.Warn("match not placed; releasing its tickets", "match", m.GetMatchId(), "profile", profile, "tickets", len(ids), "err", err)
 			release = append(release, ids...)
 			d.pokeAll()
@@ -203,6 +226,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 		}
 		// A rendezvous match may be split: its oldest players fill the group's open session, the
 		// rest open the next one (pl.Rest). Players and ids are in the same order.
+		span.SetAttributes(tracing.SessionID.String(pl.SessionID), tracing.Server.String(pl.Server))
 		var mgs []*openmatch.AssignmentGroup
 		off := 0
 		for part := &pl; part != nil && err == nil; part = part.Rest {
@@ -211,10 +235,11 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 				k = len(part.Players)
 			}
 			var gs []*openmatch.AssignmentGroup
-			gs, err = d.assignmentGroups(*part, ids[off:off+k], players[off:off+k], now)
+			gs, err = d.assignmentGroups(pctx, *part, ids[off:off+k], players[off:off+k], tps[off:off+k], now)
 			mgs = append(mgs, gs...)
 			off += k
 		}
+		span.End()
 		if err != nil {
 			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
 			d.m.unplaced.WithLabelValues("token").Inc()
@@ -245,6 +270,20 @@ func (d *Director) sendBatch(ctx context.Context, profile string, batch []receiv
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.RPCTimeout)
 	defer cancel()
 	if len(groups) > 0 {
+		// AssignTickets serves the batch's tickets, each in its own trace: it links to each
+		// ticket's placement span (the traceparent the director put on its assignment).
+		var links []trace.Link
+		if tracing.On() {
+			for _, g := range groups {
+				tp, _, _ := omext.String(g.GetAssignment().GetExtensions(), omext.TraceParent)
+				if l, ok := tracing.Link(tp, tracing.TicketID.String(g.GetTicketIds()[0])); ok {
+					links = append(links, l)
+				}
+			}
+		}
+		var span trace.Span
+		rctx, span = tracer().Start(rctx, "director.AssignTickets", trace.WithLinks(links...))
+		defer span.End()
 		res, err := d.om.AssignTickets(rctx, &openmatch.AssignTicketsRequest{Assignments: groups})
 		if err != nil {
 			d.log.Error("AssignTickets failed; releasing the batch", "profile", profile, "tickets", len(groups), "err", err)
@@ -312,19 +351,39 @@ func (d *Director) unsealed(m *openmatch.Match, players []string, now time.Time)
 }
 
 // assignmentGroups mints one server token per player and builds one assignment per ticket.
-func (d *Director) assignmentGroups(pl pool.Placement, ids, players []string, now time.Time) ([]*openmatch.AssignmentGroup, error) {
+//
+// Each ticket gets a span in its own trace (parent: the ticket's traceparent from the frontend,
+// linked to the placement span in ctx); its context rides in the server token (claim tp) to the
+// game server's JOIN and in the assignment to the frontend's delivery.
+func (d *Director) assignmentGroups(ctx context.Context, pl pool.Placement, ids, players, tps []string, now time.Time) ([]*openmatch.AssignmentGroup, error) {
 	out := make([]*openmatch.AssignmentGroup, len(ids))
 	inst := d.instances.get(pl.Server)
 	if inst == "" {
 		d.log.Warn("server has not reported its instance: its tokens cannot be used", "server", pl.Server)
 	}
+	placeSpan := trace.SpanFromContext(ctx)
 	for i := range ids {
+		var tp string
+		span := placeSpan
+		if tps[i] != "" {
+			// The ticket's own sampling decision (its traceparent's flag) rules this span.
+			_, span = tracer().Start(tracing.ContextWith(context.Background(), tps[i]), "director.AssignTicket",
+				trace.WithLinks(trace.Link{SpanContext: placeSpan.SpanContext()}),
+				trace.WithAttributes(tracing.TicketID.String(ids[i]), tracing.SessionID.String(pl.SessionID), tracing.Server.String(pl.Server)))
+			tp = tracing.TraceParent(trace.ContextWithSpan(ctx, span))
+		}
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: players[i], SessionID: pl.SessionID,
-			Server: pl.Server, Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL)})
+			Server: pl.Server, Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL), TraceParent: tp})
+		if span != placeSpan {
+			span.End()
+		}
 		if err != nil {
 			return nil, err
 		}
 		ext := omext.PutString(nil, omext.Session, pl.SessionID)
+		if tp != "" {
+			omext.PutString(ext, omext.TraceParent, tp)
+		}
 		omext.PutString(ext, omext.ServerToken, tok)
 		omext.PutTime(ext, omext.TokenExpiry, claims.ExpiresAt)
 		out[i] = &openmatch.AssignmentGroup{TicketIds: []string{ids[i]},
@@ -337,4 +396,18 @@ func (d *Director) pokeAll() {
 	for _, bl := range d.backends {
 		bl.poke()
 	}
+}
+
+// tracer makes the director's spans from the global provider (internal/tracing).
+func tracer() trace.Tracer { return tracing.Tracer("director") }
+
+// ticketLinks links a span to the traces of the tickets that carry a traceparent.
+func ticketLinks(ids, tps []string) []trace.Link {
+	var links []trace.Link
+	for i, tp := range tps {
+		if l, ok := tracing.Link(tp, tracing.TicketID.String(ids[i])); ok {
+			links = append(links, l)
+		}
+	}
+	return links
 }

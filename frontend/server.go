@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"io"
 	"log/slog"
 	"net"
@@ -83,7 +84,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, fmt.Errorf("frontend: tls: %w", err)
 		}
 	}
-	conn, err := grpc.NewClient(cfg.OpenMatchAddr, grpc.WithTransportCredentials(omCreds))
+	conn, err := grpc.NewClient(cfg.OpenMatchAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(omCreds))...)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: open match %s: %w", cfg.OpenMatchAddr, err)
 	}
@@ -106,6 +107,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		cfg: cfg, log: log, om: openmatch.NewFrontendServiceClient(conn),
 		players: newPlayers(store, storeTTL(cfg.TicketLifetime), cfg.Store.Timeout, log), expiry: newExpiryQueue(), now: time.Now, seal: sealer, aliases: newAliases(),
 		watchers: &watcherCount{max: cfg.MaxWatchesPerPlayer, n: map[string]int{}},
+		tracer:   tracing.Tracer("frontend"),
 	}
 	s.watches = newWatchHub(srvCtx, s.om, log)
 	s.watches.refile = s.refile
@@ -140,7 +142,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		if srv.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
 		}
-		gs = grpc.NewServer(
+		gs = grpc.NewServer(append(tracing.ServerOptions(),
 			grpc.Creds(serverCreds),
 			grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 			// Headers carry the token: bound them like the HTTP side does.
@@ -153,7 +155,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.ConnIdleTimeout, Time: time.Minute, Timeout: 20 * time.Second}),
 			// A client that opens a connection and never completes the HTTP/2 handshake is dropped.
 			grpc.ConnectionTimeout(10*time.Second),
-		)
+		)...)
 		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
 		// Standard gRPC health (grpc.health.v1) for load balancers and Kubernetes probes.
 		grpcHealth = health.NewServer()
@@ -308,7 +310,7 @@ func (s *service) recover(ctx context.Context, queryAddr string) error {
 	if err != nil {
 		return fmt.Errorf("frontend: om-tls: %w", err)
 	}
-	conn, err := grpc.NewClient(queryAddr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(queryAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return fmt.Errorf("frontend: open match query %s: %w", queryAddr, err)
 	}

@@ -3,6 +3,9 @@ package frontend
 import (
 	"context"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"sync"
 	"time"
@@ -49,6 +52,7 @@ type service struct {
 	now      func() time.Time
 	seal     *ticketseal.Sealer // nil: tickets go unsealed
 	aliases  *aliases           // lost tickets' ids → the ids they were filed again under (refile.go)
+	tracer   trace.Tracer
 }
 
 func (s *service) omCtx(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -99,12 +103,21 @@ func (s *service) create(ctx context.Context, c caller, req *client.CreateTicket
 	if s.seal != nil {
 		s.seal.Seal(ext, player, sf, s.now())
 	}
+	// The ticket carries this span's context through Open Match to the director (and on, in the
+	// server token, to the game server), so the player's journey is one trace.
+	ctx, span := s.tracer.Start(ctx, "frontend.CreateTicket", trace.WithAttributes(tracing.PlayerID.String(player)))
+	defer span.End()
+	if tp := tracing.TraceParent(ctx); tp != "" {
+		omext.PutString(ext, omext.TraceParent, tp)
+	}
 	octx, cancel := s.omCtx(ctx)
 	defer cancel()
 	nt, err := s.om.CreateTicket(octx, &openmatch.CreateTicketRequest{Ticket: &openmatch.Ticket{SearchFields: sf, Extensions: ext}})
 	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
 		return nil, false, err
 	}
+	span.SetAttributes(tracing.TicketID.String(nt.GetId()))
 	e.ticketID, e.key = nt.GetId(), key
 	s.expiry.push(expiryItem{ticketID: nt.GetId(), player: player, deadline: s.now().Add(s.cfg.TicketLifetime)})
 	s.m.created.Inc()
@@ -176,7 +189,10 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 		return err
 	}
 	ct := s.toClient(t)
-	if err := send(ct); err != nil || assigned(t) {
+	if assigned(t) {
+		return s.deliver(ctx, id, t.GetAssignment(), ct, send)
+	}
+	if err := send(ct); err != nil {
 		return err
 	}
 	a, err := s.watches.wait(ctx, id, t)
@@ -190,7 +206,21 @@ func (s *service) watch(ctx context.Context, player, id string, send func(*clien
 	}
 	s.players.forget(player, id)
 	s.fillAssignment(ct, a)
-	return send(ct)
+	return s.deliver(ctx, id, a, ct, send)
+}
+
+// deliver sends the assigned ticket in a span that joins the player's trace under the director's
+// placement span for this ticket.
+func (s *service) deliver(ctx context.Context, id string, a *openmatch.Assignment, ct *client.Ticket, send func(*client.Ticket) error) error {
+	tp, _, _ := omext.String(a.GetExtensions(), omext.TraceParent)
+	_, span := s.tracer.Start(tracing.ContextWith(ctx, tp), "frontend.DeliverAssignment", trace.WithAttributes(
+		tracing.TicketID.String(id), tracing.SessionID.String(ct.GetAssignment().GetSessionId())))
+	err := send(ct)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
+	return err
 }
 
 // longPoll returns the ticket once assigned, or as it is when wait ends.

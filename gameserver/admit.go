@@ -1,7 +1,11 @@
 package gameserver
 
 import (
+	"context"
 	"errors"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"time"
 
 	"github.com/kumi-dev/kumi/gameserver/wire"
@@ -45,7 +49,12 @@ const wrongInstanceText = "token minted for an earlier life of this server (it r
 // admit opens one JOIN, verifies its token and admits the member, or refuses it.
 func (s *Server) admit(req joinReq) {
 	j := req.join
+	start := time.Now()
+	// A no-op span until the token names the player's trace; refusals after that are recorded on it.
+	span := trace.SpanFromContext(context.Background())
+	defer func() { span.End() }()
 	refuse := func(code wire.RefuseCode, text string) {
+		span.SetStatus(otelcodes.Error, text)
 		s.m.joins[code].Add(1)
 		s.sendPlain(req.from, refusePacket(j.Nonce, req.size, code, text))
 	}
@@ -69,6 +78,13 @@ func (s *Server) admit(req joinReq) {
 		s.log.Debug("join refused", "from", req.from.ap, "code", code, "err", err)
 		refuse(code, err.Error())
 		return
+	}
+	if claims.TraceParent != "" {
+		// The JOIN joins the player's trace under the director's span for this ticket; the
+		// parent's sampling decision (the traceparent's flag) rules (parentbased samplers).
+		_, span = tracing.Tracer("gameserver").Start(tracing.ContextWith(context.Background(), claims.TraceParent), "gameserver.Join",
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+			trace.WithAttributes(tracing.SessionID.String(claims.SessionID), tracing.Server.String(s.name), tracing.PlayerID.String(claims.PlayerID)))
 	}
 	if claims.Instance != s.inst.ID() {
 		// A token stolen from (or minted for) this server's previous life, sealed to the new key.
@@ -146,9 +162,9 @@ func (s *Server) admit(req joinReq) {
 		sess = &session{id: claims.SessionID, started: now}
 		s.sessions[sess.id] = sess
 		s.m.sessionsStarted.Add(1)
-		log.Info("session started")
+		log.InfoContext(trace.ContextWithSpan(context.Background(), span), "session started")
 	}
-	m := &member{id: id, player: claims.PlayerID, sess: sess, accept: accept, jti: claims.ID}
+	m := &member{id: id, player: claims.PlayerID, sess: sess, accept: accept, jti: claims.ID, joinSpan: span.SpanContext()}
 	if s.deps.v1Keys {
 		m.key = wire.NewV1Key(keys)
 	} else {
@@ -172,5 +188,5 @@ func (s *Server) admit(req joinReq) {
 	if replaced != nil {
 		s.sendTo(replaced, wire.TypeReconnect, wire.AppendReconnect(nil, wire.Reconnect{Code: wire.ReconnectReplaced, Text: "joined again from elsewhere"}))
 	}
-	log.Debug("member joined", "member", m.id, "from", req.from.ap)
+	log.DebugContext(trace.ContextWithSpan(context.Background(), span), "member joined", "member", m.id, "from", req.from.ap)
 }

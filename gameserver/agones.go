@@ -3,6 +3,7 @@ package gameserver
 import (
 	"context"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"math"
 	"net"
 	"os"
@@ -46,7 +47,7 @@ func (s *Server) dialDeps() error {
 		if err != nil {
 			return fmt.Errorf("gameserver: %w", err)
 		}
-		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		opts := append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if c := controlauth.Credentials(secret); c != nil {
 			opts = append(opts, grpc.WithPerRPCCredentials(c))
 		}

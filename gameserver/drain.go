@@ -3,6 +3,9 @@ package gameserver
 import (
 	"context"
 	"errors"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"sync"
 	"time"
 
@@ -43,6 +46,10 @@ func (s *Server) drainLoop() error {
 	start := time.Now()
 	n := s.sessionCount()
 	s.log.Info("drain started", "why", why, "sessions", n, "grace", s.cfg.DrainGrace)
+	// The drain is its own trace; its moves are its children and link to the sessions' JOINs.
+	ctx, span := tracing.Tracer("gameserver").Start(s.ctx, "gameserver.Drain",
+		trace.WithAttributes(tracing.Server.String(s.name), attribute.String("kumi.drain_reason", why), attribute.Int("kumi.sessions", n)))
+	defer span.End()
 	if s.deps.sdk != nil {
 		// Nothing may be allocated here any more: capacity = count leaves no room.
 		if err := s.deps.sdk.SetCounterCapacity(s.ctx, allocation.CounterSessions, int64(n)); err != nil {
@@ -62,7 +69,7 @@ func (s *Server) drainLoop() error {
 		case <-grace.C:
 			if !moved {
 				moved = true
-				s.moveAll()
+				s.moveAll(ctx)
 			}
 		}
 	}
@@ -86,7 +93,7 @@ func (s *Server) drainLoop() error {
 }
 
 // moveAll moves every remaining session, MoveSession calls running in parallel.
-func (s *Server) moveAll() {
+func (s *Server) moveAll(ctx context.Context) {
 	type snap struct {
 		id      string
 		members []*member
@@ -108,7 +115,7 @@ func (s *Server) moveAll() {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			s.moveSession(sn.id, sn.members)
+			s.moveSession(ctx, sn.id, sn.members)
 		}()
 	}
 	wg.Wait()
@@ -119,8 +126,17 @@ var errNoDirector = errors.New("no director configured")
 // moveSession asks the director for a new home for one session and tells each member MOVE, or
 // RECONNECT when that fails. The message is retransmitted (sweep) until the member LEAVEs or
 // MoveTimeout passes; then the member is dropped and counted, never silently.
-func (s *Server) moveSession(id string, members []*member) {
+func (s *Server) moveSession(ctx context.Context, id string, members []*member) {
 	log := s.log.With("session", id)
+	var links []trace.Link
+	for _, m := range members {
+		if m.joinSpan.IsValid() {
+			links = append(links, trace.Link{SpanContext: m.joinSpan, Attributes: []attribute.KeyValue{tracing.PlayerID.String(m.player)}})
+		}
+	}
+	ctx, span := tracing.Tracer("gameserver").Start(ctx, "gameserver.MoveSession", trace.WithLinks(links...),
+		trace.WithAttributes(tracing.SessionID.String(id), tracing.Server.String(s.name)))
+	defer span.End()
 	players := make([]string, 0, len(members))
 	seen := make(map[string]bool, len(members))
 	for _, m := range members {
@@ -132,7 +148,7 @@ func (s *Server) moveSession(id string, members []*member) {
 	var reply *control.MoveSessionReply
 	err := errNoDirector
 	if s.deps.director != nil {
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.MoveCallTimeout)
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.MoveCallTimeout)
 		reply, err = s.deps.director.MoveSession(ctx, &control.MoveSessionRequest{Server: s.name, SessionId: id, Players: players})
 		cancel()
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"net"
 	"net/http"
@@ -99,16 +100,19 @@ type session struct {
 
 // member is one joined client.
 type member struct {
-	id      uint32
-	player  string
-	sess    *session
-	key     *wire.Key
-	accept  []byte // the ACCEPT it got, sent again for a retransmitted JOIN
-	jti     string
-	addr    atomic.Pointer[peer]
-	sendSeq atomic.Uint64
-	seen    atomic.Int64 // unix nanoseconds of the last authenticated packet
-	window  wire.Window  // relay goroutine only
+	id     uint32
+	player string
+	sess   *session
+	key    *wire.Key
+	accept []byte // the ACCEPT it got, sent again for a retransmitted JOIN
+	jti    string
+	// joinSpan is the context of its JOIN span (internal/tracing; invalid when tracing is off), which
+	// a drain's and a move's spans link to.
+	joinSpan trace.SpanContext
+	addr     atomic.Pointer[peer]
+	sendSeq  atomic.Uint64
+	seen     atomic.Int64 // unix nanoseconds of the last authenticated packet
+	window   wire.Window  // relay goroutine only
 	// DATA token bucket (relay goroutine only): tokens, and the time (unix ns) they were counted.
 	tokens   float64
 	tokensAt int64

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/kumi-dev/kumi/internal/tracing"
 )
 
 // Run starts the stack, prints where everything listens, runs the demo crowd (unless Players is 0)
@@ -55,7 +57,8 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (err error) {
 	}
 	defer f.Close()
 	// Everything at info goes to the file; the terminal keeps the progress lines and warnings.
-	log = slog.New(slog.NewMultiHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}), atLeast{log.Handler(), slog.LevelWarn}))
+	// Lines logged with a span's context carry its trace_id (internal/tracing).
+	log = slog.New(tracing.LogHandler(slog.NewMultiHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}), atLeast{log.Handler(), slog.LevelWarn})))
 	cfg.GameServerOutput = f
 	if cfg.Dedicated.Build != "" {
 		return runBuild(ctx, log, cfg, out)

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"sort"
@@ -71,9 +75,24 @@ func (h *Handler) Profiles() []string {
 // Run serves openmatch.MatchFunction/Run: it queries the profile's pools and streams one proposal per
 // group.
 func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServer[openmatch.RunResponse]) error {
-	matches, err := h.Propose(stream.Context(), req.GetProfile())
+	ctx, span := tracing.Tracer("matchfunction").Start(stream.Context(), "matchfunction.Run",
+		trace.WithAttributes(tracing.Profile.String(req.GetProfile().GetName())))
+	defer span.End()
+	matches, err := h.Propose(ctx, req.GetProfile())
 	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
 		return err
+	}
+	// One Run serves many tickets, each in its own trace: link this run to every matched ticket.
+	if span.IsRecording() {
+		for _, m := range matches {
+			for _, t := range m.GetTickets() {
+				tp, _, _ := omext.String(t.GetExtensions(), omext.TraceParent)
+				if l, ok := tracing.Link(tp, tracing.TicketID.String(t.GetId())); ok {
+					span.AddLink(l)
+				}
+			}
+		}
 	}
 	for _, m := range matches {
 		if err := stream.Send(&openmatch.RunResponse{Proposal: m}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
 
@@ -35,7 +36,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if cfg.QueryAddr == "" {
 		return nil, errors.New("matchfunction: query-addr is required (the Open Match QueryService host:port)")
 	}
-	conn, err := grpc.NewClient(cfg.QueryAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(cfg.QueryAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return nil, fmt.Errorf("matchfunction: query-addr %q: %w", cfg.QueryAddr, err)
 	}
@@ -66,7 +67,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, err
 		}
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(tracing.ServerOptions()...)
 	openmatch.RegisterMatchFunctionServer(gs, h)
 	s := &Server{lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"io"
 	"net"
 	"net/http"
@@ -74,7 +75,7 @@ func (m *mmfClients) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := m.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return nil, fmt.Errorf("match function %s: %w", addr, err)
 	}

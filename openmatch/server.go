@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
 	"os"
@@ -128,7 +129,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		return nil, fmt.Errorf("openmatch: tls: %w", err)
 	}
 	for i := range s.grpcs {
-		g := grpc.NewServer(append(serverOptions(s.log), grpc.Creds(creds))...)
+		// Tracing (off by default) continues the caller's trace: the frontend's CreateTicket, the
+		// director's FetchMatches cycle, which the match function's Run call then joins.
+		g := grpc.NewServer(append(append(serverOptions(s.log), tracing.ServerOptions()...), grpc.Creds(creds))...)
 		h := health.NewServer()
 		healthpb.RegisterHealthServer(g, h)
 		s.grpcs[i], s.healths[i] = g, h

@@ -13,6 +13,9 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	"time"
+
+	"github.com/kumi-dev/kumi/internal/tracing"
 )
 
 // command is one subcommand: it parses its own flags from args and runs until ctx ends.
@@ -56,9 +59,24 @@ func realMain(args []string, stderr io.Writer) int {
 		usage(stderr, cmds)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})).With("cmd", args[0])
+	// Log lines written with a context that holds a span carry its trace_id and span_id.
+	log := slog.New(tracing.LogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))).With("cmd", args[0])
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Tracing is off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (internal/tracing).
+	shutdown, err := tracing.Setup(ctx, log, "kumi-"+args[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "kumi %s: %v\n", args[0], err)
+		return 1
+	}
+	defer func() {
+		// Flush the spans still batched; bounded so an unreachable collector cannot hold the exit.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(fctx); err != nil {
+			log.Warn("tracing: spans lost at exit", "err", err)
+		}
+	}()
 	if err := cmd.run(ctx, log, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

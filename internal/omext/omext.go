@@ -46,6 +46,15 @@ const (
 	Seal = "kumi.seal"
 )
 
+// Key on Ticket.extensions (written by the frontend) and Assignment.extensions (written by the
+// director), so a player's trace crosses any Open Match core, which forwards extensions untouched.
+const (
+	// TraceParent (StringValue) is a W3C traceparent (internal/tracing): on a ticket, the frontend's
+	// CreateTicket span; on an assignment, the director's placement span for that ticket. Absent
+	// when tracing is off.
+	TraceParent = "kumi.traceparent"
+)
+
 // Keys on Assignment.extensions, written by the director and read by the frontend.
 const (
 	// Session is the session id the player joins (StringValue).

@@ -23,10 +23,11 @@ type wireClaims struct {
 	Jti string          `json:"jti"`
 	Sid string          `json:"sid"`
 	Ins string          `json:"ins"`
+	Tp  string          `json:"tp"`
 }
 
 // registeredNames are the claims kumi reads itself; extra claims may not reuse them.
-var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "ins"}
+var registeredNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "ins", "tp"}
 
 // UnmarshalJSON fills the registered claims and sid; aud may be a string or an array (RFC 7519 §4.1.3).
 // The extra claims named in c.want are decoded too, in a second pass only when some are wanted.
@@ -36,7 +37,7 @@ func (c *jwtClaims) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	want := c.want
-	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins, want: want}
+	*c = jwtClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: w.Iss, Subject: w.Sub, ID: w.Jti}, SID: w.Sid, Ins: w.Ins, Tp: w.Tp, want: want}
 	if len(want) > 0 {
 		var all map[string]json.RawMessage
 		if err := json.Unmarshal(b, &all); err != nil {
@@ -116,8 +117,9 @@ func (c jwtClaims) MarshalJSON() ([]byte, error) {
 		jwt.RegisteredClaims
 		SID string `json:"sid,omitempty"`
 		Ins string `json:"ins,omitempty"`
+		Tp  string `json:"tp,omitempty"`
 	}
-	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID, c.Ins})
+	b, err := json.Marshal(plain{c.RegisteredClaims, c.SID, c.Ins, c.Tp})
 	if err != nil || len(c.Extra) == 0 {
 		return b, err
 	}

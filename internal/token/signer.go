@@ -32,11 +32,15 @@ type ServerClaims struct {
 	// Instance is claim "ins": the id of the game-server process life the token is for (its
 	// instance public key, gameserver/PROTOCOL.md). A restarted server has a new instance and
 	// refuses tokens minted for its previous life; clients seal their JOIN to this key.
-	Instance  string
-	ID        string    // JWT jti: unique; game servers admit a token once
-	IssuedAt  time.Time // JWT iat
-	NotBefore time.Time // JWT nbf
-	ExpiresAt time.Time // JWT exp
+	Instance string
+	// TraceParent is claim "tp": the W3C traceparent of the director's placement span for this
+	// player (internal/tracing), so the game server's JOIN span joins the player's trace. Empty
+	// when tracing is off; a game server ignores a malformed one.
+	TraceParent string
+	ID          string    // JWT jti: unique; game servers admit a token once
+	IssuedAt    time.Time // JWT iat
+	NotBefore   time.Time // JWT nbf
+	ExpiresAt   time.Time // JWT exp
 }
 
 // PlayerClaims are the claims kumi reads from a player token.
@@ -59,6 +63,7 @@ type jwtClaims struct {
 	jwt.RegisteredClaims
 	SID   string         `json:"sid,omitempty"`
 	Ins   string         `json:"ins,omitempty"`
+	Tp    string         `json:"tp,omitempty"`
 	Extra map[string]any `json:"-"` // other claims: written all, read only those in want
 	want  []string
 }
@@ -174,6 +179,7 @@ func (s *Signer) IssueServerToken(c ServerClaims) (string, ServerClaims, error) 
 		},
 		SID: c.SessionID,
 		Ins: c.Instance,
+		Tp:  c.TraceParent,
 	}
 	raw, err := s.sign(claims, ServerTokenType)
 	return raw, c, err

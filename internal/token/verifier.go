@@ -518,7 +518,7 @@ func (v *Verifier) VerifyServerToken(raw, server string) (ServerClaims, error) {
 		return ServerClaims{}, fail(ErrMissingClaim, "server token has no jti (needed for single use)")
 	}
 	return ServerClaims{
-		PlayerID: c.Subject, SessionID: c.SID, Server: server, ID: c.ID, Instance: c.Ins,
+		PlayerID: c.Subject, SessionID: c.SID, Server: server, ID: c.ID, Instance: c.Ins, TraceParent: c.Tp,
 		IssuedAt: timeOf(c.IssuedAt), NotBefore: timeOf(c.NotBefore), ExpiresAt: timeOf(c.ExpiresAt),
 	}, nil
 }

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+
+	"github.com/kumi-dev/kumi/internal/tracing"
+	"github.com/kumi-dev/kumi/local"
+)
+
+// otlpReceiver is an OpenTelemetry collector's OTLP/gRPC trace endpoint, implemented from the
+// OTLP protos: it keeps every span it is sent, with its resource's service.name.
+type otlpReceiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []gotSpan
+}
+
+type gotSpan struct {
+	service string
+	*tracepb.Span
+}
+
+func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		svc := attr(rs.GetResource().GetAttributes(), "service.name")
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				r.spans = append(r.spans, gotSpan{svc, s})
+			}
+		}
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func (r *otlpReceiver) all() []gotSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]gotSpan(nil), r.spans...)
+}
+
+func attr(kvs []*commonpb.KeyValue, key string) string {
+	for _, kv := range kvs {
+		if kv.GetKey() == key {
+			return kv.GetValue().GetStringValue()
+		}
+	}
+	return ""
+}
+
+func id(b []byte) string { return hex.EncodeToString(b) }
+
+// A `kumi local` crowd with tracing on exports, for each player, one trace from the frontend's
+// CreateTicket to the game server's JOIN in a separate process, with the match cycle, match
+// function run, placement and AssignTickets linked to it, and drain/move spans linked to the
+// sessions they move. Game servers sample with parentbased_traceidratio at ratio 0: their JOIN
+// spans are exported only because the player's (sampled) trace decides.
+func TestTracingOneTracePerTicket(t *testing.T) {
+	recv := &otlpReceiver{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(g, recv)
+	go func() { _ = g.Serve(ln) }()
+	defer g.Stop()
+
+	// Read by this process's Setup and inherited by the game-server processes the fleet starts.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+	t.Setenv("OTEL_TRACES_SAMPLER_ARG", "1")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	t.Setenv("OTEL_SERVICE_NAME", "")
+
+	log := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	shutdown, err := tracing.Setup(ctx, log, "kumi-local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Later tests in this binary run with tracing off again.
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	if !tracing.On() {
+		t.Fatal("tracing.Setup with an OTLP endpoint installed no SDK tracer provider")
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := local.Default()
+	cfg.Players, cfg.Duration, cfg.GroupSize = 8, 2*time.Second, 4
+	cfg.DuelShare, cfg.LateShare, cfg.LeaveShare = 0, 0.25, 0
+	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.KeyDir = t.TempDir()
+	cfg.GameServerCommand = []string{exe, "gameserver"}
+	// Ratio 0 in the game servers: only the parent's decision can get a JOIN span exported.
+	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0", "OTEL_TRACES_SAMPLER_ARG=0"}
+	gsOut := &syncBuffer{}
+	cfg.GameServerOutput = gsOut
+	cfg.Out = io.Discard
+
+	s, err := local.Start(ctx, log, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := local.RunCrowd(ctx, log, cfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed > 0 {
+		t.Fatalf("%d of %d players failed", sum.Failed, sum.Players)
+	}
+	// Stopping the stack stops the game servers, which flush their spans on exit; then ours.
+	cancel()
+	if err := s.Wait(); err != nil {
+		t.Logf("stack stopped with: %v", err)
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer fcancel()
+	if err := shutdown(fctx); err != nil {
+		t.Fatal(err)
+	}
+
+	spans := recv.all()
+	byID := map[string]gotSpan{}
+	for _, sp := range spans {
+		byID[id(sp.GetSpanId())] = sp
+	}
+	named := func(name string) []gotSpan {
+		var out []gotSpan
+		for _, sp := range spans {
+			if sp.GetName() == name {
+				out = append(out, sp)
+			}
+		}
+		return out
+	}
+	linksTo := func(sp gotSpan, target gotSpan) bool {
+		for _, l := range sp.GetLinks() {
+			if id(l.GetTraceId()) == id(target.GetTraceId()) && id(l.GetSpanId()) == id(target.GetSpanId()) {
+				return true
+			}
+		}
+		return false
+	}
+	parent := func(sp gotSpan) (gotSpan, bool) {
+		p, ok := byID[id(sp.GetParentSpanId())]
+		return p, ok
+	}
+	before := func(a, b gotSpan) bool { return a.GetStartTimeUnixNano() <= b.GetStartTimeUnixNano() }
+
+	joins := named("gameserver.Join")
+	if len(joins) == 0 {
+		t.Fatalf("no gameserver.Join span among %d spans (game-server output: %s)", len(spans), gsOut.String())
+	}
+	// Every JOIN continues a player's trace: under the director's AssignTicket span, under the
+	// frontend's CreateTicket span.
+	checked := 0
+	for _, join := range joins {
+		if join.service != "kumi-gameserver" {
+			t.Errorf("JOIN span from service %q, want the game-server process (kumi-gameserver)", join.service)
+		}
+		assign, ok := parent(join)
+		switch {
+		case ok && assign.GetName() == "director.AssignTicket":
+		case ok && assign.GetKind() == tracepb.Span_SPAN_KIND_SERVER:
+			continue // a moved member's rejoin: a child of the director's MoveSession call
+		default:
+			t.Errorf("JOIN span %s: parent %q is not director.AssignTicket", id(join.GetSpanId()), assign.GetName())
+			continue
+		}
+		create, ok := parent(assign)
+		if !ok || create.GetName() != "frontend.CreateTicket" {
+			t.Errorf("AssignTicket span: parent %q is not frontend.CreateTicket", create.GetName())
+			continue
+		}
+		ticket := attr(create.GetAttributes(), "kumi.ticket_id")
+		session := attr(assign.GetAttributes(), "kumi.session_id")
+		server := attr(assign.GetAttributes(), "kumi.server")
+		if ticket == "" || session == "" || server == "" {
+			t.Errorf("missing attributes: ticket %q session %q server %q", ticket, session, server)
+			continue
+		}
+		if got := attr(assign.GetAttributes(), "kumi.ticket_id"); got != ticket {
+			t.Errorf("AssignTicket kumi.ticket_id %q, want %q", got, ticket)
+		}
+		if attr(join.GetAttributes(), "kumi.session_id") != session || attr(join.GetAttributes(), "kumi.server") != server {
+			t.Errorf("JOIN attributes %v, want session %q server %q", join.GetAttributes(), session, server)
+		}
+		trace := id(create.GetTraceId())
+		for _, sp := range []gotSpan{assign, join} {
+			if id(sp.GetTraceId()) != trace {
+				t.Errorf("%s is in trace %s, want the ticket's %s", sp.GetName(), id(sp.GetTraceId()), trace)
+			}
+		}
+		if !before(create, assign) || !before(assign, join) {
+			t.Errorf("not in causal order: CreateTicket %d, AssignTicket %d, JOIN %d", create.GetStartTimeUnixNano(), assign.GetStartTimeUnixNano(), join.GetStartTimeUnixNano())
+		}
+
+		// The core's CreateTicket: a server span in the same trace under the frontend's call.
+		var core gotSpan
+		for _, sp := range named("openmatch.FrontendService/CreateTicket") {
+			if sp.GetKind() != tracepb.Span_SPAN_KIND_SERVER || id(sp.GetTraceId()) != trace {
+				continue
+			}
+			if c, ok := parent(sp); ok {
+				if p, ok := parent(c); ok && id(p.GetSpanId()) == id(create.GetSpanId()) {
+					core = sp
+				}
+			}
+		}
+		if core.Span == nil {
+			t.Errorf("ticket %s: no core CreateTicket server span under the frontend's CreateTicket", ticket)
+			continue
+		}
+		if !before(create, core) || core.GetEndTimeUnixNano() > assign.GetStartTimeUnixNano() {
+			t.Errorf("ticket %s: core CreateTicket not between the frontend's CreateTicket and the placement", ticket)
+		}
+
+		// The delivery to the player: a child of the AssignTicket span.
+		delivered := false
+		for _, sp := range named("frontend.DeliverAssignment") {
+			if id(sp.GetParentSpanId()) == id(assign.GetSpanId()) && attr(sp.GetAttributes(), "kumi.ticket_id") == ticket &&
+				attr(sp.GetAttributes(), "kumi.session_id") == session && before(assign, sp) {
+				delivered = true
+			}
+		}
+		if !delivered {
+			t.Errorf("ticket %s: no frontend.DeliverAssignment span under its AssignTicket span", ticket)
+		}
+
+		// The cycle that matched it (director FetchMatches), its match function run and its
+		// placement link to the ticket; the cycle's trace holds the core's FetchMatches and Run.
+		var cycle gotSpan
+		for _, sp := range named("director.FetchMatches") {
+			if linksTo(sp, create) {
+				cycle = sp
+			}
+		}
+		if cycle.Span == nil {
+			t.Errorf("ticket %s: no director.FetchMatches cycle links to its CreateTicket span", ticket)
+			continue
+		}
+		mmfLinked, placeLinked, assignLinked, coreFetch := false, false, false, false
+		for _, sp := range named("matchfunction.Run") {
+			if linksTo(sp, create) && id(sp.GetTraceId()) == id(cycle.GetTraceId()) && before(cycle, sp) {
+				mmfLinked = true
+			}
+		}
+		for _, sp := range named("director.Place") {
+			if linksTo(sp, create) && id(sp.GetParentSpanId()) == id(cycle.GetSpanId()) && attr(sp.GetAttributes(), "kumi.session_id") == session &&
+				linksTo(assign, sp) && before(sp, assign) {
+				placeLinked = true
+			}
+		}
+		for _, sp := range named("director.AssignTickets") {
+			if linksTo(sp, assign) && before(assign, sp) {
+				assignLinked = true
+			}
+		}
+		for _, sp := range named("openmatch.BackendService/FetchMatches") {
+			if sp.GetKind() == tracepb.Span_SPAN_KIND_SERVER && id(sp.GetTraceId()) == id(cycle.GetTraceId()) {
+				coreFetch = true
+			}
+		}
+		if !mmfLinked || !placeLinked || !assignLinked || !coreFetch {
+			t.Errorf("ticket %s: match function run linked %v, placement linked %v, AssignTickets linked %v, core FetchMatches in the cycle's trace %v",
+				ticket, mmfLinked, placeLinked, assignLinked, coreFetch)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no JOIN span continued a player's trace")
+	}
+
+	// The crowd's scale-in drains a busy server: its moves are children of the drain span and link
+	// to the JOIN spans of the members they move.
+	moves := named("gameserver.MoveSession")
+	if len(moves) == 0 {
+		// This small crowd's sessions often end within the drain grace, leaving nothing to move.
+		t.Logf("no session was moved in this run (%d drain spans)", len(named("gameserver.Drain")))
+	}
+	for _, mv := range moves {
+		drain, ok := parent(mv)
+		if !ok || drain.GetName() != "gameserver.Drain" {
+			t.Errorf("MoveSession's parent %q is not gameserver.Drain", drain.GetName())
+		}
+		if attr(mv.GetAttributes(), "kumi.session_id") == "" || len(mv.GetLinks()) == 0 {
+			t.Errorf("MoveSession span has session %q and %d links, want a session and links to its members' JOINs",
+				attr(mv.GetAttributes(), "kumi.session_id"), len(mv.GetLinks()))
+			continue
+		}
+		for _, l := range mv.GetLinks() {
+			j, ok := byID[id(l.GetSpanId())]
+			if !ok || j.GetName() != "gameserver.Join" || attr(j.GetAttributes(), "kumi.session_id") != attr(mv.GetAttributes(), "kumi.session_id") {
+				t.Errorf("MoveSession link to %s is not a JOIN of the session it moves", id(l.GetSpanId()))
+			}
+		}
+	}
+	t.Logf("%d spans, %d JOINs checked, %d moves", len(spans), checked, len(moves))
+}
