@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
 	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/serverid"
 )
 
 // SDK is the part of the Agones SDK the game server uses; *sdk.Client implements it (against the
@@ -46,7 +46,11 @@ func (s *Server) dialDeps() error {
 		if err != nil {
 			return fmt.Errorf("gameserver: %w", err)
 		}
-		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		creds, err := s.cfg.DirectorTLS.DialCredentials()
+		if err != nil {
+			return fmt.Errorf("gameserver: director-tls: %w", err)
+		}
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 		if c := controlauth.Credentials(secret); c != nil {
 			opts = append(opts, grpc.WithPerRPCCredentials(c))
 		}
@@ -55,7 +59,20 @@ func (s *Server) dialDeps() error {
 			return fmt.Errorf("gameserver: director %s: %w", s.cfg.Director, err)
 		}
 		s.closers = append(s.closers, conn)
-		s.deps.director = control.NewDirectorClient(conn)
+		// The director acts on a server's behalf only with its credential (internal/serverid).
+		var proof serverid.ProofFunc
+		switch env := os.Getenv(serverid.EnvBootstrap); {
+		case s.cfg.DirectorBootstrapFile != "":
+			proof = serverid.FileProof(s.cfg.DirectorBootstrapFile)
+		case env != "":
+			proof = serverid.StaticProof(env)
+		}
+		if proof == nil {
+			s.log.Warn("no bootstrap proof (director-bootstrap-file or the local fleet's KUMI_SERVER_BOOTSTRAP): the director will refuse this server's reports")
+			s.deps.director = control.NewDirectorClient(conn)
+		} else {
+			s.deps.director = serverid.NewClient(conn, proof)
+		}
 	}
 	if s.cfg.SDK && s.deps.sdk == nil {
 		addr := s.cfg.SDKAddr
