@@ -323,7 +323,9 @@ func TestControlAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withCred := func(cred string) context.Context { return metadata.AppendToOutgoingContext(ctx, serverid.MetadataKey, cred) }
+	withCred := func(cred string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, serverid.MetadataKey, cred)
+	}
 	other, err := serverid.NewIssuer(time.Hour)
 	if err != nil {
 		t.Fatal(err)
