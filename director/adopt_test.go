@@ -13,6 +13,7 @@ import (
 
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/gameserver"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/kumi-dev/kumi/matchfunction"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -33,6 +34,14 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 	cfg := e.directorConfig()
 	cfg.ControlSecretFile = secretFile
 	cfg.Pool.MinFreeSlots = 0
+	// The lone server proves its name with a bootstrap secret the director knows (the fleet's
+	// servers use the fleet's own per-process secrets).
+	var proofs serverid.Secrets
+	cfg.Bootstrap = []serverid.Verifier{&proofs}
+	proofFile := filepath.Join(t.TempDir(), "by-hand.bootstrap")
+	if err := os.WriteFile(proofFile, []byte(proofs.Mint("by-hand")), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d, _ := e.startDirector(e.ctx, cfg, f)
 
 	gcfg := gameserver.Default()
@@ -40,6 +49,7 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 	gcfg.ListenAddr = "127.0.0.1:0"
 	gcfg.Director = d.ControlAddr()
 	gcfg.DirectorSecretFile = secretFile
+	gcfg.DirectorBootstrapFile = proofFile
 	gcfg.ReportInterval = 200 * time.Millisecond
 	gcfg.Capacity = 20
 	gcfg.MaxMembers = maxMembers

@@ -3,6 +3,7 @@ package director
 import (
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"math"
 	"sort"
 	"strconv"
@@ -48,6 +49,8 @@ type Config struct {
 	TokenKID              string        `flag:"token-kid" help:"key id put in server tokens; empty uses the key's thumbprint"`
 	TokenIssuer           string        `flag:"token-issuer" help:"iss of server tokens"`
 	TokenTTL              time.Duration `flag:"token-ttl" help:"server token lifetime (short: it only has to last until the player joins)"`
+	// ServerCredentialTTL bounds how long a stolen server credential is any use (internal/serverid).
+	ServerCredentialTTL time.Duration `flag:"server-credential-ttl" help:"life of the per-server credential game servers get from Identity.Register (they renew at two thirds of it)"`
 
 	ReportInterval  time.Duration `flag:"report-interval" help:"how often game servers report their load (told to them in every reply)"`
 	RebuildTimeout  time.Duration `flag:"rebuild-timeout" help:"at start, longest wait for the listed pool servers' first reports before placing"`
@@ -66,6 +69,11 @@ type Config struct {
 	// Signer signs server tokens; when nil one is loaded from TokenKeyFile. Set by callers that
 	// share a key in process (kumi local, tests).
 	Signer *token.Signer
+	// Bootstrap verifies game servers' registration proofs (internal/serverid) besides the
+	// backends that are verifiers themselves (a local fleet mints per-process secrets); kumi
+	// director sets a TokenReview verifier for the agones backend. With none, no game server can
+	// register, so none can report.
+	Bootstrap []serverid.Verifier
 	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
 	ControlSecret string
 	// AdminToken is used instead of AdminTokenFile when set (kumi local, tests).
@@ -77,28 +85,29 @@ type Config struct {
 // Default returns the defaults: upstream Open Match's backend port 50505 and MMF port 50502.
 func Default() Config {
 	return Config{
-		ControlAddr:      ":50610",
-		AdminAddr:        "127.0.0.1:50611",
-		BackendAddr:      "127.0.0.1:50505",
-		MMFHost:          "127.0.0.1",
-		MMFPort:          50502,
-		Profiles:         DefaultProfiles(),
-		PoolName:         "default",
-		PortName:         "default",
-		TokenIssuer:      token.DefaultIssuer,
-		TokenTTL:         token.DefaultServerTokenTTL,
-		ReportInterval:   time.Second,
-		RebuildTimeout:   3 * time.Second,
-		MaxAllocations:   4,
-		AllocBackoffMax:  5 * time.Second,
-		FetchBackoffMax:  2 * time.Second,
-		MinFetchGap:      10 * time.Millisecond,
-		RPCTimeout:       5 * time.Second,
-		ShutdownGrace:    5 * time.Second,
-		Pool:             pool.DefaultConfig(),
-		PlaceWait:        2 * time.Second,
-		Failover:         FailoverNone,
-		TicketSealMaxAge: 15 * time.Minute,
+		ControlAddr:         ":50610",
+		AdminAddr:           "127.0.0.1:50611",
+		BackendAddr:         "127.0.0.1:50505",
+		MMFHost:             "127.0.0.1",
+		MMFPort:             50502,
+		Profiles:            DefaultProfiles(),
+		PoolName:            "default",
+		PortName:            "default",
+		TokenIssuer:         token.DefaultIssuer,
+		TokenTTL:            token.DefaultServerTokenTTL,
+		ServerCredentialTTL: serverid.DefaultTTL,
+		ReportInterval:      time.Second,
+		RebuildTimeout:      3 * time.Second,
+		MaxAllocations:      4,
+		AllocBackoffMax:     5 * time.Second,
+		FetchBackoffMax:     2 * time.Second,
+		MinFetchGap:         10 * time.Millisecond,
+		RPCTimeout:          5 * time.Second,
+		ShutdownGrace:       5 * time.Second,
+		Pool:                pool.DefaultConfig(),
+		PlaceWait:           2 * time.Second,
+		Failover:            FailoverNone,
+		TicketSealMaxAge:    15 * time.Minute,
 	}
 }
 
@@ -123,6 +132,8 @@ func (c Config) Validate() error {
 		return errors.New("director: profiles is empty: name at least one MatchProfile")
 	case c.PoolName == "":
 		return errors.New("director: pool is empty")
+	case c.ServerCredentialTTL <= 0:
+		return fmt.Errorf("director: server-credential-ttl %s must be > 0", c.ServerCredentialTTL)
 	case c.TokenTTL <= 0:
 		return fmt.Errorf("director: token-ttl %s must be > 0", c.TokenTTL)
 	case c.Signer == nil && c.TokenKeyFile == "":

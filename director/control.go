@@ -8,6 +8,7 @@ import (
 
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/director/pool"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/kumi-dev/kumi/internal/token"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,11 +34,30 @@ func stateOf(s control.ServerState) (pool.State, bool) {
 	return 0, false
 }
 
+// callerIs refuses a call about another server than the caller's verified identity (from its
+// credential, internal/serverid), or (when instance is not "") another instance of it.
+func callerIs(ctx context.Context, server, instance string) error {
+	id, ok := serverid.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "control API: no verified server identity")
+	}
+	if id.Server != server {
+		return status.Errorf(codes.PermissionDenied, "caller is server %q, not %q", id.Server, server)
+	}
+	if instance != "" && id.Instance != instance {
+		return status.Errorf(codes.PermissionDenied, "caller is instance %q of %q, not %q (register again after a restart)", id.Instance, server, instance)
+	}
+	return nil
+}
+
 // Report applies a server's load snapshot to the pool and tells the server whether to drain.
 func (c *controlServer) Report(ctx context.Context, r *control.LoadReport) (*control.ReportReply, error) {
 	d := c.d
 	if r.GetServer() == "" {
 		return nil, status.Error(codes.InvalidArgument, "LoadReport.server is required (the GameServer name)")
+	}
+	if err := callerIs(ctx, r.GetServer(), r.GetInstance()); err != nil {
+		return nil, err
 	}
 	st, ok := stateOf(r.GetState())
 	if !ok {
@@ -85,6 +105,9 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 	if r.GetServer() == "" || r.GetSessionId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "MoveSessionRequest.server and session_id are required")
 	}
+	if err := callerIs(ctx, r.GetServer(), ""); err != nil {
+		return nil, err
+	}
 	for _, p := range r.GetPlayers() {
 		if p == "" {
 			return nil, status.Error(codes.InvalidArgument, "MoveSessionRequest.players has an empty player id")
@@ -98,6 +121,10 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 		d.pokeAll()
 		d.log.Warn("no room to move a session", "server", r.GetServer(), "session", r.GetSessionId())
 		return nil, status.Error(codes.ResourceExhausted, "no other pooled server has a free session slot")
+	case errors.Is(err, pool.ErrNotHosted), errors.Is(err, pool.ErrNotMember):
+		d.m.moves.WithLabelValues("error").Inc()
+		d.log.Warn("move refused: not the caller's session or members", "server", r.GetServer(), "session", r.GetSessionId(), "err", err)
+		return nil, status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, pool.ErrUnknownSession):
 		d.m.moves.WithLabelValues("error").Inc()
 		return nil, status.Error(codes.NotFound, err.Error())

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -192,8 +194,27 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		log.Warn("control API accepts any caller: set -control-secret-file unless players cannot reach it; game servers no backend lists are not adopted")
 	}
 	d.secured = secret != ""
-	d.grpcSrv = grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.UnaryInterceptor(controlauth.UnaryServerInterceptor(secret)))...)
+	// Each game server acts only as itself: Register trades a per-server bootstrap proof for a
+	// credential every other call must carry (internal/serverid); the shared secret, when set,
+	// stays an outer guard against callers that are no game server at all.
+	verifiers := serverid.Verifiers(slices.Clone(cfg.Bootstrap))
+	for _, b := range backends {
+		if v, ok := b.(serverid.Verifier); ok {
+			verifiers = append(verifiers, v)
+		}
+	}
+	issuer, err := serverid.NewIssuer(cfg.ServerCredentialTTL)
+	if err != nil {
+		d.ctlLn.Close()
+		return nil, fmt.Errorf("director: %w", err)
+	}
+	if len(verifiers) == 0 {
+		log.Warn("no bootstrap verifier: game servers cannot register and so cannot report (use the local or agones backend)")
+	}
+	registrar := &serverid.Registrar{Issuer: issuer, Verifier: verifiers, Log: log}
+	d.grpcSrv = grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.ChainUnaryInterceptor(controlauth.UnaryServerInterceptor(secret), registrar.UnaryServerInterceptor()))...)
 	control.RegisterDirectorServer(d.grpcSrv, &controlServer{d: d})
+	control.RegisterIdentityServer(d.grpcSrv, registrar)
 	if cfg.AdminAddr != "" {
 		d.adminLn, err = net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {

@@ -15,10 +15,12 @@ import (
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/controlauth"
 	"github.com/kumi-dev/kumi/internal/kubetest/agonesalloc"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -180,7 +182,8 @@ func poolServer(name string) pool.ServerInfo {
 }
 
 // TestControlAPI checks the game servers' API answers: reports from outside the pool, bad input,
-// and moves with and without room.
+// and moves with and without room; then what a compromised game server holding the shared
+// control secret and its own bootstrap proof cannot do (SECURITY.md's table).
 func TestControlAPI(t *testing.T) {
 	e := newEnv(t)
 	api := agonesalloc.StartCluster(t, "games", agonesalloc.DefaultConfig())
@@ -192,6 +195,10 @@ func TestControlAPI(t *testing.T) {
 	cfg.RebuildTimeout = 0
 	const secret = "control-secret-0123456789"
 	cfg.ControlSecret = secret
+	// Stands in for the agones backend's TokenReview verifier (tested against a real API server
+	// in internal/serverid): one bootstrap secret per game server.
+	var proofs serverid.Secrets
+	cfg.Bootstrap = []serverid.Verifier{&proofs}
 	d, _ := e.startDirector(e.ctx, cfg, kb)
 	ctx := e.ctx
 
@@ -212,7 +219,14 @@ func TestControlAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c := control.NewDirectorClient(conn)
+	// as is game server name's control client, registered with its own bootstrap proof.
+	clients := map[string]*serverid.Client{}
+	as := func(name string) *serverid.Client {
+		if clients[name] == nil {
+			clients[name] = serverid.NewClient(conn, serverid.StaticProof(proofs.Mint(name)))
+		}
+		return clients[name]
+	}
 
 	for _, tc := range []struct {
 		r    *control.LoadReport
@@ -224,7 +238,10 @@ func TestControlAPI(t *testing.T) {
 		{&control.LoadReport{Server: "x", State: control.ServerState_SERVER_STATE_ACCEPTING, Sessions: []*control.SessionLoad{{}}}, codes.InvalidArgument},
 		{&control.LoadReport{Server: "stranger", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}, codes.OK},
 	} {
-		rep, err := c.Report(ctx, tc.r)
+		if tc.r.Server != "" {
+			tc.r.Instance = "ins-" + tc.r.Server
+		}
+		rep, err := as(tc.r.GetServer()).Report(ctx, tc.r)
 		if status.Code(err) != tc.want {
 			t.Errorf("Report(%v) = %v, want %s", tc.r, err, tc.want)
 		}
@@ -240,7 +257,7 @@ func TestControlAPI(t *testing.T) {
 	api.Put(t, allocation.GameServer{Name: "ready-1", State: allocation.StateReady, Address: "10.1.0.9",
 		Ports: []allocation.Port{{Name: "default", Port: 7000}}})
 	for _, n := range []string{"ready-1", "by-hand"} {
-		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Address: "10.1.0.9:7000", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}); err != nil {
+		if _, err := as(n).Report(ctx, &control.LoadReport{Server: n, Instance: "ins-" + n, Address: "10.1.0.9:7000", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 5}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -251,26 +268,26 @@ func TestControlAPI(t *testing.T) {
 		t.Fatal("a server no backend lists, reporting with the secret, was not adopted")
 	}
 	d.Pool().RemoveServer("by-hand")
-	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "x"}); status.Code(err) != codes.InvalidArgument {
+	if _, err := as("stranger").MoveSession(ctx, &control.MoveSessionRequest{Server: "stranger"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("move without session: %v", err)
 	}
-	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "ghost", SessionId: "s"}); status.Code(err) != codes.NotFound {
-		t.Fatalf("move from unknown server: %v", err)
+	if _, err := as("stranger").MoveSession(ctx, &control.MoveSessionRequest{Server: "stranger", SessionId: "s"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("move from a server outside the pool: %v", err)
 	}
 
 	// Two pooled servers; one drains and moves its session to the other.
 	now := time.Now()
 	for _, n := range []string{"one", "two"} {
 		d.Pool().AddServer(poolServer(n), now)
-		if _, err := c.Report(ctx, &control.LoadReport{Server: n, Instance: "ins-" + n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
+		if _, err := as(n).Report(ctx, &control.LoadReport{Server: n, Instance: "ins-" + n, Address: poolServer(n).Address, State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Report(ctx, &control.LoadReport{Server: "one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
+	if _, err := as("one").Report(ctx, &control.LoadReport{Server: "one", Instance: "ins-one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
 		Sessions: []*control.SessionLoad{{SessionId: "s1", Players: []string{"a", "b"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	mv, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s1", Players: []string{"a", "b"}})
+	mv, err := as("one").MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s1", Players: []string{"a", "b"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,11 +301,95 @@ func TestControlAPI(t *testing.T) {
 		}
 	}
 	// "two" is now full: nowhere to move another session.
-	if _, err := c.Report(ctx, &control.LoadReport{Server: "one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
+	if _, err := as("one").Report(ctx, &control.LoadReport{Server: "one", Instance: "ins-one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
 		Sessions: []*control.SessionLoad{{SessionId: "s2", Players: []string{"c"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}}); status.Code(err) != codes.ResourceExhausted {
+	if _, err := as("one").MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}}); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("move with no room: %v", err)
+	}
+
+	// A third server with room hosts s3; "one" is the compromised server below: it holds the
+	// shared secret, its own bootstrap proof and a valid credential of its own.
+	d.Pool().AddServer(pool.ServerInfo{Name: "three", Backend: "agones", Capacity: 4, Address: "127.0.0.1:9003"}, now)
+	if _, err := as("three").Report(ctx, &control.LoadReport{Server: "three", Instance: "ins-three", Address: "127.0.0.1:9003", State: control.ServerState_SERVER_STATE_ACCEPTING, Capacity: 4,
+		Sessions: []*control.SessionLoad{{SessionId: "s3", Players: []string{"v"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ids := control.NewIdentityClient(conn)
+	oneProof := proofs.Mint("one")
+	clients["one"] = serverid.NewClient(conn, serverid.StaticProof(oneProof))
+	reg, err := ids.Register(ctx, &control.RegisterRequest{Server: "one", Instance: "ins-one", Bootstrap: oneProof})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCred := func(cred string) context.Context {
+		return metadata.AppendToOutgoingContext(ctx, serverid.MetadataKey, cred)
+	}
+	other, err := serverid.NewIssuer(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _, err := other.Issue(serverid.Identity{Server: "three", Instance: "ins-three"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := control.NewDirectorClient(conn)
+	threeReport := &control.LoadReport{Server: "three", Instance: "ins-three", Address: "203.0.113.1:9", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 4}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{"shared secret alone reports", func() error {
+			_, err := raw.Report(ctx, threeReport)
+			return err
+		}, codes.Unauthenticated},
+		{"report as another server", func() error {
+			_, err := raw.Report(withCred(reg.GetCredential()), threeReport)
+			return err
+		}, codes.PermissionDenied},
+		{"report as another instance of itself", func() error {
+			_, err := raw.Report(withCred(reg.GetCredential()), &control.LoadReport{Server: "one", Instance: "ins-other", State: control.ServerState_SERVER_STATE_ACCEPTING})
+			return err
+		}, codes.PermissionDenied},
+		{"credential signed by another key", func() error {
+			_, err := raw.Report(withCred(forged), threeReport)
+			return err
+		}, codes.Unauthenticated},
+		{"register as another server with its own proof", func() error {
+			_, err := ids.Register(ctx, &control.RegisterRequest{Server: "three", Instance: "ins-x", Bootstrap: oneProof})
+			return err
+		}, codes.Unauthenticated},
+		{"move another server's session in that server's name", func() error {
+			_, err := raw.MoveSession(withCred(reg.GetCredential()), &control.MoveSessionRequest{Server: "three", SessionId: "s3", Players: []string{"v"}})
+			return err
+		}, codes.PermissionDenied},
+		{"move a session it does not host", func() error {
+			_, err := raw.MoveSession(withCred(reg.GetCredential()), &control.MoveSessionRequest{Server: "one", SessionId: "s3", Players: []string{"v"}})
+			return err
+		}, codes.PermissionDenied},
+		{"move its session with a player who is no member", func() error {
+			_, err := raw.MoveSession(withCred(reg.GetCredential()), &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c", "mallory"}})
+			return err
+		}, codes.PermissionDenied},
+		{"move a session it never had", func() error {
+			_, err := raw.MoveSession(withCred(reg.GetCredential()), &control.MoveSessionRequest{Server: "one", SessionId: "invented", Players: []string{"mallory"}})
+			return err
+		}, codes.NotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); status.Code(err) != tc.want {
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+		})
+	}
+	// None of it changed "three" or its session, and the honest move still works.
+	if srv, ok := d.Pool().SessionServer("s3"); !ok || srv != "three" {
+		t.Fatalf("s3 on %q (%v), want three", srv, ok)
+	}
+	mv, err = as("one").MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}})
+	if err != nil || mv.GetServer() != "three" || len(mv.GetTokens()) != 1 {
+		t.Fatalf("honest move after the attacks: %v %v", mv, err)
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/gameserver/sdk"
 	"github.com/kumi-dev/kumi/internal/controlauth"
+	"github.com/kumi-dev/kumi/internal/serverid"
 )
 
 // SDK is the part of the Agones SDK the game server uses; *sdk.Client implements it (against the
@@ -47,7 +47,11 @@ func (s *Server) dialDeps() error {
 		if err != nil {
 			return fmt.Errorf("gameserver: %w", err)
 		}
-		opts := append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		creds, err := s.cfg.DirectorTLS.DialCredentials()
+		if err != nil {
+			return fmt.Errorf("gameserver: director-tls: %w", err)
+		}
+		opts := append(tracing.DialOptions(), grpc.WithTransportCredentials(creds))
 		if c := controlauth.Credentials(secret); c != nil {
 			opts = append(opts, grpc.WithPerRPCCredentials(c))
 		}
@@ -56,7 +60,20 @@ func (s *Server) dialDeps() error {
 			return fmt.Errorf("gameserver: director %s: %w", s.cfg.Director, err)
 		}
 		s.closers = append(s.closers, conn)
-		s.deps.director = control.NewDirectorClient(conn)
+		// The director acts on a server's behalf only with its credential (internal/serverid).
+		var proof serverid.ProofFunc
+		switch env := os.Getenv(serverid.EnvBootstrap); {
+		case s.cfg.DirectorBootstrapFile != "":
+			proof = serverid.FileProof(s.cfg.DirectorBootstrapFile)
+		case env != "":
+			proof = serverid.StaticProof(env)
+		}
+		if proof == nil {
+			s.log.Warn("no bootstrap proof (director-bootstrap-file or the local fleet's KUMI_SERVER_BOOTSTRAP): the director will refuse this server's reports")
+			s.deps.director = control.NewDirectorClient(conn)
+		} else {
+			s.deps.director = serverid.NewClient(conn, proof)
+		}
 	}
 	if s.cfg.SDK && s.deps.sdk == nil {
 		addr := s.cfg.SDKAddr

@@ -3,6 +3,7 @@ package gameserver
 import (
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"net"
 	"time"
 
@@ -51,10 +52,14 @@ type Config struct {
 	MoveCallTimeout time.Duration `flag:"move-call-timeout" help:"timeout of one MoveSession call to the director"`
 	ExitWhenDrained bool          `flag:"exit-when-drained" help:"stop the process once a drain has emptied the server (after SDK Shutdown)"`
 
-	Director           string        `flag:"director" help:"director control API address (host:port, plaintext gRPC); empty runs without a director: no load reports, drain sends RECONNECT"`
-	DirectorSecretFile string        `flag:"director-secret-file" help:"file with the director's control secret (its -control-secret-file), sent with every control call"`
-	ReportInterval     time.Duration `flag:"report-interval" help:"load report period until the director's reply sets one"`
-	ReportDebounce     time.Duration `flag:"report-debounce" help:"a session start or end triggers a report this much later (changes in between share it)"`
+	Director           string `flag:"director" help:"director control API address (host:port; plaintext gRPC unless director-tls-* is set); empty runs without a director: no load reports, drain sends RECONNECT"`
+	DirectorSecretFile string `flag:"director-secret-file" help:"file with the director's control secret (its -control-secret-file), sent with every control call"`
+	// DirectorBootstrapFile proves this server's identity to the director (internal/serverid).
+	DirectorBootstrapFile string `flag:"director-bootstrap-file" help:"file with this server's bootstrap proof for Identity.Register (on Kubernetes a projected ServiceAccount token with audience kumi-director, re-read at each registration); empty: the KUMI_SERVER_BOOTSTRAP secret a local fleet sets"`
+	// DirectorTLS secures the control link (the credential and tokens cross it).
+	DirectorTLS    tlsconfig.Config `prefix:"director-tls-"`
+	ReportInterval time.Duration    `flag:"report-interval" help:"load report period until the director's reply sets one"`
+	ReportDebounce time.Duration    `flag:"report-debounce" help:"a session start or end triggers a report this much later (changes in between share it)"`
 
 	MetricsAddr string `flag:"metrics-addr" help:"serve Prometheus /metrics over HTTP here (host:port; empty: off); needs a registry that is also a Gatherer"`
 

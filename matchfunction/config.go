@@ -12,6 +12,7 @@ import (
 
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"sigs.k8s.io/yaml"
 )
 
@@ -22,6 +23,12 @@ type Config struct {
 	ProfilesFile string        `flag:"profiles" help:"YAML or JSON file of match profiles (format in matchfunction/doc.go); empty uses the built-in voice and duel profiles"`
 	QueryTimeout time.Duration `flag:"query-timeout" help:"upper bound on querying all pools of one Run call"`
 	MetricsAddr  string        `flag:"metrics-addr" help:"HTTP address serving /metrics (Prometheus) and /healthz; empty disables"`
+	// TLS secures the listener Open Match's core calls (mTLS with tls-client-ca-file).
+	TLS tlsconfig.Config `prefix:"tls-"`
+	// Insecure: the listener carries every waiting ticket's search fields to whoever calls Run.
+	Insecure bool `flag:"insecure" help:"allow a plaintext listener on a non-loopback address (only on a network where nobody but the Open Match core can reach it)"`
+	// QueryTLS secures the connection to Open Match's QueryService.
+	QueryTLS tlsconfig.Config `prefix:"query-tls-"`
 
 	// Profiles are used in addition to ProfilesFile (for callers that build them in code, like
 	// kumi local). When both are empty the built-in DefaultProfiles apply.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,6 +297,21 @@ func TestStartRefusesBadConfig(t *testing.T) {
 	cfg.ListenAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0"
 	if _, err := matchfunction.Start(t.Context(), quietLog(), cfg, nil); err == nil || !strings.Contains(err.Error(), "cannot be gathered") {
 		t.Fatalf("metrics-addr with a nil registerer: %v", err)
+	}
+	// Every waiting ticket's search fields go to whoever calls Run: no plaintext listener other
+	// hosts can reach unless --insecure says the network is trusted.
+	for _, addr := range []string{":50502", "0.0.0.0:0", "10.0.0.1:50502"} {
+		cfg = matchfunction.Default()
+		cfg.ListenAddr = addr
+		if _, err := matchfunction.Start(t.Context(), quietLog(), cfg, nil); err == nil || !strings.Contains(err.Error(), "without TLS") {
+			t.Errorf("plaintext listen-addr %s: %v", addr, err)
+		}
+	}
+	cfg = matchfunction.Default()
+	cfg.ListenAddr = "127.0.0.1:0"
+	cfg.QueryTLS.CAFile = filepath.Join(t.TempDir(), "missing-ca.pem")
+	if _, err := matchfunction.Start(t.Context(), quietLog(), cfg, nil); err == nil || !strings.Contains(err.Error(), "query-tls") {
+		t.Fatalf("unreadable query-tls CA: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
@@ -13,7 +14,6 @@ import (
 	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Server is a running match function: a gRPC server for openmatch.MatchFunction plus its
@@ -36,7 +36,18 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if cfg.QueryAddr == "" {
 		return nil, errors.New("matchfunction: query-addr is required (the Open Match QueryService host:port)")
 	}
-	conn, err := grpc.NewClient(cfg.QueryAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err := tlsconfig.CheckListen("matchfunction: listen-addr", cfg.ListenAddr, cfg.TLS.Enabled(), cfg.Insecure); err != nil {
+		return nil, err
+	}
+	serverCreds, err := cfg.TLS.ServerCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("matchfunction: tls: %w", err)
+	}
+	queryCreds, err := cfg.QueryTLS.DialCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("matchfunction: query-tls: %w", err)
+	}
+	conn, err := grpc.NewClient(cfg.QueryAddr, append(tracing.DialOptions(), grpc.WithTransportCredentials(queryCreds))...)
 	if err != nil {
 		return nil, fmt.Errorf("matchfunction: query-addr %q: %w", cfg.QueryAddr, err)
 	}
@@ -67,7 +78,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, err
 		}
 	}
-	gs := grpc.NewServer(tracing.ServerOptions()...)
+	gs := grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds))...)
 	openmatch.RegisterMatchFunctionServer(gs, h)
 	s := &Server{lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)

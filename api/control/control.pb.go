@@ -531,6 +531,125 @@ func (x *MoveSessionReply) GetTokens() []*PlayerToken {
 	return nil
 }
 
+type RegisterRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The GameServer name the caller claims to be.
+	Server string `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	// The caller's instance id (LoadReport.instance), bound into the credential.
+	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	// Proof that the caller is that server: on Kubernetes a projected ServiceAccount token of the
+	// GameServer's pod (audience "kumi-director"), in a local fleet the one-time-per-process secret
+	// the fleet gave that process. Never a secret shared by several servers.
+	Bootstrap     string `protobuf:"bytes,3,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRequest) Reset() {
+	*x = RegisterRequest{}
+	mi := &file_api_control_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRequest) ProtoMessage() {}
+
+func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_control_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
+func (*RegisterRequest) Descriptor() ([]byte, []int) {
+	return file_api_control_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RegisterRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetInstance() string {
+	if x != nil {
+		return x.Instance
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetBootstrap() string {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return ""
+}
+
+type RegisterReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A director-signed credential naming server and instance; sent as gRPC metadata
+	// "kumi-server-credential" on every Director call. Register again before expiry.
+	Credential    string                 `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	Expiry        *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterReply) Reset() {
+	*x = RegisterReply{}
+	mi := &file_api_control_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterReply) ProtoMessage() {}
+
+func (x *RegisterReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_control_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterReply.ProtoReflect.Descriptor instead.
+func (*RegisterReply) Descriptor() ([]byte, []int) {
+	return file_api_control_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RegisterReply) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *RegisterReply) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
 var File_api_control_control_proto protoreflect.FileDescriptor
 
 const file_api_control_control_proto_rawDesc = "" +
@@ -573,12 +692,23 @@ const file_api_control_control_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x124\n" +
-	"\x06tokens\x18\x04 \x03(\v2\x1c.kumi.control.v1.PlayerTokenR\x06tokens*}\n" +
+	"\x06tokens\x18\x04 \x03(\v2\x1c.kumi.control.v1.PlayerTokenR\x06tokens\"c\n" +
+	"\x0fRegisterRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\tR\binstance\x12\x1c\n" +
+	"\tbootstrap\x18\x03 \x01(\tR\tbootstrap\"c\n" +
+	"\rRegisterReply\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\tR\n" +
+	"credential\x122\n" +
+	"\x06expiry\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry*}\n" +
 	"\vServerState\x12\x1c\n" +
 	"\x18SERVER_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SERVER_STATE_ACCEPTING\x10\x01\x12\x19\n" +
 	"\x15SERVER_STATE_DRAINING\x10\x02\x12\x19\n" +
-	"\x15SERVER_STATE_STOPPING\x10\x032\xa6\x01\n" +
+	"\x15SERVER_STATE_STOPPING\x10\x032X\n" +
+	"\bIdentity\x12L\n" +
+	"\bRegister\x12 .kumi.control.v1.RegisterRequest\x1a\x1e.kumi.control.v1.RegisterReply2\xa6\x01\n" +
 	"\bDirector\x12C\n" +
 	"\x06Report\x12\x1b.kumi.control.v1.LoadReport\x1a\x1c.kumi.control.v1.ReportReply\x12U\n" +
 	"\vMoveSession\x12#.kumi.control.v1.MoveSessionRequest\x1a!.kumi.control.v1.MoveSessionReplyB&Z$github.com/kumi-dev/kumi/api/controlb\x06proto3"
@@ -596,7 +726,7 @@ func file_api_control_control_proto_rawDescGZIP() []byte {
 }
 
 var file_api_control_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_control_control_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_api_control_control_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_api_control_control_proto_goTypes = []any{
 	(ServerState)(0),              // 0: kumi.control.v1.ServerState
 	(*SessionLoad)(nil),           // 1: kumi.control.v1.SessionLoad
@@ -605,26 +735,31 @@ var file_api_control_control_proto_goTypes = []any{
 	(*MoveSessionRequest)(nil),    // 4: kumi.control.v1.MoveSessionRequest
 	(*PlayerToken)(nil),           // 5: kumi.control.v1.PlayerToken
 	(*MoveSessionReply)(nil),      // 6: kumi.control.v1.MoveSessionReply
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*RegisterRequest)(nil),       // 7: kumi.control.v1.RegisterRequest
+	(*RegisterReply)(nil),         // 8: kumi.control.v1.RegisterReply
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_api_control_control_proto_depIdxs = []int32{
-	7, // 0: kumi.control.v1.SessionLoad.started:type_name -> google.protobuf.Timestamp
-	0, // 1: kumi.control.v1.LoadReport.state:type_name -> kumi.control.v1.ServerState
-	1, // 2: kumi.control.v1.LoadReport.sessions:type_name -> kumi.control.v1.SessionLoad
-	7, // 3: kumi.control.v1.LoadReport.time:type_name -> google.protobuf.Timestamp
-	8, // 4: kumi.control.v1.ReportReply.report_interval:type_name -> google.protobuf.Duration
-	7, // 5: kumi.control.v1.PlayerToken.expiry:type_name -> google.protobuf.Timestamp
-	5, // 6: kumi.control.v1.MoveSessionReply.tokens:type_name -> kumi.control.v1.PlayerToken
-	2, // 7: kumi.control.v1.Director.Report:input_type -> kumi.control.v1.LoadReport
-	4, // 8: kumi.control.v1.Director.MoveSession:input_type -> kumi.control.v1.MoveSessionRequest
-	3, // 9: kumi.control.v1.Director.Report:output_type -> kumi.control.v1.ReportReply
-	6, // 10: kumi.control.v1.Director.MoveSession:output_type -> kumi.control.v1.MoveSessionReply
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	9,  // 0: kumi.control.v1.SessionLoad.started:type_name -> google.protobuf.Timestamp
+	0,  // 1: kumi.control.v1.LoadReport.state:type_name -> kumi.control.v1.ServerState
+	1,  // 2: kumi.control.v1.LoadReport.sessions:type_name -> kumi.control.v1.SessionLoad
+	9,  // 3: kumi.control.v1.LoadReport.time:type_name -> google.protobuf.Timestamp
+	10, // 4: kumi.control.v1.ReportReply.report_interval:type_name -> google.protobuf.Duration
+	9,  // 5: kumi.control.v1.PlayerToken.expiry:type_name -> google.protobuf.Timestamp
+	5,  // 6: kumi.control.v1.MoveSessionReply.tokens:type_name -> kumi.control.v1.PlayerToken
+	9,  // 7: kumi.control.v1.RegisterReply.expiry:type_name -> google.protobuf.Timestamp
+	7,  // 8: kumi.control.v1.Identity.Register:input_type -> kumi.control.v1.RegisterRequest
+	2,  // 9: kumi.control.v1.Director.Report:input_type -> kumi.control.v1.LoadReport
+	4,  // 10: kumi.control.v1.Director.MoveSession:input_type -> kumi.control.v1.MoveSessionRequest
+	8,  // 11: kumi.control.v1.Identity.Register:output_type -> kumi.control.v1.RegisterReply
+	3,  // 12: kumi.control.v1.Director.Report:output_type -> kumi.control.v1.ReportReply
+	6,  // 13: kumi.control.v1.Director.MoveSession:output_type -> kumi.control.v1.MoveSessionReply
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_api_control_control_proto_init() }
@@ -638,9 +773,9 @@ func file_api_control_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_control_control_proto_rawDesc), len(file_api_control_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_api_control_control_proto_goTypes,
 		DependencyIndexes: file_api_control_control_proto_depIdxs,

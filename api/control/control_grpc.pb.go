@@ -26,6 +26,116 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	Identity_Register_FullMethodName = "/kumi.control.v1.Identity/Register"
+)
+
+// IdentityClient is the client API for Identity service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Served by the director, called by game servers before any Director call: trades a bootstrap
+// proof for a short-lived per-server credential (internal/serverid).
+type IdentityClient interface {
+	// Fails with Unauthenticated when the proof does not prove the named server.
+	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterReply, error)
+}
+
+type identityClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewIdentityClient(cc grpc.ClientConnInterface) IdentityClient {
+	return &identityClient{cc}
+}
+
+func (c *identityClient) Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterReply)
+	err := c.cc.Invoke(ctx, Identity_Register_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// IdentityServer is the server API for Identity service.
+// All implementations must embed UnimplementedIdentityServer
+// for forward compatibility.
+//
+// Served by the director, called by game servers before any Director call: trades a bootstrap
+// proof for a short-lived per-server credential (internal/serverid).
+type IdentityServer interface {
+	// Fails with Unauthenticated when the proof does not prove the named server.
+	Register(context.Context, *RegisterRequest) (*RegisterReply, error)
+	mustEmbedUnimplementedIdentityServer()
+}
+
+// UnimplementedIdentityServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedIdentityServer struct{}
+
+func (UnimplementedIdentityServer) Register(context.Context, *RegisterRequest) (*RegisterReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Register not implemented")
+}
+func (UnimplementedIdentityServer) mustEmbedUnimplementedIdentityServer() {}
+func (UnimplementedIdentityServer) testEmbeddedByValue()                  {}
+
+// UnsafeIdentityServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to IdentityServer will
+// result in compilation errors.
+type UnsafeIdentityServer interface {
+	mustEmbedUnimplementedIdentityServer()
+}
+
+func RegisterIdentityServer(s grpc.ServiceRegistrar, srv IdentityServer) {
+	// If the following call panics, it indicates UnimplementedIdentityServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Identity_ServiceDesc, srv)
+}
+
+func _Identity_Register_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServer).Register(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Identity_Register_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServer).Register(ctx, req.(*RegisterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Identity_ServiceDesc is the grpc.ServiceDesc for Identity service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Identity_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "kumi.control.v1.Identity",
+	HandlerType: (*IdentityServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Register",
+			Handler:    _Identity_Register_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "api/control/control.proto",
+}
+
+const (
 	Director_Report_FullMethodName      = "/kumi.control.v1.Director/Report"
 	Director_MoveSession_FullMethodName = "/kumi.control.v1.Director/MoveSession"
 )
@@ -34,11 +144,14 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Served by the director, called by game servers.
+// Served by the director, called by game servers. Every call carries the caller's credential from
+// Identity.Register; the director acts only on the caller's own server and its sessions.
 type DirectorClient interface {
-	// Fails with FailedPrecondition when this director is not the leader (the caller retries).
+	// Fails with FailedPrecondition when this director is not the leader (the caller retries), with
+	// PermissionDenied when server or instance is not the caller's own.
 	Report(ctx context.Context, in *LoadReport, opts ...grpc.CallOption) (*ReportReply, error)
-	// Fails with ResourceExhausted when no other server has room: the server then sends RECONNECT.
+	// Fails with ResourceExhausted when no other server has room: the server then sends RECONNECT;
+	// with PermissionDenied when the session is not the caller's or a player is not its member.
 	MoveSession(ctx context.Context, in *MoveSessionRequest, opts ...grpc.CallOption) (*MoveSessionReply, error)
 }
 
@@ -74,11 +187,14 @@ func (c *directorClient) MoveSession(ctx context.Context, in *MoveSessionRequest
 // All implementations must embed UnimplementedDirectorServer
 // for forward compatibility.
 //
-// Served by the director, called by game servers.
+// Served by the director, called by game servers. Every call carries the caller's credential from
+// Identity.Register; the director acts only on the caller's own server and its sessions.
 type DirectorServer interface {
-	// Fails with FailedPrecondition when this director is not the leader (the caller retries).
+	// Fails with FailedPrecondition when this director is not the leader (the caller retries), with
+	// PermissionDenied when server or instance is not the caller's own.
 	Report(context.Context, *LoadReport) (*ReportReply, error)
-	// Fails with ResourceExhausted when no other server has room: the server then sends RECONNECT.
+	// Fails with ResourceExhausted when no other server has room: the server then sends RECONNECT;
+	// with PermissionDenied when the session is not the caller's or a player is not its member.
 	MoveSession(context.Context, *MoveSessionRequest) (*MoveSessionReply, error)
 	mustEmbedUnimplementedDirectorServer()
 }

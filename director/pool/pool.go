@@ -108,6 +108,12 @@ func (e *ShortError) Is(target error) bool { return target == ErrNoRoom }
 // ErrUnknownSession means a move named a session the pool does not hold on that server.
 var ErrUnknownSession = errors.New("pool: unknown session")
 
+// ErrNotHosted means a move named a session the moving server does not host.
+var ErrNotHosted = errors.New("pool: session not hosted by that server")
+
+// ErrNotMember means a move named a player who is not a member of the session.
+var ErrNotMember = errors.New("pool: player not a member of the session")
+
 // ServerInfo is what an allocation (or a listed GameServer) tells the pool about a server.
 type ServerInfo struct {
 	Name    string
@@ -193,6 +199,8 @@ type session struct {
 	expires           time.Time
 	// members maps player id to the expiry of its reservation; zero once a report showed it joined.
 	members map[string]time.Time
+	// movedFrom is the server the session was last moved away from: only it may repeat the move.
+	movedFrom string
 }
 
 // Pool is the director's second-tier pool.

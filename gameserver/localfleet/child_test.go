@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/gameserver/sdk"
+	"github.com/kumi-dev/kumi/internal/serverid"
 )
 
 // childEnv makes the test binary act as a minimal game server when the fleet runs it.
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // runChild is a tiny real game server speaking the SDK: it reads its UDP port from
 // GetGameServer, binds it, calls Ready and pings Health, and obeys datagram commands:
-// "ping" → "pong <name>", "stop-health", "exit" (crash), "shutdown" (SDK Shutdown),
+// "ping" → "pong <name>", "bootstrap" → its bootstrap secret, "stop-health", "exit" (crash), "shutdown" (SDK Shutdown),
 // "ignore-term" (survive SIGTERM, to test the SIGKILL after the grace).
 func runChild() int {
 	sigs := make(chan os.Signal, 1)
@@ -86,6 +87,8 @@ func runChild() int {
 		switch cmd := strings.TrimSpace(string(buf[:n])); cmd {
 		case "ping":
 			reply = "pong " + name
+		case "bootstrap":
+			reply = os.Getenv(serverid.EnvBootstrap)
 		case "stop-health":
 			stopHealth()
 		case "exit":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"io"
 	"log/slog"
 	"maps"
@@ -48,6 +49,9 @@ type Fleet struct {
 	backoff      time.Duration // pause before the next start after servers died before Ready
 	nextStart    time.Time
 	startPending bool
+
+	// secrets holds each live process's own bootstrap secret for the director (VerifyBootstrap).
+	secrets serverid.Secrets
 
 	kickc chan struct{}
 	wg    sync.WaitGroup
@@ -294,9 +298,12 @@ func (f *Fleet) startServer(ctx context.Context) error {
 		return fmt.Errorf("SDK endpoint for %s: %w", name, err)
 	}
 	cmd := exec.Command(f.command[0], f.command[1:]...)
+	// Each process gets a secret of its own, which proves to the director only its own name;
+	// the environment reaches only this process and its children (and the same user's /proc).
 	cmd.Env = append(os.Environ(),
 		sdk.EnvGRPCHost+"=127.0.0.1",
 		sdk.EnvGRPCPort+"="+strconv.Itoa(srv.Port()),
+		serverid.EnvBootstrap+"="+f.secrets.Mint(name),
 	)
 	cmd.Env = append(cmd.Env, f.cfg.Env...)
 	out := f.cfg.Output
@@ -308,6 +315,7 @@ func (f *Fleet) startServer(ctx context.Context) error {
 	cmd.WaitDelay = time.Second
 	setDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
+		f.secrets.Forget(name)
 		stopSDK()
 		_ = srv.Wait()
 		return fmt.Errorf("start %q for %s: %w", f.command[0], name, err)
@@ -419,6 +427,7 @@ func (f *Fleet) remove(s *server, reason string) {
 	_ = s.sdk.Wait()
 	f.mu.Lock()
 	delete(f.servers, s.name)
+	f.secrets.Forget(s.name)
 	f.notify(s, true)
 	f.mu.Unlock()
 	f.log.Info("game server deleted", "gameserver", s.name, "reason", reason)
@@ -598,3 +607,9 @@ func labelsMatch(gs *sdkpb.GameServer, matchLabels map[string]string) bool {
 
 // Command is the command line each game server runs with.
 func (f *Fleet) Command() []string { return slices.Clone(f.command) }
+
+// VerifyBootstrap implements serverid.Verifier for the director: proof must be the secret this
+// fleet gave the process of server, which is still a member of the fleet.
+func (f *Fleet) VerifyBootstrap(ctx context.Context, server, proof string) error {
+	return f.secrets.VerifyBootstrap(ctx, server, proof)
+}

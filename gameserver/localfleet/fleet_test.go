@@ -410,6 +410,40 @@ func counterVecReason(t *testing.T, reg *prometheus.Registry, reason string) pro
 	return nil
 }
 
+// TestBootstrapSecretPerProcess: each process gets a secret of its own that proves its name, and
+// only its name, to the director (serverid.Verifier), until the process is removed.
+func TestBootstrapSecretPerProcess(t *testing.T) {
+	h := startFleet(t, fleetConfig(t))
+	h.until("2 Ready", readyN(2))
+	list, _ := h.f.List(context.Background(), nil)
+	a, b := list[0], list[1]
+	secretA, secretB := send(t, a.Ports[0].Port, "bootstrap"), send(t, b.Ports[0].Port, "bootstrap")
+	if secretA == "" || secretA == secretB {
+		t.Fatalf("secrets %q and %q: want two different ones", secretA, secretB)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		server, proof string
+		ok            bool
+	}{
+		{a.Name, secretA, true},
+		{b.Name, secretB, true},
+		{b.Name, secretA, false},
+		{a.Name, secretB, false},
+	} {
+		if err := h.f.VerifyBootstrap(ctx, tc.server, tc.proof); (err == nil) != tc.ok {
+			t.Errorf("VerifyBootstrap(%s) = %v, want ok=%v", tc.server, err, tc.ok)
+		}
+	}
+	if got := send(t, a.Ports[0].Port, "shutdown"); got != "ok" {
+		t.Fatalf("shutdown: %q", got)
+	}
+	h.waitDeleted(a.Name)
+	if err := h.f.VerifyBootstrap(ctx, a.Name, secretA); err == nil {
+		t.Fatal("a removed process's secret still proves its name")
+	}
+}
+
 func TestShutdownRemovesServer(t *testing.T) {
 	cfg := fleetConfig(t)
 	cfg.BufferSize = 1
