@@ -4,16 +4,23 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"sync"
 	"time"
 
+	"gocloud.dev/blob"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kumi-dev/kumi/builds"
+	"github.com/kumi-dev/kumi/internal/config"
 )
 
 // Resources the reconciler manages.
@@ -39,6 +46,9 @@ type Reconciler struct {
 	cfg   Config
 	store *builds.Store
 	dyn   dynamic.Interface
+
+	mu   sync.Mutex
+	last time.Time // end of the last successful Sync
 }
 
 // NewReconciler returns a reconciler of the builds in store onto the cluster dyn reaches.
@@ -97,6 +107,11 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 			firstErr = err
 		}
 	}
+	if firstErr == nil {
+		r.mu.Lock()
+		r.last = time.Now()
+		r.mu.Unlock()
+	}
 	return firstErr
 }
 
@@ -136,4 +151,71 @@ func (r *Reconciler) prune(ctx context.Context, res schema.GroupVersionResource,
 		r.log.Info("build deleted: removed its object", "resource", res.Resource, "name", o.GetName(), "sha256", o.GetAnnotations()["kumi.dev/sha256"])
 	}
 	return nil
+}
+
+// ReconcileConfig is every setting of `kumi builds reconcile`.
+type ReconcileConfig struct {
+	Kubeconfig string        `flag:"kubeconfig" help:"kubeconfig file; empty: the in-cluster service account"`
+	HealthAddr string        `flag:"health-addr" help:"address of /healthz (200 while the last sync succeeded within 3 intervals); empty: none"`
+	Interval   time.Duration `flag:"interval" help:"how often the bucket is listed and the Fleets reconciled"`
+	Fleet      Config        `prefix:""`
+}
+
+// DefaultReconcile returns the defaults: in-cluster, every 10 s, Default() Fleets.
+func DefaultReconcile() ReconcileConfig {
+	return ReconcileConfig{Interval: 10 * time.Second, HealthAddr: ":9104", Fleet: Default()}
+}
+
+// RunReconciler opens the bucket and the cluster and reconciles until ctx ends. Callers import
+// the blob drivers the bucket URL needs.
+func RunReconciler(ctx context.Context, log *slog.Logger, cfg ReconcileConfig) error {
+	config.Log(ctx, log, "builds-reconcile", cfg)
+	if cfg.Interval <= 0 {
+		return fmt.Errorf("fleet: interval %s: want > 0", cfg.Interval)
+	}
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return fmt.Errorf("fleet: kubernetes config: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	b, err := blob.OpenBucket(ctx, cfg.Fleet.Bucket)
+	if err != nil {
+		return fmt.Errorf("fleet: bucket %s: %w", cfg.Fleet.Bucket, err)
+	}
+	defer b.Close()
+	r := NewReconciler(log, cfg.Fleet, builds.NewStore(b, builds.DefaultLimits(), ""), dyn)
+	if cfg.HealthAddr != "" {
+		// Who reaches it: the kubelet's probes (and anyone in the cluster); it tells only whether
+		// the last sync is fresh.
+		srv := &http.Server{Addr: cfg.HealthAddr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if last := r.LastSync(); time.Since(last) > 3*cfg.Interval {
+				http.Error(w, "no successful sync since "+last.Format(time.RFC3339), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})}
+		ln, err := net.Listen("tcp", cfg.HealthAddr)
+		if err != nil {
+			return fmt.Errorf("fleet: health: %w", err)
+		}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+	}
+	return r.Run(ctx, cfg.Interval)
+}
+
+// LastSync is when the last Sync without error ended (zero before the first).
+func (r *Reconciler) LastSync() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
 }
