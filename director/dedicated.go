@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -93,6 +94,8 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if err := builds.CheckWeights(dg.weights); err != nil {
 		return fmt.Errorf("director: dedicated game %q: %w", g.Game, err)
 	}
+	// Logged from this copy: once the traffic watcher runs, dg.weights is written under dg.mu.
+	startWeights := maps.Clone(dg.weights)
 	d.dedicated.mu.Lock()
 	if d.dedicated.games == nil {
 		d.dedicated.games = map[string]*dedicated{}
@@ -111,7 +114,7 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 		src := *g.Traffic
 		d.goRun("dedicated traffic "+g.Game, func() error { d.watchTraffic(ctx, g.Profile, dg, src); return nil })
 	}
-	d.log.Info("serving a game on dedicated servers", "game", g.Game, "profile", g.Profile, "warm", g.Warm, "weights", dg.weights)
+	d.log.Info("serving a game on dedicated servers", "game", g.Game, "profile", g.Profile, "warm", g.Warm, "weights", startWeights)
 	return nil
 }
 
