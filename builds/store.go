@@ -377,3 +377,29 @@ func (s *Store) Open(ctx context.Context, tenant, sha string) (Manifest, *blob.R
 	}
 	return m, r, nil
 }
+
+// ListAll returns every tenant's builds (for the cluster's Fleet reconciler, which serves all
+// studios), ordered by tenant then newest first.
+func (s *Store) ListAll(ctx context.Context) ([]Manifest, error) {
+	it := s.b.List(&blob.ListOptions{Prefix: "tenants/", Delimiter: "/"})
+	var out []Manifest
+	for {
+		obj, err := it.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("builds: listing tenants: %w", err)
+		}
+		tenant := strings.TrimSuffix(strings.TrimPrefix(obj.Key, "tenants/"), "/")
+		if !obj.IsDir || !ValidTenant(tenant) {
+			continue
+		}
+		ms, err := s.List(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
+}

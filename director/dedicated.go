@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -32,6 +33,9 @@ type DedicatedGame struct {
 	Warm int
 	// Versions are the build versions that may serve matches, with their starting weights.
 	Versions []DedicatedVersion
+	// Traffic, when set, is where the weights live (weights.go): the builds bucket, written by the
+	// builds API. The starting weights stand until a traffic document is stored.
+	Traffic *TrafficSource
 }
 
 // DedicatedVersion is one build version of a game and where its servers come from.
@@ -65,6 +69,9 @@ type dedicated struct {
 	mu      sync.Mutex
 	weights map[string]int
 	warm    map[string]chan allocation.Status // version -> allocated, not yet used servers
+	// trafficErr is why the last stored traffic document was refused (nil: none refused since
+	// the last good one); guarded by mu.
+	trafficErr error
 }
 
 // ServeDedicated starts serving a game's matches on dedicated servers: a refill loop per version
@@ -72,6 +79,9 @@ type dedicated struct {
 func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if g.Game == "" || g.Profile == "" || g.Warm < 1 || len(g.Versions) == 0 {
 		return fmt.Errorf("director: dedicated game %q: game, profile, warm >= 1 and a version are required", g.Game)
+	}
+	if g.Traffic != nil && (g.Traffic.Bucket == nil || !builds.ValidTenant(g.Traffic.Tenant)) {
+		return fmt.Errorf("director: dedicated game %q: a traffic source needs a bucket and a valid tenant", g.Game)
 	}
 	dg := &dedicated{game: g, weights: map[string]int{}, warm: map[string]chan allocation.Status{}}
 	for _, v := range g.Versions {
@@ -84,6 +94,8 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if err := builds.CheckWeights(dg.weights); err != nil {
 		return fmt.Errorf("director: dedicated game %q: %w", g.Game, err)
 	}
+	// Logged from this copy: once the traffic watcher runs, dg.weights is written under dg.mu.
+	startWeights := maps.Clone(dg.weights)
 	d.dedicated.mu.Lock()
 	if d.dedicated.games == nil {
 		d.dedicated.games = map[string]*dedicated{}
@@ -98,7 +110,11 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 		d.goRun("dedicated refill "+g.Game+"/"+v.Version, func() error { d.refillDedicated(ctx, dg, v); return nil })
 	}
 	d.goRun("dedicated match "+g.Profile, func() error { d.matchLoop(ctx, g.Profile); return nil })
-	d.log.Info("serving a game on dedicated servers", "game", g.Game, "profile", g.Profile, "warm", g.Warm, "weights", dg.weights)
+	if g.Traffic != nil {
+		src := *g.Traffic
+		d.goRun("dedicated traffic "+g.Game, func() error { d.watchTraffic(ctx, g.Profile, dg, src); return nil })
+	}
+	d.log.Info("serving a game on dedicated servers", "game", g.Game, "profile", g.Profile, "warm", g.Warm, "weights", startWeights)
 	return nil
 }
 

@@ -20,17 +20,52 @@ import (
 // traffic weights pick; moving the weights to a new version moves the next matches at once, and so
 // does rolling back. The versions' servers are real game-server processes of two local fleets.
 func TestDedicatedVersions(t *testing.T) {
+	r := newDedicatedRig(t, nil)
+	d, prof := r.d, r.prof
+	r.check("v1 at 100%", "v1", r.play(2))
+	if err := d.SetDedicatedWeights(prof, map[string]int{"v1": 0, "v2": 100}); err != nil {
+		t.Fatal(err)
+	}
+	r.check("v2 at 100%", "v2", r.play(2))
+	if err := d.SetDedicatedWeights(prof, map[string]int{"v1": 100, "v2": 0}); err != nil {
+		t.Fatal(err)
+	}
+	r.check("rolled back", "v1", r.play(1))
+
+	for _, bad := range []map[string]int{{"v1": 0, "v2": 0}, {"v1": -5, "v2": 100}, {"v3": 100}} {
+		if err := d.SetDedicatedWeights(prof, bad); err == nil {
+			t.Errorf("weights %v accepted", bad)
+		}
+	}
+}
+
+// dedicatedRig is a director serving the 2-player game "Duel" on dedicated servers of two
+// versions, v1 (starting weight 100) and v2 (0), each a local fleet of real game-server processes.
+type dedicatedRig struct {
+	t      *testing.T
+	e      *env
+	d      *director.Director
+	prof   string
+	v1, v2 *localfleet.Fleet
+	n      int
+	ts     *tickets
+	verify *token.Verifier
+}
+
+const rigGame, rigPlayers = "Duel", 2
+
+// newDedicatedRig starts the rig; traffic, when set, is the game's weights source.
+func newDedicatedRig(t *testing.T, traffic *director.TrafficSource) *dedicatedRig {
 	e := newEnv(t)
-	const game, players = "Duel", 2
-	prof := matchfunction.GameProfile(game, players)
+	prof := matchfunction.GameProfile(rigGame, rigPlayers)
 	// A match function serving both the env's voice profile and the game's.
 	mfCfg := matchfunction.Default()
 	mfCfg.ListenAddr, mfCfg.QueryAddr = "127.0.0.1:0", e.om.QueryAddr()
 	mfCfg.Profiles = []matchfunction.Profile{prof}
 	ctx, cancel := context.WithCancel(e.ctx)
-	defer cancel()
 	mmf, err := matchfunction.Start(ctx, testLog(t), mfCfg, prometheus.NewRegistry())
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); _ = mmf.Wait() })
@@ -45,93 +80,73 @@ func TestDedicatedVersions(t *testing.T) {
 	cfg.Profiles = []string{"unused"} // the voice loop finds no profile here; only the game's matters
 	cfg.PlaceWait = 30 * time.Second
 	d, _ := e.startDirector(ctx, cfg, voice)
-	if err := d.ServeDedicated(ctx, director.DedicatedGame{Game: game, Profile: prof.Name, Warm: 1, Versions: []director.DedicatedVersion{
-		{Version: "v1", Weight: 100, Backend: v1}, {Version: "v2", Weight: 0, Backend: v2}}}); err != nil {
+	if err := d.ServeDedicated(ctx, director.DedicatedGame{Game: rigGame, Profile: prof.Name, Warm: 1, Traffic: traffic,
+		Versions: []director.DedicatedVersion{{Version: "v1", Weight: 100, Backend: v1}, {Version: "v2", Weight: 0, Backend: v2}}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a warm v1 server", time.Minute, func() bool { return d.WarmDedicated(prof.Name, "v1") == 1 })
 	waitFor(t, "a warm v2 server", time.Minute, func() bool { return d.WarmDedicated(prof.Name, "v2") == 1 })
-
-	ts := e.tickets()
-	n := 0
-	play := func(matches int) []*assignment {
-		for range matches * players {
-			n++
-			createGameTicket(t, e, ts, "p"+strconv.Itoa(n), game)
-		}
-		return ts.await(matches*players, 2*time.Minute)
-	}
 	verifier, err := token.NewVerifier(ctx, token.VerifierConfig{Keys: []token.PublicKey{e.signer.PublicKey()}, Issuer: token.DefaultIssuer,
 		AnyAudience: true, MaxTokenBytes: 8192, Leeway: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverOf := func(a *assignment) string {
-		_, p, _ := net.SplitHostPort(a.conn)
-		for _, f := range []*localfleet.Fleet{v1, v2} {
-			for _, s := range f.Servers() {
-				if strconv.Itoa(s.Port) == p {
-					return s.Name
-				}
-			}
-		}
-		return ""
-	}
-	// fleetOf names the fleet whose server holds the assignment's address.
-	fleetOf := func(a *assignment) string {
-		_, p, _ := net.SplitHostPort(a.conn)
-		for name, f := range map[string]*localfleet.Fleet{"v1": v1, "v2": v2} {
-			for _, s := range f.Servers() {
-				if strconv.Itoa(s.Port) == p {
-					return name
-				}
-			}
-		}
-		return "none"
-	}
-	check := func(step, want string, got []*assignment) {
-		t.Helper()
-		perServer := map[string]map[string]bool{} // conn -> sessions
-		perSession := map[string]int{}
-		for _, a := range got {
-			if f := fleetOf(a); f != want {
-				t.Errorf("%s: player %s placed on %s (%s), want %s", step, a.player, f, a.conn, want)
-			}
-			// The token is for the server the match landed on, and its session.
-			c, err := verifier.VerifyServerToken(a.token, serverOf(a))
-			if err != nil || c.SessionID != a.session || c.PlayerID != a.player {
-				t.Errorf("%s: player %s token for %s: %+v, %v", step, a.player, serverOf(a), c, err)
-			}
-			if perServer[a.conn] == nil {
-				perServer[a.conn] = map[string]bool{}
-			}
-			perServer[a.conn][a.session] = true
-			perSession[a.session]++
-		}
-		for conn, ss := range perServer {
-			if len(ss) != 1 {
-				t.Errorf("%s: server %s holds %d matches, want 1", step, conn, len(ss))
-			}
-		}
-		for s, k := range perSession {
-			if k != players {
-				t.Errorf("%s: session %s has %d players, want %d", step, s, k, players)
-			}
-		}
-	}
-	check("v1 at 100%", "v1", play(2))
-	if err := d.SetDedicatedWeights(prof.Name, map[string]int{"v1": 0, "v2": 100}); err != nil {
-		t.Fatal(err)
-	}
-	check("v2 at 100%", "v2", play(2))
-	if err := d.SetDedicatedWeights(prof.Name, map[string]int{"v1": 100, "v2": 0}); err != nil {
-		t.Fatal(err)
-	}
-	check("rolled back", "v1", play(1))
+	return &dedicatedRig{t: t, e: e, d: d, prof: prof.Name, v1: v1, v2: v2, ts: e.tickets(), verify: verifier}
+}
 
-	for _, bad := range []map[string]int{{"v1": 0, "v2": 0}, {"v1": -5, "v2": 100}, {"v3": 100}} {
-		if err := d.SetDedicatedWeights(prof.Name, bad); err == nil {
-			t.Errorf("weights %v accepted", bad)
+// play files the tickets of that many matches and waits for their assignments.
+func (r *dedicatedRig) play(matches int) []*assignment {
+	for range matches * rigPlayers {
+		r.n++
+		createGameTicket(r.t, r.e, r.ts, "p"+strconv.Itoa(r.n), rigGame)
+	}
+	return r.ts.await(matches*rigPlayers, 2*time.Minute)
+}
+
+// server returns the fleet ("v1", "v2" or "none") and server name holding an assignment's address.
+func (r *dedicatedRig) server(a *assignment) (string, string) {
+	_, p, _ := net.SplitHostPort(a.conn)
+	for name, f := range map[string]*localfleet.Fleet{"v1": r.v1, "v2": r.v2} {
+		for _, s := range f.Servers() {
+			if strconv.Itoa(s.Port) == p {
+				return name, s.Name
+			}
+		}
+	}
+	return "none", ""
+}
+
+// check asserts that every assignment is on version want, one match per server, with a token for
+// that server and session.
+func (r *dedicatedRig) check(step, want string, got []*assignment) {
+	t := r.t
+	t.Helper()
+	perServer := map[string]map[string]bool{} // conn -> sessions
+	perSession := map[string]int{}
+	for _, a := range got {
+		f, srv := r.server(a)
+		if f != want {
+			t.Errorf("%s: player %s placed on %s (%s), want %s", step, a.player, f, a.conn, want)
+		}
+		// The token is for the server the match landed on, and its session.
+		c, err := r.verify.VerifyServerToken(a.token, srv)
+		if err != nil || c.SessionID != a.session || c.PlayerID != a.player {
+			t.Errorf("%s: player %s token for %s: %+v, %v", step, a.player, srv, c, err)
+		}
+		if perServer[a.conn] == nil {
+			perServer[a.conn] = map[string]bool{}
+		}
+		perServer[a.conn][a.session] = true
+		perSession[a.session]++
+	}
+	for conn, ss := range perServer {
+		if len(ss) != 1 {
+			t.Errorf("%s: server %s holds %d matches, want 1", step, conn, len(ss))
+		}
+	}
+	for s, k := range perSession {
+		if k != rigPlayers {
+			t.Errorf("%s: session %s has %d players, want %d", step, s, k, rigPlayers)
 		}
 	}
 }

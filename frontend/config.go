@@ -100,8 +100,10 @@ func Default() Config {
 
 // DefaultAttributes is the default allow-list. Attributes that decide who meets whom (the chat
 // group's voice room, the party, the skill a match is balanced on) come from verified claims of the
-// player token, so knowing a group id is not enough to join its room; the rest the client chooses.
-const DefaultAttributes = "mode:string,region:string,chat_group:string@groups,party:string@party,party_size:number=1..64,skill:number@skill,ranked:bool"
+// player token, so knowing a group id is not enough to join its room; the rest the client chooses,
+// game among them: the uploaded build (project) a player queues for on dedicated servers
+// (matchfunction.GameAttribute), matched only with players of the same game.
+const DefaultAttributes = "mode:string,region:string,game:string,chat_group:string@groups,party:string@party,party_size:number=1..64,skill:number@skill,ranked:bool"
 
 func (c *Config) validate() error {
 	if err := c.Store.validate(); err != nil {

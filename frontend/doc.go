@@ -36,7 +36,7 @@
 //
 // # Authenticated attributes
 //
-// Each allowed attribute is either client-chosen (mode, region, ranked: a player may pick any
+// Each allowed attribute is either client-chosen (mode, region, game, ranked: a player may pick any
 // allowed value) or comes from a claim of the verified player token, written name:type@claim in
 // the attributes flag. The default (DefaultAttributes) sources the attributes that decide who
 // meets whom:

@@ -30,6 +30,36 @@ var monitoringAPI = []string{"--api-versions", "monitoring.coreos.com/v1/Service
 // existingSecret, ServiceMonitor on (plus the Agones dependency on and file-based player keys).
 func chartMatrix() []chartCase {
 	return []chartCase{
+		{name: "builds on", set: []string{"builds.enabled=true", "builds.jwt.jwksUrl=https://id.example/jwks.json", "builds.bucket=gs://studio-builds"},
+			check: func(t *testing.T, objs []*unstructured.Unstructured) {
+				api := containerArgs(t, find(t, objs, "Deployment", "kumi-builds"))
+				for _, want := range []string{"builds", "-bucket=gs://studio-builds", "-jwt-jwks-url=https://id.example/jwks.json"} {
+					if !slices.Contains(api, want) {
+						t.Errorf("builds API args lack %s: %v", want, api)
+					}
+				}
+				find(t, objs, "Service", "kumi-builds")
+				rec := containerArgs(t, find(t, objs, "Deployment", "kumi-builds-reconciler"))
+				for _, want := range []string{"reconcile", "-runtime-class=kata", "-namespace=kumi-builds", "-bucket=gs://studio-builds"} {
+					if !slices.Contains(rec, want) {
+						t.Errorf("reconciler args lack %s: %v", want, rec)
+					}
+				}
+				role := find(t, objs, "Role", "kumi-builds-reconciler")
+				rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+				var res []string
+				for _, r := range rules {
+					for _, x := range r.(map[string]any)["resources"].([]any) {
+						res = append(res, x.(string))
+					}
+				}
+				if slices.Sort(res); !slices.Equal(res, []string{"fleets", "networkpolicies"}) {
+					t.Errorf("reconciler Role grants %v, want fleets and networkpolicies only", res)
+				}
+				if role.GetNamespace() != "kumi-builds" {
+					t.Errorf("reconciler Role in %q, want the build namespace", role.GetNamespace())
+				}
+			}},
 		{name: "defaults", check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			d := find(t, objs, "Deployment", "kumi-director")
 			if r, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas"); r != 2 {
@@ -238,6 +268,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"no player keys", []string{"frontend.jwt.jwksUrl="}, "frontend.jwt.jwksUrl or frontend.jwt.publicKeys must be set"},
 		{"two Open Match cores", []string{"open-match.enabled=true"}, "pick one Open Match core"},
 		{"no core at all", []string{"openmatch.embedded=false"}, "openmatch.external."},
+		{"builds without developer keys", []string{"builds.enabled=true"}, "builds.jwt.jwksUrl or builds.jwt.publicKeys is required"},
+		{"builds without a runtime class", []string{"builds.enabled=true", "builds.jwt.jwksUrl=https://id.example/jwks.json", "builds.reconciler.runtimeClassName="}, "runtimeClassName"},
 		{"two directors without a Lease", []string{"director.leaderElection.enabled=false"}, "needs director.leaderElection.enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -315,7 +347,7 @@ func TestChartDependencies(t *testing.T) {
 // and no API token where a component does not call the API.
 func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Helper()
-	apiCallers := map[string]bool{"kumi-director": true, "kumi-nodeoperator": true}
+	apiCallers := map[string]bool{"kumi-director": true, "kumi-nodeoperator": true, "kumi-builds-reconciler": true}
 	for _, o := range objs {
 		var podPath []string
 		switch o.GetKind() {

@@ -38,11 +38,11 @@ type Config struct {
 	Bucket           string   `flag:"bucket" help:"bucket URL builds are fetched from"`
 	BucketSecret     string   `flag:"bucket-secret" help:"Secret with read-only bucket credentials, mounted into the fetch init container only"`
 	FetchCIDRs       []string `flag:"fetch-cidrs" help:"CIDRs of the storage endpoints the init container may reach on 443 (default: Google's private.googleapis.com)"`
-	Replicas         int32    `flag:"replicas" help:"ready servers per build version (the director's pool refills on top)"`
+	Replicas         int      `flag:"replicas" help:"ready servers per build version (the director's pool refills on top)"`
 	CPU              string   `flag:"cpu" help:"CPU request and limit of a build's server"`
 	Memory           string   `flag:"memory" help:"memory request and limit of a build's server"`
 	Scratch          string   `flag:"scratch" help:"size limit of the unpacked build and its writes (emptyDir)"`
-	GamePort         int32    `flag:"game-port" help:"containerPort of the game's UDP port (hostPort is chosen by Agones)"`
+	GamePort         int      `flag:"game-port" help:"containerPort of the game's UDP port (hostPort is chosen by Agones)"`
 	JWKSURL          string   `flag:"jwks-url" help:"JWKS URL of the director's server-token keys, for the wrapper's admission"`
 }
 
@@ -140,6 +140,9 @@ func Labels(m builds.Manifest) map[string]string {
 
 // Render returns the Fleet and NetworkPolicy running build m.
 func Render(cfg Config, m builds.Manifest) (*Fleet, *networkingv1.NetworkPolicy, error) {
+	if cfg.Replicas < 0 || cfg.GamePort < 1 || cfg.GamePort > 65535 {
+		return nil, nil, fmt.Errorf("fleet: replicas %d and game port %d: want replicas >= 0 and a port in 1-65535", cfg.Replicas, cfg.GamePort)
+	}
 	if cfg.RuntimeClassName == "" {
 		return nil, nil, fmt.Errorf("fleet: runtime class is required: uploaded builds never run on the node's kernel")
 	}
@@ -191,7 +194,7 @@ func Render(cfg Config, m builds.Manifest) (*Fleet, *networkingv1.NetworkPolicy,
 				Name: "server", Image: cfg.Image,
 				Args: append([]string{"gameserver", "wrap", "-sandbox=" + "pod", "-jwt-jwks-url=" + cfg.JWKSURL,
 					"-listen-addr=0.0.0.0:" + fmt.Sprint(cfg.GamePort)}, common...),
-				Ports:           []corev1.ContainerPort{{Name: "game", ContainerPort: cfg.GamePort, Protocol: corev1.ProtocolUDP}},
+				Ports:           []corev1.ContainerPort{{Name: "game", ContainerPort: int32(cfg.GamePort), Protocol: corev1.ProtocolUDP}},
 				SecurityContext: secure,
 				Resources:       corev1.ResourceRequirements{Requests: limits, Limits: limits},
 				VolumeMounts:    []corev1.VolumeMount{{Name: "work", MountPath: "/work"}, {Name: "tmp", MountPath: "/tmp"}},
@@ -207,11 +210,11 @@ func Render(cfg Config, m builds.Manifest) (*Fleet, *networkingv1.NetworkPolicy,
 		TypeMeta:   metav1.TypeMeta{APIVersion: "agones.dev/v1", Kind: "Fleet"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: cfg.Namespace, Labels: labels, Annotations: map[string]string{"kumi.dev/sha256": m.SHA256}},
 		Spec: FleetSpec{
-			Replicas: cfg.Replicas, Scheduling: "Packed",
+			Replicas: int32(cfg.Replicas), Scheduling: "Packed",
 			Template: GameServerTemplate{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: GameServerSpec{
-					Ports:    []GameServerPort{{Name: "default", PortPolicy: "Dynamic", ContainerPort: cfg.GamePort, Protocol: "UDP", Container: "server"}},
+					Ports:    []GameServerPort{{Name: "default", PortPolicy: "Dynamic", ContainerPort: int32(cfg.GamePort), Protocol: "UDP", Container: "server"}},
 					Health:   Health{PeriodSeconds: 5, FailureThreshold: 3, InitialDelaySeconds: 60},
 					Counters: map[string]CounterStatus{"sessions": {Count: 0, Capacity: 1}},
 					Template: pod,

@@ -21,6 +21,7 @@ import (
 	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/kumi-dev/kumi/builds"
+	"github.com/kumi-dev/kumi/builds/fleet"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/token"
 )
@@ -44,7 +45,8 @@ type buildsUploadFlags struct {
 	Entrypoint string `flag:"entrypoint" help:"server binary inside the archive when it is not <Project>/Binaries/Linux/<Project>Server"`
 }
 
-// runBuilds is `kumi builds [serve] | token | upload`: the builds API, a developer token for local
+// runBuilds is `kumi builds [serve] | reconcile | token | upload`: the builds API, the Fleet
+// reconciler (builds/fleet), a developer token for local
 // use, and an upload client (a .tar.gz, a .zip, or a directory packed as .tar.gz on the fly).
 func runBuilds(ctx context.Context, log *slog.Logger, args []string) error {
 	sub := "serve"
@@ -63,6 +65,16 @@ func runBuilds(ctx context.Context, log *slog.Logger, args []string) error {
 		}
 		cfg.JWT.Log = log
 		return builds.Run(ctx, log, cfg)
+	case "reconcile":
+		cfg := fleet.DefaultReconcile()
+		fs := flag.NewFlagSet("builds reconcile", flag.ContinueOnError)
+		if err := config.Bind(fs, "", &cfg); err != nil {
+			return err
+		}
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return fleet.RunReconciler(ctx, log, cfg)
 	case "token":
 		cfg := buildsTokenFlags{Key: token.PrivateKeyFile, Issuer: token.DefaultIssuer, Subject: "developer",
 			Scope: builds.ScopeWrite, TTL: time.Hour}

@@ -9,6 +9,7 @@ import (
 	"github.com/kumi-dev/kumi/bench/e2e"
 	"github.com/kumi-dev/kumi/bench/spiky"
 	"github.com/kumi-dev/kumi/builds"
+	"github.com/kumi-dev/kumi/builds/fleet"
 	"github.com/kumi-dev/kumi/director"
 	"github.com/kumi-dev/kumi/director/agones"
 	"github.com/kumi-dev/kumi/frontend"
@@ -44,6 +45,7 @@ func configDocs() []struct {
 		{"kumi gameserver", func() any { c := gameserver.Default(); return &c }},
 		{"kumi gameserver wrap", func() any { c := wrap.Default(); return &c }},
 		{"kumi builds", func() any { c := builds.Default(); return &c }},
+		{"kumi builds reconcile", func() any { c := fleet.DefaultReconcile(); return &c }},
 		{"kumi token keygen", func() any { c := token.DefaultKeygenConfig(); return &c }},
 		{"kumi token issue", func() any { c := token.DefaultIssueConfig(); return &c }},
 		{"kumi token verify", func() any { return &tokenVerifyFlags{Verifier: token.DefaultVerifierConfig()} }},
