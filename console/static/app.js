@@ -87,7 +87,8 @@ function renderWeights(backends) {
       const label = el('label', '', b.name);
       input = el('input');
       Object.assign(input, {type: 'number', name: b.name, min: '0', max: '100', step: '0.01'});
-      input.addEventListener('input', () => { input.dataset.dirty = '1'; });
+      // Once the operator is at a field, incoming states no longer overwrite it.
+      for (const ev of ['focus', 'input']) input.addEventListener(ev, () => { input.dataset.dirty = '1'; });
       label.append(input, el('span', '', '%'));
       box.append(label);
     }
