@@ -204,7 +204,9 @@ func New(log *slog.Logger, src Source, cfg Config) (*Console, error) {
 		cop: http.NewCrossOriginProtection(), done: make(chan struct{})}
 	_, _ = rand.Read(c.key) // crypto/rand.Read never fails
 	c.mux.HandleFunc("GET /{$}", c.page)
-	c.mux.Handle("GET /static/", http.FileServerFS(static))
+	for _, f := range []string{"static/app.js", "static/app.css"} {
+		c.mux.HandleFunc("GET /"+f, func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, static, f) })
+	}
 	c.mux.HandleFunc("GET /state", c.authed(c.state))
 	c.mux.HandleFunc("GET /events", c.authed(c.events))
 	c.mux.HandleFunc("PUT /weights", c.changing(c.authed(c.weights)))
@@ -331,6 +333,12 @@ func (c *Console) state(w http.ResponseWriter, r *http.Request) {
 // with a comment line now and then so proxies keep the connection.
 func (c *Console) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
+	// A listener's ReadTimeout would otherwise end the stream: net/http cancels a request whose
+	// connection's read deadline passes while the handler runs.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		httpError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
