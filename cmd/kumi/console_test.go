@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kumi-dev/kumi/local"
@@ -78,36 +76,33 @@ func TestConsoleInChromium(t *testing.T) {
 	bctx, bcancel := chromedp.NewContext(actx)
 	defer bcancel()
 
+	// Every console message (console API calls, uncaught exceptions, the browser log: failed loads,
+	// CSP violations) from the start of the page; warnings and worse are failures.
 	var mu sync.Mutex
 	var problems []string
-	chromedp.ListenTarget(bctx, func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.APITypeError || ev.Type == runtime.APITypeAssert || ev.Type == runtime.APITypeWarning {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, string(a.Value)+a.Description)
-				}
-				problems = append(problems, fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " ")))
+	messages := chromedp.Console(bctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return // the browser stopped with the test
 			}
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, "exception: "+ev.ExceptionDetails.Error())
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.LevelError {
-				problems = append(problems, fmt.Sprintf("%s %s: %s %s", ev.Entry.Source, ev.Entry.Level, ev.Entry.Text, ev.Entry.URL))
+			if m.IsException() || m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
+				mu.Unlock()
 			}
 		}
-	})
-	// The page is live once the event stream delivered a state: the pool summary is filled in.
-	if err := chromedp.Run(bctx,
-		log.Enable(),
-		chromedp.Navigate(consoleURL[1]),
-		chromedp.WaitVisible(`#servers .card`),
-		chromedp.Poll(`document.getElementById('conn').textContent === 'live'`, nil, chromedp.WithPollingTimeout(60*time.Second)),
-	); err != nil {
+	}()
+	poll := func(expr string) error {
+		_, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(60*time.Second)))
+		return err
+	}
+	// The page is live once the event stream is open and a state drew the server cards.
+	if err := chromedp.Do(bctx, chromedp.Navigate(consoleURL[1]), chromedp.WaitVisible(`#servers .card`)); err != nil {
 		t.Fatalf("console page: %v", err)
+	}
+	if err := poll(`document.getElementById('conn').textContent === 'live'`); err != nil {
+		t.Fatalf("console event stream: %v", err)
 	}
 
 	// The cards name the servers the director reports. The pool can change between the two reads
@@ -116,7 +111,7 @@ func TestConsoleInChromium(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pool = admin.poolNames(ctx, t)
-		if err := chromedp.Run(bctx, chromedp.Evaluate(`[...document.querySelectorAll('#servers .card h3')].map(e => e.textContent)`, &cards)); err != nil {
+		if cards, err = chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#servers .card h3')].map(e => e.textContent)`)); err != nil {
 			t.Fatal(err)
 		}
 		if slices.Equal(cards, pool) && len(pool) > 0 {
@@ -132,35 +127,37 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 
-	// Change the weight in the page: type it, submit the form, wait for the page to confirm.
+	// Change the weight in the page: type it, submit the form, wait for the page's answer.
 	backend := "kumi" // the local fleet's name, kumi local's only backend
 	if w := admin.weights(ctx, t); w[backend] != 100 {
 		t.Fatalf("weights before the change %v, want %s at 100", w, backend)
 	}
 	input := fmt.Sprintf(`#weights input[name=%q]`, backend)
-	var status, class string
-	if err := chromedp.Run(bctx,
+	if err := chromedp.Do(bctx,
 		chromedp.WaitVisible(input),
 		chromedp.Focus(input), // a focused field keeps what is typed while states arrive
 		chromedp.SetValue(input, ""),
 		chromedp.SendKeys(input, "37.5"),
 		chromedp.Click(`#weights button[type=submit]`),
-		chromedp.Poll(`document.getElementById('weights-status').className !== 'status'`, nil, chromedp.WithPollingTimeout(30*time.Second)),
-		chromedp.Text(`#weights-status`, &status),
-		chromedp.Evaluate(`document.getElementById('weights-status').className`, &class),
 	); err != nil {
 		t.Fatalf("weight change in the page: %v", err)
 	}
-	if class != "status ok" {
-		t.Fatalf("the page refused the weight change: %q", status)
+	if err := poll(`document.getElementById('weights-status').className !== 'status'`); err != nil {
+		t.Fatalf("the page did not answer the weight change: %v", err)
+	}
+	status, err := chromedp.Run(bctx, chromedp.Text(`#weights-status`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	class, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('weights-status').className`))
+	if err != nil || class != "status ok" {
+		t.Fatalf("the page refused the weight change: %q (%v)", status, err)
 	}
 	if w := admin.weights(ctx, t); w[backend] != 37.5 {
 		t.Fatalf("GET /weights after the page's change: %v (page said %q), want %s at 37.5", w, status, backend)
 	}
 	// The event stream brings the change back into the page (the backend panel shows it).
-	if err := chromedp.Run(bctx, chromedp.Poll(
-		`document.querySelector('#backends [data-backend="kumi"]').textContent.includes('weight 37.5%')`, nil,
-		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := poll(`document.querySelector('#backends [data-backend="kumi"]').textContent.includes('weight 37.5%')`); err != nil {
 		t.Fatalf("the page did not show the new weight: %v", err)
 	}
 
