@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/kumi-dev/kumi/console"
 )
 
 // weightsBody is the admin API's weights document: backend → percent (0.01 resolution).
@@ -33,6 +35,7 @@ const maxAdminBody = 1 << 16
 //	GET  /pool                     → servers, their state and free slots, sessions, groups
 //	POST /drain    {"server": NAME} → {"draining": NAME}: the server leaves the pool at once, finishes
 //	                                 or moves its sessions, then exits; 404 if it is not in the pool
+//	/console/...                   the live console (console/): its own login, see below
 //
 // Errors are {"error": "..."} with 400 (bad body), 401 (missing or wrong token), 403 (browser
 // origin), 404, 415 (body not application/json). Draining one server, exactly as the node operator
@@ -57,20 +60,11 @@ func (d *Director) adminHandler(adminToken string) http.Handler {
 		if !decodeBody(w, r, &body, `{"weights": {"<backend>": <percent>}}`) {
 			return
 		}
-		units := make(map[string]int, len(body.Weights))
-		for b, p := range body.Weights {
-			u, err := PercentToUnits(p)
-			if err != nil {
-				httpError(w, http.StatusBadRequest, fmt.Sprintf("weights[%q]: %v", b, err))
-				return
-			}
-			units[b] = u
-		}
-		if err := d.SetWeights(units); err != nil {
+		if err := d.setWeightsPercent(body.Weights); err != nil {
 			httpError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		d.log.Info("traffic weights set through the admin API", "weights", FormatWeights(units), "from", r.RemoteAddr)
+		d.log.Info("traffic weights set through the admin API", "weights", FormatWeights(d.pool.Weights()), "from", r.RemoteAddr)
 		writeJSON(w, http.StatusOK, d.weightsDoc())
 	})
 	mux.HandleFunc("GET /pool", func(w http.ResponseWriter, r *http.Request) {
@@ -104,10 +98,31 @@ func (d *Director) adminHandler(adminToken string) http.Handler {
 		}
 		d.m.drains.WithLabelValues(b).Inc()
 		d.log.Info("draining server on request", "server", name, "from", r.RemoteAddr)
+		d.noteDrain(name, "admin API")
 		writeJSON(w, http.StatusOK, map[string]string{"draining": name})
 	})
 	want := []byte("Bearer " + adminToken)
+	// The live console (console/) shares the listener under /console/ with its own authentication:
+	// a page that holds no data, then a session cookie a POST /console/login gives for the same
+	// admin token in a JSON body (a browser's EventSource cannot send the bearer header). It is
+	// dispatched before the checks below, which would refuse every browser request.
+	consoleCfg := console.Default()
+	consoleCfg.AdminToken, consoleCfg.Path, consoleCfg.Title = adminToken, "/console/", "kumi director"
+	cons, err := console.New(d.log.With("part", "console"), consoleSource{d}, consoleCfg)
+	if err != nil {
+		panic(err) // the settings above are constant and valid
+	}
+	d.console = cons
+	consoleHandler := http.StripPrefix("/console", cons)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/console":
+			http.Redirect(w, r, "/console/", http.StatusSeeOther)
+			return
+		case strings.HasPrefix(r.URL.Path, "/console/"):
+			consoleHandler.ServeHTTP(w, r)
+			return
+		}
 		if r.Header.Get("Origin") != "" {
 			// Browsers send Origin on cross-origin and on every non-GET request; tools do not.
 			httpError(w, http.StatusForbidden, "the admin API does not serve browsers (request has an Origin header)")

@@ -120,6 +120,7 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 		d.m.moves.WithLabelValues("no_room").Inc()
 		d.pokeAll()
 		d.log.Warn("no room to move a session", "server", r.GetServer(), "session", r.GetSessionId())
+		d.noteMoveFailed(r.GetServer(), r.GetSessionId())
 		return nil, status.Error(codes.ResourceExhausted, "no other pooled server has a free session slot")
 	case errors.Is(err, pool.ErrNotHosted), errors.Is(err, pool.ErrNotMember):
 		d.m.moves.WithLabelValues("error").Inc()
@@ -145,6 +146,7 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 	}
 	d.m.moves.WithLabelValues("moved").Inc()
 	d.log.Info("session moved", "session", pl.SessionID, "from", r.GetServer(), "to", pl.Server, "players", len(r.GetPlayers()))
+	d.noteMove(r.GetServer(), pl.Server, pl.SessionID, len(r.GetPlayers()))
 	if bl := d.backends[pl.Backend]; bl != nil {
 		bl.poke()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kumi-dev/kumi/allocation"
 	"github.com/kumi-dev/kumi/api/control"
+	"github.com/kumi-dev/kumi/console"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/controlauth"
@@ -56,6 +57,10 @@ type Director struct {
 	// dedicated are the games served on dedicated servers (dedicated.go), by profile.
 	dedicated dedicatedGames
 	mainDone  chan struct{} // closed when the match, refill and housekeeping loops have ended
+	// events are the latest drains, moves and weight changes the live console shows (events.go).
+	events eventLog
+	// console is the live console on the admin listener (nil without one); see admin.go.
+	console *console.Console
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -228,6 +233,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		d.admin = &http.Server{Handler: d.adminHandler(adminToken), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+		// Shutdown waits for handlers: the console's event streams end when it starts.
+		d.admin.RegisterOnShutdown(d.console.Close)
 		if cfg.TLS.Enabled() {
 			if d.admin.TLSConfig, err = cfg.TLS.Server(); err != nil {
 				return nil, fmt.Errorf("director: tls: %w", err)
@@ -354,6 +361,7 @@ func (d *Director) SetWeights(w map[string]int) error {
 		return err
 	}
 	d.log.Info("traffic weights changed", "weights", FormatWeights(d.pool.Weights()))
+	d.noteWeights()
 	for _, bl := range d.backends {
 		bl.poke()
 	}
@@ -453,6 +461,7 @@ func (d *Director) housekeep(ctx context.Context) {
 			for _, name := range d.pool.ScaleIn(now) {
 				d.m.drains.WithLabelValues(d.backendOf(name)).Inc()
 				d.log.Info("draining server on scale-in", "server", name)
+				d.noteDrain(name, "scale-in")
 			}
 		}
 	}

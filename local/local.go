@@ -58,6 +58,7 @@ type Config struct {
 	ControlAddr    string `flag:"director-addr" help:"director control API address game servers report to"`
 	AdminAddr      string `flag:"admin-addr" help:"director admin HTTP API address (weights, pool, drain)"`
 	MetricsAddr    string `flag:"metrics-addr" help:"Prometheus /metrics of every in-process component (empty: off)"`
+	ConsoleAddr    string `flag:"console-addr" help:"live console web page (pool, sessions, weights); loopback only, no login (empty: off)"`
 	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
 	LogFile        string `flag:"log-file" help:"file receiving every component's log at info level, game servers' included (empty: kumi.log in the key dir); the terminal shows warnings and the progress"`
 
@@ -99,6 +100,7 @@ func Default() Config {
 		ControlAddr:    "127.0.0.1:50610",
 		AdminAddr:      "127.0.0.1:50611",
 		MetricsAddr:    "127.0.0.1:9090",
+		ConsoleAddr:    "127.0.0.1:50612",
 		Dedicated:      DefaultDedicated(),
 	}
 }
@@ -144,6 +146,8 @@ type Stack struct {
 	AdminToken string
 	// ServerKID is the kid of the director's server-token key (public half: server.pub.pem).
 	ServerKID string
+	// ConsoleURL is the live console's page ("" when Config.ConsoleAddr is empty).
+	ConsoleURL string
 
 	waits []func() error
 }
@@ -339,6 +343,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		return fail(fmt.Errorf("director: %w", err))
 	}
 	s.waits = append(s.waits, s.Director.Wait)
+	if err := s.startConsole(ctx, log.With("component", "console"), cfg.ConsoleAddr); err != nil {
+		return fail(err)
+	}
 	s.waits = append(s.waits, func() error { cancel(); return nil })
 	if err := s.waitWarm(ctx, min(cfg.Capacity, cfg.Servers*cfg.Capacity/2)); err != nil {
 		return fail(err)

@@ -111,6 +111,9 @@ func (s *Stack) PrintEndpoints(w io.Writer) {
 	if s.Metrics != nil {
 		fmt.Fprintf(w, "  metrics           http://%s/metrics\n", s.Metrics.Addr())
 	}
+	if s.ConsoleURL != "" {
+		fmt.Fprintf(w, "  console: %s (live pool and weights; open to this machine only)\n", s.ConsoleURL)
+	}
 	fmt.Fprintf(w, "  game servers      local fleet %q of `kumi gameserver` processes (UDP on 127.0.0.1)\n", s.Fleet.Name())
 	fmt.Fprintf(w, "  dev keys          %s (player.key.pem signs player tokens: go run ./examples/client -key %s/player.key.pem -frontend %s)\n",
 		s.KeyDir, s.KeyDir, s.Frontend.GRPCAddr())

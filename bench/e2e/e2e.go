@@ -62,7 +62,7 @@ func Default() Config {
 		&lc.ControlAddr, &lc.AdminAddr} {
 		*a = "127.0.0.1:0"
 	}
-	lc.FrontendHTTP, lc.MetricsAddr = "", ""
+	lc.FrontendHTTP, lc.MetricsAddr, lc.ConsoleAddr = "", "", ""
 	lc.Capacity, lc.Servers, lc.MaxServers = 200, 2, 10
 	return Config{
 		Rate:       100,

@@ -38,17 +38,8 @@ func fakeUEBuild(t testing.TB, project string) string {
 
 // localBuildConfig is `kumi local --build` on free ports, with this test binary as kumi.
 func localBuildConfig(t *testing.T, archive string, unsafe bool) local.Config {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := local.Default()
-	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.KeyDir = t.TempDir()
-	cfg.GameServerCommand = []string{exe, "gameserver"}
-	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
+	cfg := testLocalConfig(t)
+	cfg.Players = local.Default().Players
 	cfg.Dedicated.Build = archive
 	cfg.Dedicated.UnsafeNoSandbox = unsafe
 	return cfg

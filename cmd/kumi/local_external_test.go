@@ -42,6 +42,7 @@ func TestLocalExternalOpenMatch(t *testing.T) {
 	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = core.FrontendAddr(), core.BackendAddr(), core.QueryAddr()
 	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConsoleAddr = "127.0.0.1:0"
 	cfg.KeyDir = filepath.Join(t.TempDir(), "keys")
 	cfg.GameServerCommand = []string{exe, "gameserver"}
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}

@@ -43,6 +43,7 @@ func TestLocalCrowd(t *testing.T) {
 	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConsoleAddr = "127.0.0.1:0"
 	cfg.KeyDir = filepath.Join(t.TempDir(), "not", "yet") // created by kumi local
 	cfg.GameServerCommand = []string{exe, "gameserver"}
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
@@ -170,6 +171,7 @@ func TestLocalKeyDirCleanup(t *testing.T) {
 			cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 			cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 			cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+			cfg.ConsoleAddr = "127.0.0.1:0"
 			exe, err := os.Executable()
 			if err != nil {
 				t.Fatal(err)

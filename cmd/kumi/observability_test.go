@@ -58,6 +58,7 @@ func TestObservabilityMetricNamesExist(t *testing.T) {
 	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConsoleAddr = "127.0.0.1:0"
 	cfg.KeyDir = t.TempDir()
 	cfg.GameServerCommand = []string{exe, "gameserver"}
 	// Info level: each game server logs where its /metrics listens.

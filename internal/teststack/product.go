@@ -87,7 +87,7 @@ func StartProduct(t testing.TB) *Product {
 		&cfg.FrontendAddr, &cfg.ControlAddr, &cfg.AdminAddr} {
 		*a = "127.0.0.1:0"
 	}
-	cfg.FrontendHTTP, cfg.MetricsAddr = "", ""
+	cfg.FrontendHTTP, cfg.MetricsAddr, cfg.ConsoleAddr = "", "", ""
 	cfg.KeyDir = t.TempDir()
 	cfg.Capacity, cfg.MaxMembers, cfg.GroupSize = 8, ProductMaxMembers, ProductMaxMembers
 	cfg.Servers, cfg.MaxServers = 2, 4
