@@ -364,8 +364,9 @@ func (d *Director) assignmentGroups(ctx context.Context, pl pool.Placement, ids,
 	placeSpan := trace.SpanFromContext(ctx)
 	for i := range ids {
 		var tp string
-		span := placeSpan
+		span, own := placeSpan, false // spans may be uncomparable: track ownership, don't compare
 		if tps[i] != "" {
+			own = true
 			// The ticket's own sampling decision (its traceparent's flag) rules this span.
 			_, span = tracer().Start(tracing.ContextWith(context.Background(), tps[i]), "director.AssignTicket",
 				trace.WithLinks(trace.Link{SpanContext: placeSpan.SpanContext()}),
@@ -374,7 +375,7 @@ func (d *Director) assignmentGroups(ctx context.Context, pl pool.Placement, ids,
 		}
 		tok, claims, err := d.signer.IssueServerToken(token.ServerClaims{PlayerID: players[i], SessionID: pl.SessionID,
 			Server: pl.Server, Instance: inst, ExpiresAt: now.Add(d.cfg.TokenTTL), TraceParent: tp})
-		if span != placeSpan {
+		if own {
 			span.End()
 		}
 		if err != nil {
