@@ -90,10 +90,11 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 	defer stop()
 	// The cycle is its own trace (it serves many tickets); it links to each ticket it matched, and
 	// the core's FetchMatches and the match function's Run continue it through gRPC metadata.
-	fctx, span := tracer().Start(fctx, "director.FetchMatches", trace.WithAttributes(tracing.Profile.String(profile)))
+	// A new variable, not fctx: the AfterFunc above reads fctx from another goroutine.
+	sctx, span := tracer().Start(fctx, "director.FetchMatches", trace.WithAttributes(tracing.Profile.String(profile)))
 	defer span.End()
 	ctx = trace.ContextWithSpan(ctx, span)
-	stream, err := d.om.FetchMatches(fctx, &openmatch.FetchMatchesRequest{
+	stream, err := d.om.FetchMatches(sctx, &openmatch.FetchMatchesRequest{
 		Config:  &openmatch.FunctionConfig{Host: d.cfg.MMFHost, Port: int32(d.cfg.MMFPort), Type: openmatch.FunctionConfig_GRPC},
 		Profile: &openmatch.MatchProfile{Name: profile},
 	})

@@ -128,9 +128,10 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 
 	// Change the weight in the page: type it, submit the form, wait for the page's answer.
-	backend := "kumi" // the local fleet's name, kumi local's only backend
-	if w := admin.weights(ctx, t); w[backend] != 100 {
-		t.Fatalf("weights before the change %v, want %s at 100", w, backend)
+	// kumi local has one backend, its local fleet ("local:kumi"), at the whole weight.
+	const backend = "local:kumi"
+	if w := admin.weights(ctx, t); len(w) != 1 || w[backend] != 100 {
+		t.Fatalf("weights before the change %v, want only %s at 100", w, backend)
 	}
 	input := fmt.Sprintf(`#weights input[name=%q]`, backend)
 	if err := chromedp.Do(bctx,

@@ -90,7 +90,8 @@ func TestLocalCrowd(t *testing.T) {
 	if len(sum.Drained) != 1 || sum.Moves == 0 || sum.Reconnects > sum.LateTotal {
 		t.Errorf("scale-in drained %v with %d moves and %d reconnects (late members %d); want one drain whose sessions all move", sum.Drained, sum.Moves, sum.Reconnects, sum.LateTotal)
 	}
-	if sum.Player.FramesReceived == 0 || sum.Player.TicketToAssignment.N != cfg.Players {
+	// A player refused by the draining server files a second ticket, so it has two assignments.
+	if n := sum.Player.TicketToAssignment.N; sum.Player.FramesReceived == 0 || n < cfg.Players || n > cfg.Players+sum.Reconnects {
 		t.Errorf("frames received %d, assignments %d", sum.Player.FramesReceived, sum.Player.TicketToAssignment.N)
 	}
 	if !strings.Contains(out.String(), "players: waiting") {

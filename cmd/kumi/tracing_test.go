@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -103,18 +102,9 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 		t.Fatal("tracing.Setup with an OTLP endpoint installed no SDK tracer provider")
 	}
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := local.Default()
+	cfg := testLocalConfig(t)
 	cfg.Players, cfg.Duration, cfg.GroupSize = 8, 2*time.Second, 4
 	cfg.DuelShare, cfg.LateShare, cfg.LeaveShare = 0, 0.25, 0
-	cfg.OMFrontendAddr, cfg.OMBackendAddr, cfg.OMQueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.MMFAddr, cfg.FrontendAddr, cfg.FrontendHTTP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ControlAddr, cfg.AdminAddr, cfg.MetricsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.KeyDir = t.TempDir()
-	cfg.GameServerCommand = []string{exe, "gameserver"}
 	// Ratio 0 in the game servers: only the parent's decision can get a JOIN span exported.
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0", "OTEL_TRACES_SAMPLER_ARG=0"}
 	gsOut := &syncBuffer{}

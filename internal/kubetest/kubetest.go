@@ -165,6 +165,9 @@ func newEnvironment(assets string, crdPaths []string, timeout time.Duration) *en
 	// 1.37 refuses a loopback advertise address with the default endpoint reconciler; upstream's
 	// integration tests turn it off the same way.
 	args.Set("endpoint-reconciler-type", "none")
+	// Advertise loopback explicitly: without it the apiserver looks for a default route, and a
+	// network namespace with only lo (nodeoperator's tests) has none.
+	args.Set("advertise-address", "127.0.0.1")
 	// Without this, shutdown waits up to 60 s for clients holding watches.
 	args.Set("shutdown-send-retry-after", "true")
 	return env
