@@ -40,7 +40,7 @@ func (l *eventLog) add(e console.Event) {
 func (l *eventLog) list() []console.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]console.Event(nil), l.ring...)
+	return append(make([]console.Event, 0, len(l.ring)), l.ring...) // [] not null in JSON
 }
 
 // wait returns a channel closed on the next event.

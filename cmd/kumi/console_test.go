@@ -137,7 +137,15 @@ func TestConsoleInChromium(t *testing.T) {
 	if err := chromedp.Do(bctx,
 		chromedp.WaitVisible(input),
 		chromedp.Focus(input), // a focused field keeps what is typed while states arrive
-		chromedp.SetValue(input, ""),
+	); err != nil {
+		t.Fatalf("weight field in the page: %v", err)
+	}
+	// Clear it from the page: chromedp.SetValue makes Chromium warn `The specified value
+	// "undefined" cannot be parsed` on a number input.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q).value = ''`, input))); err != nil {
+		t.Fatalf("clearing the weight field: %v", err)
+	}
+	if err := chromedp.Do(bctx,
 		chromedp.SendKeys(input, "37.5"),
 		chromedp.Click(`#weights button[type=submit]`),
 	); err != nil {
@@ -158,7 +166,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("GET /weights after the page's change: %v (page said %q), want %s at 37.5", w, status, backend)
 	}
 	// The event stream brings the change back into the page (the backend panel shows it).
-	if err := poll(`document.querySelector('#backends [data-backend="kumi"]').textContent.includes('weight 37.5%')`); err != nil {
+	if err := poll(fmt.Sprintf(`(document.querySelector('#backends [data-backend=%q]')?.textContent ?? '').includes('weight 37.5%%')`, backend)); err != nil {
 		t.Fatalf("the page did not show the new weight: %v", err)
 	}
 

@@ -116,6 +116,7 @@ function renderHistogram(h) {
 }
 
 function renderEvents(events) {
+  events = events || [];
   const box = $('events');
   box.replaceChildren();
   for (const e of events.slice().reverse()) {
