@@ -388,6 +388,11 @@ func TestControlAPI(t *testing.T) {
 	if srv, ok := d.Pool().SessionServer("s3"); !ok || srv != "three" {
 		t.Fatalf("s3 on %q (%v), want three", srv, ok)
 	}
+	// The honest client reports first (its identity comes from its own Report), then moves.
+	if _, err := as("one").Report(ctx, &control.LoadReport{Server: "one", Instance: "ins-one", State: control.ServerState_SERVER_STATE_DRAINING, Capacity: 1,
+		Sessions: []*control.SessionLoad{{SessionId: "s2", Players: []string{"c"}}}}); err != nil {
+		t.Fatal(err)
+	}
 	mv, err = as("one").MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}})
 	if err != nil || mv.GetServer() != "three" || len(mv.GetTokens()) != 1 {
 		t.Fatalf("honest move after the attacks: %v %v", mv, err)

@@ -55,7 +55,9 @@ func TestReconcilerOnRealAPIServer(t *testing.T) {
 	}
 	// An object of someone else's in the namespace: never touched.
 	other := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agones.dev/v1", "kind": "Fleet",
-		"metadata": map[string]any{"name": "hand-made"}, "spec": map[string]any{"replicas": int64(0)}}}
+		"metadata": map[string]any{"name": "hand-made"}, "spec": map[string]any{"replicas": int64(0),
+			"template": map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
+				"containers": []any{map[string]any{"name": "game", "image": "example.com/game:1"}}}}}}}}}
 	if _, err := fleets.Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
