@@ -55,9 +55,27 @@ func (a *apiServer) apply(ctx context.Context, o *unstructured.Unstructured, dry
 	}
 	r := a.env.Dynamic.Resource(m.Resource)
 	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		_, err = r.Namespace("games").Create(ctx, o, opts)
+		// The release namespace, unless the chart names another (kube-system for the node
+		// operator's bootstrap tokens, the build namespace for the builds reconciler).
+		ns := o.GetNamespace()
+		if ns == "" {
+			ns = "games"
+		}
+		if err := a.ensureNamespace(ctx, ns); err != nil {
+			return err
+		}
+		_, err = r.Namespace(ns).Create(ctx, o, opts)
 	} else {
 		_, err = r.Create(ctx, o, opts)
+	}
+	return err
+}
+
+// ensureNamespace creates namespace ns unless it exists.
+func (a *apiServer) ensureNamespace(ctx context.Context, ns string) error {
+	_, err := a.env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
 	}
 	return err
 }
