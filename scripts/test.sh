@@ -54,7 +54,7 @@ step "staticcheck"
 staticcheck ./...   # installed by scripts/tools.d/10-staticcheck.sh
 
 step "go test -race"
-go test -race -count=1 -timeout 20m ./...
+go test -race -count=1 -timeout 30m ./...
 
 if [ -f scripts/smoke.sh ]; then
   step "smoke: kumi local"
