@@ -192,6 +192,9 @@ func TestControlAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := e.directorConfig()
+	// No local fleet needs the address in advance: a fresh port, not the env's pre-picked one
+	// (freed and re-bound, another test's listener can take it meanwhile).
+	cfg.ControlAddr = "127.0.0.1:0"
 	cfg.RebuildTimeout = 0
 	const secret = "control-secret-0123456789"
 	cfg.ControlSecret = secret
