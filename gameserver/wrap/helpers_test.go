@@ -111,6 +111,13 @@ func testConfig(t *testing.T, bucket string, m builds.Manifest, signer *token.Si
 	cfg.Bucket, cfg.Tenant, cfg.Build = bucket, m.Tenant, m.SHA256
 	cfg.WorkDir = filepath.Join(t.TempDir(), "work")
 	cfg.ServerLog = filepath.Join(t.TempDir(), "server.log")
+	// The server log also holds runsc's own output: a failed test shows why the sandbox ended.
+	t.Cleanup(func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(cfg.ServerLog)
+			t.Logf("server log (server and runsc output):\n%s", data)
+		}
+	})
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Grace = 10 * time.Second
 	cfg.ReadyTimeout = time.Minute

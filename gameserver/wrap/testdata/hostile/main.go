@@ -11,7 +11,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,16 +58,48 @@ func main() {
 			fmt.Printf("DIAL %s ok\n", a)
 		}
 	}
-	n := 0
+	// At the process limit the Go runtime cannot start another thread and dies (exit 2): that
+	// would end the sandbox early, which is not what the test looks at. So park spare threads
+	// first (idle threads are reused), and after the bomb free some room by ending a few children.
+	spareThreads(16)
+	var kids []*exec.Cmd
 	for range *forks {
 		cmd := exec.Command("/proc/self/exe", "-child")
 		if err := cmd.Start(); err != nil {
 			fmt.Printf("FORKERR %v\n", err)
 			break
 		}
-		n++
+		kids = append(kids, cmd)
+	}
+	n := len(kids)
+	for _, k := range kids[:min(8, len(kids))] {
+		_ = k.Process.Kill()
+		_ = k.Wait()
 	}
 	fmt.Printf("FORKS %d\n", n)
 	fmt.Println("DONE")
-	select {}
+	for { // a timer, unlike select {}, never reads as a deadlock to the runtime
+		time.Sleep(time.Hour)
+	}
+}
+
+// spareThreads makes the runtime start n OS threads and leaves them idle for later reuse.
+func spareThreads(n int) {
+	var started, release sync.WaitGroup
+	started.Add(n)
+	release.Add(1)
+	var done sync.WaitGroup
+	for range n {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread() // one goroutine per thread while all are held
+			started.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	started.Wait()
+	release.Done()
+	done.Wait()
 }
