@@ -60,6 +60,14 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_tickets_refused_total",
 			Help: "Tickets in matches never assigned because they lack a valid kumi frontend seal (created straight in the core), by reason."}, []string{"reason"}),
 	}
+	// Series with a fixed set of label values exist from the start at 0: a dashboard or an alert on
+	// rate() sees "no moves yet" instead of no data until the first one.
+	for _, r := range []string{"moved", "no_room", "error"} {
+		m.moves.WithLabelValues(r)
+	}
+	for _, k := range []string{"true", "false"} {
+		m.reports.WithLabelValues(k)
+	}
 	if reg == nil {
 		return m, nil // nowhere to export to, as for the other components
 	}
