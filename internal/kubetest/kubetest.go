@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // AgonesCRDs is testdata/agones-crds.yaml: CRDs for agones.dev/v1 GameServer, GameServerSet,
@@ -123,6 +125,9 @@ func start(logf func(string, ...any), tmp string, opts []Option) (*Env, func() e
 		}
 		paths = append(paths, p)
 	}
+	// envtest logs through controller-runtime's logger; unset, it prints a stack trace warning
+	// into the test output after 30 s. Tests read the control plane's state, not its logs.
+	ctrllog.SetLogger(logr.Discard())
 	var env *envtest.Environment
 	// One retry: envtest waits only 5 s for the default namespace, which a machine busy compiling
 	// can miss; a second fresh control plane is the cheap fix.
