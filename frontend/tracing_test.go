@@ -1,10 +1,14 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +45,11 @@ func TestTracingHTTPCreateTicket(t *testing.T) {
 	if !tracing.On() {
 		t.Fatal("an SDK tracer provider is installed but tracing.On() is false")
 	}
-	e := newEnv(t, nil) // after the provider: the frontend picks its instrumentation at start
+	// The frontend's log as `kumi frontend` writes it (JSON here, to read it back): records logged
+	// with a traced context carry trace_id.
+	logs := &syncBuffer{}
+	log := slog.New(tracing.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	e := newEnvLog(t, nil, log) // after the provider: the frontend picks its instrumentation at start
 
 	// A client that sends its own (sampled) trace context.
 	const clientTP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -109,6 +117,21 @@ func TestTracingHTTPCreateTicket(t *testing.T) {
 			if core == nil {
 				t.Fatalf("no core CreateTicket server span under frontend.CreateTicket for ticket %s", tc.ticket)
 			}
+			// Its "ticket created" log line names the trace.
+			logged := false
+			for _, line := range strings.Split(logs.String(), "\n") {
+				var rec struct {
+					Msg     string `json:"msg"`
+					Ticket  string `json:"ticket"`
+					TraceID string `json:"trace_id"`
+				}
+				if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "ticket created" && rec.Ticket == tc.ticket {
+					logged = rec.TraceID == create.SpanContext().TraceID().String()
+				}
+			}
+			if !logged {
+				t.Errorf("no \"ticket created\" log line for %s with trace_id %s:\n%s", tc.ticket, create.SpanContext().TraceID(), logs.String())
+			}
 			// The ticket carries the frontend span on through Open Match.
 			got, err := e.om.GetTicket(context.Background(), &pb.GetTicketRequest{TicketId: tc.ticket})
 			if err != nil {
@@ -163,4 +186,22 @@ func name(s sdktrace.ReadOnlySpan) string {
 		return "none"
 	}
 	return s.Name()
+}
+
+// syncBuffer is a bytes.Buffer safe for the frontend's goroutines to log into while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
