@@ -3,13 +3,16 @@ package director
 import (
 	"context"
 	"errors"
-	"github.com/kumi-dev/kumi/internal/tracing"
 	"time"
 
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/kumi-dev/kumi/internal/tracing"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -101,7 +104,6 @@ func (c *controlServer) Report(ctx context.Context, r *control.LoadReport) (*con
 // MoveSession reserves a slot for a draining server's session elsewhere and mints a token for each
 // member on the new server.
 func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionRequest) (*control.MoveSessionReply, error) {
-	d := c.d
 	if r.GetServer() == "" || r.GetSessionId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "MoveSessionRequest.server and session_id are required")
 	}
@@ -113,18 +115,36 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 			return nil, status.Error(codes.InvalidArgument, "MoveSessionRequest.players has an empty player id")
 		}
 	}
+	// The move's own span: a child of the draining server's gameserver.MoveSession span (which links
+	// to the members' JOINs, in their tickets' traces), and the parent of their rejoins on the new
+	// server (the tokens below carry it).
+	ctx, span := tracer().Start(ctx, "director.MoveSession", trace.WithAttributes(
+		tracing.SessionID.String(r.GetSessionId()), tracing.FromServer.String(r.GetServer()), attribute.Int("kumi.players", len(r.GetPlayers()))))
+	defer span.End()
+	reply, err := c.moveSession(ctx, r)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+		return nil, err
+	}
+	span.SetAttributes(tracing.Server.String(reply.GetServer()))
+	return reply, nil
+}
+
+// moveSession is MoveSession once the request is checked.
+func (c *controlServer) moveSession(ctx context.Context, r *control.MoveSessionRequest) (*control.MoveSessionReply, error) {
+	d := c.d
 	now := time.Now()
 	pl, err := d.pool.Move(r.GetServer(), r.GetSessionId(), r.GetPlayers(), now)
 	switch {
 	case errors.Is(err, pool.ErrNoRoom):
 		d.m.moves.WithLabelValues("no_room").Inc()
 		d.pokeAll()
-		d.log.Warn("no room to move a session", "server", r.GetServer(), "session", r.GetSessionId())
+		d.log.WarnContext(ctx, "no room to move a session", "server", r.GetServer(), "session", r.GetSessionId())
 		d.noteMoveFailed(r.GetServer(), r.GetSessionId())
 		return nil, status.Error(codes.ResourceExhausted, "no other pooled server has a free session slot")
 	case errors.Is(err, pool.ErrNotHosted), errors.Is(err, pool.ErrNotMember):
 		d.m.moves.WithLabelValues("error").Inc()
-		d.log.Warn("move refused: not the caller's session or members", "server", r.GetServer(), "session", r.GetSessionId(), "err", err)
+		d.log.WarnContext(ctx, "move refused: not the caller's session or members", "server", r.GetServer(), "session", r.GetSessionId(), "err", err)
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	case errors.Is(err, pool.ErrUnknownSession):
 		d.m.moves.WithLabelValues("error").Inc()
@@ -145,7 +165,7 @@ func (c *controlServer) MoveSession(ctx context.Context, r *control.MoveSessionR
 		reply.Tokens = append(reply.Tokens, &control.PlayerToken{PlayerId: p, Token: tok, Expiry: timestamppb.New(claims.ExpiresAt)})
 	}
 	d.m.moves.WithLabelValues("moved").Inc()
-	d.log.Info("session moved", "session", pl.SessionID, "from", r.GetServer(), "to", pl.Server, "players", len(r.GetPlayers()))
+	d.log.InfoContext(ctx, "session moved", "session", pl.SessionID, "from", r.GetServer(), "to", pl.Server, "players", len(r.GetPlayers()))
 	d.noteMove(r.GetServer(), pl.Server, pl.SessionID, len(r.GetPlayers()))
 	if bl := d.backends[pl.Backend]; bl != nil {
 		bl.poke()

@@ -220,7 +220,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 			d.m.unplaced.WithLabelValues(reason).Inc()
 			span.SetStatus(otelcodes.Error, err.Error())
 			span.End()
-			d.log.Warn("match not placed; releasing its tickets", "match", m.GetMatchId(), "profile", profile, "tickets", len(ids), "err", err)
+			d.log.WarnContext(pctx, "match not placed; releasing its tickets", "match", m.GetMatchId(), "profile", profile, "tickets", len(ids), "err", err)
 			release = append(release, ids...)
 			d.pokeAll()
 			continue
@@ -242,7 +242,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 		}
 		span.End()
 		if err != nil {
-			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
+			d.log.ErrorContext(pctx, "minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)
 			d.m.unplaced.WithLabelValues("token").Inc()
 			release = append(release, ids...)
 			continue
@@ -254,7 +254,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 				kind = "joined"
 			}
 			d.m.placements.WithLabelValues(part.Backend, kind).Inc()
-			d.log.Debug("match placed", "match", m.GetMatchId(), "session", part.SessionID, "server", part.Server,
+			d.log.DebugContext(pctx, "match placed", "match", m.GetMatchId(), "session", part.SessionID, "server", part.Server,
 				"backend", part.Backend, "group", group, "joined", part.Joined, "tickets", len(ids), "split", pl.Rest != nil)
 			if bl := d.backends[part.Backend]; bl != nil {
 				bl.poke()
@@ -287,7 +287,7 @@ func (d *Director) sendBatch(ctx context.Context, profile string, batch []receiv
 		defer span.End()
 		res, err := d.om.AssignTickets(rctx, &openmatch.AssignTicketsRequest{Assignments: groups})
 		if err != nil {
-			d.log.Error("AssignTickets failed; releasing the batch", "profile", profile, "tickets", len(groups), "err", err)
+			d.log.ErrorContext(rctx, "AssignTickets failed; releasing the batch", "profile", profile, "tickets", len(groups), "err", err)
 			for _, g := range groups {
 				release = append(release, g.GetTicketIds()...)
 			}
@@ -296,7 +296,7 @@ func (d *Director) sendBatch(ctx context.Context, profile string, batch []receiv
 			for _, f := range res.GetFailures() {
 				failed[f.GetTicketId()] = true
 				d.m.assignFailed.WithLabelValues(f.GetCause().String()).Inc()
-				d.log.Info("ticket not assigned", "ticket", f.GetTicketId(), "cause", f.GetCause().String())
+				d.log.InfoContext(rctx, "ticket not assigned", "ticket", f.GetTicketId(), "cause", f.GetCause().String())
 			}
 			done := time.Now()
 			for _, r := range batch {

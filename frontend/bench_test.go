@@ -97,8 +97,9 @@ func BenchmarkCreateTicket(b *testing.B) {
 	}
 }
 
-// runConcurrent runs create(0..b.N-1) from conc goroutines and reports throughput and latency.
-func runConcurrent(b *testing.B, conc int, create func(i int) error) {
+// runConcurrent runs create(0..b.N-1) from conc goroutines and reports throughput and latency;
+// it returns tickets per CPU-second of the process.
+func runConcurrent(b *testing.B, conc int, create func(i int) error) float64 {
 	var next atomic.Int64
 	lats := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
@@ -129,6 +130,7 @@ func runConcurrent(b *testing.B, conc int, create func(i int) error) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "tickets/s")
 	b.ReportMetric(float64(b.N)/cpu.Seconds(), "tickets/cpu-s")
 	reportLatency(b, "", slices.Concat(lats...))
+	return float64(b.N) / cpu.Seconds()
 }
 
 // BenchmarkAssignmentToClient measures how long after AssignTickets a client that is already

@@ -82,9 +82,15 @@ func startCore(t testing.TB) *openmatch.Server {
 // returned stop).
 func startFrontend(t testing.TB, core *openmatch.Server, cfg Config) (*Server, func()) {
 	t.Helper()
+	return startFrontendLog(t, core, cfg, testLog(t))
+}
+
+// startFrontendLog is startFrontend logging to log.
+func startFrontendLog(t testing.TB, core *openmatch.Server, cfg Config, log *slog.Logger) (*Server, func()) {
+	t.Helper()
 	cfg.OpenMatchAddr = core.FrontendAddr()
 	ctx, cancel := context.WithCancel(context.Background())
-	fe, err := Start(ctx, testLog(t), cfg, prometheus.NewRegistry())
+	fe, err := Start(ctx, log, cfg, prometheus.NewRegistry())
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -111,6 +117,12 @@ func dial(t testing.TB, addr string) *grpc.ClientConn {
 
 func newEnv(t testing.TB, mutate func(*Config)) *env {
 	t.Helper()
+	return newEnvLog(t, mutate, testLog(t))
+}
+
+// newEnvLog is newEnv with the frontend logging to log.
+func newEnvLog(t testing.TB, mutate func(*Config), log *slog.Logger) *env {
+	t.Helper()
 	signer, err := token.GenerateSigner(token.DefaultIssuer)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +132,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	fe, _ := startFrontend(t, core, cfg)
+	fe, _ := startFrontendLog(t, core, cfg, log)
 	hc := &http.Client{Timeout: 30 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
 	return &env{

@@ -142,7 +142,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		if srv.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 			return fail(fmt.Errorf("frontend: grpc listen: %w", err))
 		}
-		gs = grpc.NewServer(append(tracing.ServerOptions(),
+		gs = grpc.NewServer(append(tracing.PublicServerOptions(),
 			grpc.Creds(serverCreds),
 			grpc.MaxRecvMsgSize(int(cfg.MaxBodyBytes)),
 			// Headers carry the token: bound them like the HTTP side does.
@@ -170,7 +170,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		api := &httpAPI{s: s, g: g, stop: srvCtx, maxBody: cfg.MaxBodyBytes}
 		hs = &http.Server{
-			Handler:           api.routes(),
+			Handler:           tracing.PublicHTTPHandler(api.routes()),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       cfg.ConnIdleTimeout,
 			MaxHeaderBytes:    cfg.JWT.MaxTokenBytes + 8<<10,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -31,6 +32,7 @@ import (
 	"github.com/kumi-dev/kumi/gameserver/client"
 	"github.com/kumi-dev/kumi/gameserver/wire"
 	"github.com/kumi-dev/kumi/internal/token"
+	"github.com/kumi-dev/kumi/internal/tracing"
 )
 
 // The relay benchmarks run the server in a child process (this test binary re-executed with
@@ -84,6 +86,14 @@ func relayChild() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// As `kumi gameserver` does: tracing from the OTEL_* environment (BenchmarkRelayTracing's on
+	// variant), off (nothing installed) without it.
+	shutdown, err := tracing.Setup(ctx, log, "kumi-gameserver")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = shutdown(context.Background()) }()
 	reg := prometheus.NewRegistry()
 	var opts []Option
 	if os.Getenv("KUMI_RELAY_PROTO") == "v1" {
@@ -306,10 +316,10 @@ type relayStats struct {
 }
 
 // startRelay starts the relay child: proto v2, v1 (v1's DATA sealing) or bare (the forwarder).
-func startRelay(b *testing.B, proto, ioMode string, capacity int, jwks string) *relayProc {
+func startRelay(b *testing.B, proto, ioMode string, capacity int, jwks string, env ...string) *relayProc {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "KUMI_RELAY_PROTO="+proto, "KUMI_RELAY_IO="+ioMode, "KUMI_RELAY_CAPACITY="+strconv.Itoa(capacity), "KUMI_RELAY_JWKS="+jwks, "KUMI_RELAY_BATCH="+strconv.Itoa(*benchBatch))
+	cmd.Env = append(append(os.Environ(), env...), childEnv+"=1", "KUMI_RELAY_PROTO="+proto, "KUMI_RELAY_IO="+ioMode, "KUMI_RELAY_CAPACITY="+strconv.Itoa(capacity), "KUMI_RELAY_JWKS="+jwks, "KUMI_RELAY_BATCH="+strconv.Itoa(*benchBatch))
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -370,6 +380,9 @@ type crowd struct {
 	session map[uint32]int
 	hist    latencyHist
 	got     atomic.Uint64
+	// sampledEvery > 0 mints tokens carrying a traceparent, as a director with tracing on does:
+	// one in sampledEvery sampled, the rest not (relayTracing).
+	sampledEvery int
 }
 
 type crowdMember struct {
@@ -462,7 +475,19 @@ func (c *crowd) join(b *testing.B, server netip.AddrPort, signer *token.Signer, 
 	for j, sock := range c.socks {
 		toks := make([][]byte, sessions)
 		for i := range sessions {
-			toks[i] = []byte(mintIns(b, signer, name, instance, fmt.Sprintf("sess-%d", i), fmt.Sprintf("p%d-%d", i, j), 5*time.Minute))
+			cl := token.ServerClaims{PlayerID: fmt.Sprintf("p%d-%d", i, j), SessionID: fmt.Sprintf("sess-%d", i), Server: name, Instance: instance, ExpiresAt: time.Now().Add(5 * time.Minute)}
+			if c.sampledEvery > 0 {
+				flags := "00"
+				if (j*sessions+i)%c.sampledEvery == 0 {
+					flags = "01"
+				}
+				cl.TraceParent = fmt.Sprintf("00-%016x%016x-%016x-%s", rand.Uint64()|1, rand.Uint64(), rand.Uint64()|1, flags)
+			}
+			raw, err := signer.ServerToken(cl)
+			if err != nil {
+				b.Fatal(err)
+			}
+			toks[i] = []byte(raw)
 		}
 		c.members[j] = make([]*crowdMember, sessions)
 		wg.Add(1)
@@ -752,7 +777,7 @@ func BenchmarkRelay(b *testing.B) {
 			if mode.proto == "" && round > 0 {
 				continue // the latency baseline once is enough
 			}
-			runRelayContender(b, fmt.Sprintf("%s/r%d/%dx%d/%.0fpps", mode.name, round, sessions, members, *benchRate), mode.proto, mode.io, signer, jwks,
+			runRelayContender(b, fmt.Sprintf("%s/r%d/%dx%d/%.0fpps", mode.name, round, sessions, members, *benchRate), mode.proto, mode.io, signer, jwks, nil,
 				func(v float64) { perCPU[mode.name] = append(perCPU[mode.name], v) })
 		}
 	}
@@ -780,7 +805,8 @@ func BenchmarkRelay(b *testing.B) {
 
 // runRelayContender runs one BenchmarkRelay contender: proto "" (direct socket to socket), bare,
 // v1 or v2; record gets its forwarded datagrams per relay CPU-second.
-func runRelayContender(b *testing.B, name, proto, ioMode string, signer *token.Signer, jwks string, record func(float64)) {
+// tr, when not nil, turns tracing on in the relay process (BenchmarkRelayTracing).
+func runRelayContender(b *testing.B, name, proto, ioMode string, signer *token.Signer, jwks string, tr *relayTracing, record func(float64)) {
 	sessions, members := *benchSessions, *benchMembers
 	mode := struct{ proto, io string }{proto, ioMode}
 	b.Run(name, func(b *testing.B) {
@@ -800,7 +826,11 @@ func runRelayContender(b *testing.B, name, proto, ioMode string, signer *token.S
 			b.ReportMetric(float64(c.hist.quantile(0.99).Microseconds()), "p99-µs")
 			return
 		}
-		p := startRelay(b, mode.proto, mode.io, sessions, jwks)
+		var env []string
+		if tr != nil {
+			env, c.sampledEvery = tr.env, tr.sampledEvery
+		}
+		p := startRelay(b, mode.proto, mode.io, sessions, jwks, env...)
 		if mode.proto == "bare" {
 			addrs := make([]string, len(c.socks))
 			for j, s := range c.socks {

@@ -68,8 +68,9 @@ func id(b []byte) string { return hex.EncodeToString(b) }
 // A `kumi local` crowd with tracing on exports, for each player, one trace from the frontend's
 // CreateTicket to the game server's JOIN in a separate process, with the match cycle, match
 // function run, placement and AssignTickets linked to it, and drain/move spans linked to the
-// sessions they move. Game servers sample with parentbased_traceidratio at ratio 0: their JOIN
-// spans are exported only because the player's (sampled) trace decides.
+// sessions they move. The game servers inherit this process's sampler (parentbased_traceidratio at
+// ratio 1): a drain is a root span there, sampled like any root (the parent's decision ruling a
+// JOIN is TestParentDecides in internal/tracing).
 func TestTracingOneTracePerTicket(t *testing.T) {
 	recv := &otlpReceiver{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -103,10 +104,11 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 	}
 
 	cfg := testLocalConfig(t)
-	cfg.Players, cfg.Duration, cfg.GroupSize = 8, 2*time.Second, 4
+	// Players talk for 4 s and the crowd drains a busy server once they have joined: its sessions
+	// outlive the game servers' 1 s drain grace, so the drain moves them (as in TestLocal).
+	cfg.Players, cfg.Duration, cfg.GroupSize, cfg.ScaleIn = 8, 4*time.Second, 4, true
 	cfg.DuelShare, cfg.LateShare, cfg.LeaveShare = 0, 0.25, 0
-	// Ratio 0 in the game servers: only the parent's decision can get a JOIN span exported.
-	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0", "OTEL_TRACES_SAMPLER_ARG=0"}
+	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
 	gsOut := &syncBuffer{}
 	cfg.GameServerOutput = gsOut
 	cfg.Out = io.Discard
@@ -121,6 +123,9 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 	}
 	if sum.Failed > 0 {
 		t.Fatalf("%d of %d players failed", sum.Failed, sum.Players)
+	}
+	if len(sum.Drained) != 1 || sum.Moves == 0 {
+		t.Fatalf("scale-in drained %v with %d moves followed; the test needs one drain that moves sessions", sum.Drained, sum.Moves)
 	}
 	// Stopping the stack stops the game servers, which flush their spans on exit; then ours.
 	cancel()
@@ -175,8 +180,8 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 		assign, ok := parent(join)
 		switch {
 		case ok && assign.GetName() == "director.AssignTicket":
-		case ok && assign.GetKind() == tracepb.Span_SPAN_KIND_SERVER:
-			continue // a moved member's rejoin: a child of the director's MoveSession call
+		case ok && assign.GetName() == "director.MoveSession":
+			continue // a moved member's rejoin, checked with the moves below
 		default:
 			t.Errorf("JOIN span %s: parent %q is not director.AssignTicket", id(join.GetSpanId()), assign.GetName())
 			continue
@@ -285,29 +290,76 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 		t.Fatal("no JOIN span continued a player's trace")
 	}
 
-	// The crowd's scale-in drains a busy server: its moves are children of the drain span and link
-	// to the JOIN spans of the members they move.
+	// The crowd's scale-in drains a busy server: the drain is a span of the drained server; each of
+	// its moves is a child of it, names the session and the server, and links to the JOIN spans of
+	// the members it moves (in their tickets' traces); the director's MoveSession span is a child
+	// of the move (through the control call) and names both servers, and each member's rejoin on
+	// the new server is its child.
+	drains := named("gameserver.Drain")
+	if len(drains) != 1 {
+		t.Fatalf("%d gameserver.Drain spans, want 1 (the crowd drained %v)", len(drains), sum.Drained)
+	}
+	drained := attr(drains[0].GetAttributes(), "kumi.server")
+	if drained != sum.Drained[0] || drains[0].service != "kumi-gameserver" {
+		t.Errorf("drain span: server %q from service %q, want %q from kumi-gameserver", drained, drains[0].service, sum.Drained[0])
+	}
 	moves := named("gameserver.MoveSession")
 	if len(moves) == 0 {
-		// This small crowd's sessions often end within the drain grace, leaving nothing to move.
-		t.Logf("no session was moved in this run (%d drain spans)", len(named("gameserver.Drain")))
+		t.Fatalf("no gameserver.MoveSession span, though %d members followed a MOVE", sum.Moves)
 	}
+	rejoins := 0
 	for _, mv := range moves {
-		drain, ok := parent(mv)
-		if !ok || drain.GetName() != "gameserver.Drain" {
-			t.Errorf("MoveSession's parent %q is not gameserver.Drain", drain.GetName())
+		session := attr(mv.GetAttributes(), "kumi.session_id")
+		if p, ok := parent(mv); !ok || id(p.GetSpanId()) != id(drains[0].GetSpanId()) {
+			t.Errorf("MoveSession %s: parent %q is not the drain span", session, p.GetName())
 		}
-		if attr(mv.GetAttributes(), "kumi.session_id") == "" || len(mv.GetLinks()) == 0 {
-			t.Errorf("MoveSession span has session %q and %d links, want a session and links to its members' JOINs",
-				attr(mv.GetAttributes(), "kumi.session_id"), len(mv.GetLinks()))
+		if session == "" || attr(mv.GetAttributes(), "kumi.server") != drained {
+			t.Errorf("MoveSession span: session %q, server %q; want a session of %q", session, attr(mv.GetAttributes(), "kumi.server"), drained)
 			continue
+		}
+		if len(mv.GetLinks()) == 0 {
+			t.Errorf("MoveSession %s links to no JOIN", session)
 		}
 		for _, l := range mv.GetLinks() {
 			j, ok := byID[id(l.GetSpanId())]
-			if !ok || j.GetName() != "gameserver.Join" || attr(j.GetAttributes(), "kumi.session_id") != attr(mv.GetAttributes(), "kumi.session_id") {
-				t.Errorf("MoveSession link to %s is not a JOIN of the session it moves", id(l.GetSpanId()))
+			if !ok || j.GetName() != "gameserver.Join" || attr(j.GetAttributes(), "kumi.session_id") != session ||
+				attr(j.GetAttributes(), "kumi.server") != drained || id(j.GetTraceId()) != id(l.GetTraceId()) {
+				t.Errorf("MoveSession %s: link to %s is not a JOIN of the session it moves", session, id(l.GetSpanId()))
+				continue
+			}
+			// The JOIN is in its player's ticket trace (frontend.CreateTicket is the root there).
+			if p, ok := parent(j); !ok || p.GetName() != "director.AssignTicket" {
+				t.Errorf("MoveSession %s: linked JOIN's parent %q is not director.AssignTicket", session, p.GetName())
+			}
+		}
+		var dm gotSpan
+		for _, sp := range named("director.MoveSession") {
+			// Under the control call's server span, under its client span, under the move.
+			if srv, ok := parent(sp); ok && srv.GetKind() == tracepb.Span_SPAN_KIND_SERVER {
+				if cl, ok := parent(srv); ok && cl.GetKind() == tracepb.Span_SPAN_KIND_CLIENT && id(cl.GetParentSpanId()) == id(mv.GetSpanId()) {
+					dm = sp
+				}
+			}
+		}
+		if dm.Span == nil {
+			t.Errorf("MoveSession %s: no director.MoveSession span under it (through the control call)", session)
+			continue
+		}
+		to := attr(dm.GetAttributes(), "kumi.server")
+		if attr(dm.GetAttributes(), "kumi.session_id") != session || attr(dm.GetAttributes(), "kumi.from_server") != drained || to == "" || to == drained {
+			t.Errorf("director.MoveSession attributes %v: want session %q from %q to another server", dm.GetAttributes(), session, drained)
+		}
+		for _, j := range joins {
+			if id(j.GetParentSpanId()) == id(dm.GetSpanId()) {
+				rejoins++
+				if attr(j.GetAttributes(), "kumi.session_id") != session || attr(j.GetAttributes(), "kumi.server") != to {
+					t.Errorf("rejoin JOIN attributes %v: want session %q on %q", j.GetAttributes(), session, to)
+				}
 			}
 		}
 	}
-	t.Logf("%d spans, %d JOINs checked, %d moves", len(spans), checked, len(moves))
+	if rejoins == 0 {
+		t.Errorf("no JOIN on the new server is a child of a director.MoveSession span (%d members moved)", sum.Moves)
+	}
+	t.Logf("%d spans, %d JOINs checked, %d moves, %d rejoins", len(spans), checked, len(moves), rejoins)
 }

@@ -38,8 +38,10 @@ const (
 	TicketID  = attribute.Key("kumi.ticket_id")
 	SessionID = attribute.Key("kumi.session_id")
 	Server    = attribute.Key("kumi.server")
-	PlayerID  = attribute.Key("kumi.player_id")
-	Profile   = attribute.Key("kumi.profile")
+	// FromServer is the server a session moves off (kumi.server is where it goes).
+	FromServer = attribute.Key("kumi.from_server")
+	PlayerID   = attribute.Key("kumi.player_id")
+	Profile    = attribute.Key("kumi.profile")
 )
 
 // Scope is the instrumentation scope (tracer name) prefix of kumi's own spans.
