@@ -122,6 +122,8 @@ func TestChartTLS(t *testing.T) {
 			wantErr: "/tls/secrets/openmatchClient"},
 		{name: "unknown source", set: []string{"tls.enabled=true", "tls.source=vault"}, wantErr: "/tls/source"},
 		{name: "issuer kind", set: append(slices.Clone(tlsCertManager), "tls.certManager.issuerRef.kind=Vault"), wantErr: "/tls/certManager/issuerRef/kind"},
+		{name: "frontend issuer without public names", set: append(slices.Clone(tlsCertManager), "tls.certManager.frontendIssuerRef.name=letsencrypt"),
+			wantErr: "/tls/frontendDnsNames"},
 		{name: "frontend issuer without a name", set: append(slices.Clone(tlsCertManager), "tls.certManager.frontendIssuerRef.kind=ClusterIssuer"),
 			wantErr: "/tls/certManager/frontendIssuerRef"},
 		{name: "secret name not a Kubernetes name", set: append(slices.Clone(tlsSecrets), "tls.secrets.director=Dir_TLS"), wantErr: "/tls/secrets/director"},
@@ -216,7 +218,7 @@ func TestChartTLSCertificates(t *testing.T) {
 		usage              string
 		names              []string
 	}{
-		{"kumi-frontend-tls", "letsencrypt", "ClusterIssuer", "server auth", []string{"kumi-frontend.games.svc", "play.example.com"}},
+		{"kumi-frontend-tls", "letsencrypt", "ClusterIssuer", "server auth", []string{"play.example.com"}},
 		{"kumi-director-tls", "kumi-ca", "Issuer", "server auth", []string{host("kumi-gameserver", "-director")}},
 		{"kumi-openmatch-tls", "kumi-ca", "Issuer", "server auth", []string{host("kumi-frontend", "-om-frontend-addr"),
 			host("kumi-frontend", "-om-query-addr"), host("kumi-director", "-backend-addr"), host("kumi-matchfunction", "-query-addr")}},
@@ -239,6 +241,9 @@ func TestChartTLSCertificates(t *testing.T) {
 		}
 		if tc.names == nil && len(names) != 0 {
 			t.Errorf("client certificate %s names hosts %v", tc.cert, names)
+		}
+		if tc.issuer == "letsencrypt" && !slices.Equal(names, tc.names) {
+			t.Errorf("%s from a public issuer names %v, want only tls.frontendDnsNames %v (a public CA issues no cluster names)", tc.cert, names, tc.names)
 		}
 		if r, _, _ := unstructured.NestedString(c.Object, "spec", "privateKey", "rotationPolicy"); r != "Always" {
 			t.Errorf("%s privateKey.rotationPolicy %q, want Always (a renewal replaces the key)", tc.cert, r)
