@@ -209,6 +209,13 @@ func chartMatrix() []chartCase {
 				t.Errorf("bootstrap-token Role: namespace %q rules %v", bs.GetNamespace(), rules("Role", "kumi-nodeoperator-bootstrap"))
 			}
 		}},
+		// TLS through Secrets the user supplies; TestChartTLS checks its wiring. This case is here so
+		// TestChartAcceptedByAPIServer applies it too (cert-manager's CRDs are not installed there).
+		{name: "TLS from supplied Secrets", set: tlsSecrets, check: func(t *testing.T, objs []*unstructured.Unstructured) {
+			if has(objs, "Certificate", "") {
+				t.Error("Certificates rendered although the Secrets are supplied")
+			}
+		}},
 		{name: "player keys from values", set: []string{"frontend.jwt.jwksUrl=", "frontend.jwt.publicKeys.login\\.pem=-----BEGIN PUBLIC KEY-----"}, check: func(t *testing.T, objs []*unstructured.Unstructured) {
 			find(t, objs, "Secret", "kumi-player-keys")
 			if a := containerArgs(t, find(t, objs, "Deployment", "kumi-frontend")); !slices.Contains(a, "-jwt-public-keys=/etc/kumi/player-keys/login.pem") {

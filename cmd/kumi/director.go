@@ -19,6 +19,7 @@ import (
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/netaddr"
+	"github.com/kumi-dev/kumi/internal/serverid"
 	"github.com/kumi-dev/kumi/internal/telemetry"
 	"github.com/kumi-dev/kumi/internal/token"
 )
@@ -30,6 +31,9 @@ type directorFlags struct {
 	MetricsAddr string            `flag:"metrics-addr" help:"serve Prometheus /metrics, /healthz and /readyz (200 only on the leading director) here (host:port; empty: off)"`
 	Fleet       localfleet.Config `prefix:"fleet-"`
 	Agones      agones.Config     `prefix:"agones-"`
+	// BootstrapTokensFile lets hand-started game servers (adopted, -adopt-backend) register: no
+	// backend vouches for them, so the operator does (internal/serverid TokenFile).
+	BootstrapTokensFile string `flag:"bootstrap-tokens-file" help:"file of operator-issued bootstrap tokens of hand-started game servers, one 'server sha256:<hex of SHA-256(token)>' line each (SECURITY.md); the server presents its token with -director-bootstrap-file; re-read on change; empty: only backends' servers can register"`
 
 	pubKeyFile string
 	secretFile string // a control secret generated for this run's local fleet
@@ -113,6 +117,9 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 		return err
 	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := addBootstrapTokens(&fl); err != nil {
 		return err
 	}
 	if fl.Director.LockFile == "" && slices.Contains(fl.Backends, "local") {
@@ -202,4 +209,17 @@ func runDirector(ctx context.Context, log *slog.Logger, args []string) error {
 		return kube.LeadWith(ctx, log, run)
 	}
 	return run(ctx)
+}
+
+// addBootstrapTokens adds the verifier of -bootstrap-tokens-file, when set, to the director's.
+func addBootstrapTokens(fl *directorFlags) error {
+	if fl.BootstrapTokensFile == "" {
+		return nil
+	}
+	tf, err := serverid.NewTokenFile(fl.BootstrapTokensFile)
+	if err != nil {
+		return fmt.Errorf("-bootstrap-tokens-file: %w", err)
+	}
+	fl.Director.Bootstrap = append(fl.Director.Bootstrap, tf)
+	return nil
 }

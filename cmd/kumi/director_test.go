@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/director"
+	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/serverid"
 )
 
 // A director that cannot start returns its error at once: the local fleet and the metrics server
@@ -25,6 +28,8 @@ func TestDirectorStartErrorReturns(t *testing.T) {
 	}{
 		{"no token key", nil, "token-key"},
 		{"unknown backend", []string{"-backends=local,bogus"}, "unknown backend"},
+		{"bootstrap tokens, not digests", []string{"-bootstrap-tokens-file=" + writeFile(t, dir, "tokens", "vm-a t0ps3cret\n")}, "-bootstrap-tokens-file"},
+		{"bootstrap tokens file missing", []string{"-bootstrap-tokens-file=" + filepath.Join(dir, "missing")}, "-bootstrap-tokens-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{
@@ -99,5 +104,39 @@ func TestWireFleetRespectsFleetArgs(t *testing.T) {
 		if got := count("director-secret-file=") == 1 && (tc.wantSecr || slices.Contains(tc.args, "-director-secret-file=/s")); !got {
 			t.Errorf("%s: want exactly one -director-secret-file (args %v)", tc.name, fl.Fleet.Args)
 		}
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// -bootstrap-tokens-file puts a verifier of the operator's tokens next to the backends': a
+// hand-started server registers with its own token, under its own name only.
+func TestBootstrapTokensFlag(t *testing.T) {
+	dir := t.TempDir()
+	fl := directorFlags{Director: director.Default()}
+	fs := flag.NewFlagSet("director", flag.ContinueOnError)
+	if err := config.Bind(fs, "", &fl); err != nil {
+		t.Fatal(err)
+	}
+	list := writeFile(t, dir, "tokens", serverid.TokenDigestLine("vm-a", "token-of-vm-a")+"\n")
+	if err := fs.Parse([]string{"-bootstrap-tokens-file=" + list}); err != nil {
+		t.Fatal(err)
+	}
+	if err := addBootstrapTokens(&fl); err != nil {
+		t.Fatal(err)
+	}
+	v := serverid.Verifiers(fl.Director.Bootstrap)
+	if err := v.VerifyBootstrap(context.Background(), "vm-a", "token-of-vm-a"); err != nil {
+		t.Fatalf("vm-a with its token: %v", err)
+	}
+	if err := v.VerifyBootstrap(context.Background(), "vm-b", "token-of-vm-a"); err == nil {
+		t.Fatal("vm-a's token registered vm-b")
 	}
 }

@@ -100,3 +100,42 @@ prometheus.io/path: /metrics
     - {port: {{ .Values.metrics.port }}, protocol: TCP}
 {{- end }}
 {{- end -}}
+
+{{/* kumi.tls.core: whether the calls to Open Match use TLS (TLS on and the embedded core, whose
+certificates the chart knows; a real or external core keeps its own TLS settings, set through
+extraArgs). */}}
+{{- define "kumi.tls.core" -}}
+{{- if and .Values.tls.enabled .Values.openmatch.embedded }}true{{ end -}}
+{{- end -}}
+
+{{/* kumi.tls.secret: the Secret holding one TLS identity (frontend, openmatch, openmatchClient or
+director): the Certificate's secret with cert-manager, else the one the user names. Call with
+(list $ "director"). */}}
+{{- define "kumi.tls.secret" -}}
+{{- $root := index . 0 -}}{{- $who := index . 1 -}}
+{{- if eq $root.Values.tls.source "certManager" -}}
+{{ include "kumi.fullname" $root }}-{{ $who | kebabcase }}-tls
+{{- else -}}
+{{ required (printf "tls.secrets.%s: name the Secret (tls.crt, tls.key, ca.crt) or use tls.source=certManager" $who) (get $root.Values.tls.secrets $who) }}
+{{- end -}}
+{{- end -}}
+
+{{/* kumi.tls.omClientArgs: the flags (prefix om-tls- or query-tls-) presenting the client
+certificate to the embedded core and verifying the core against its CA. */}}
+{{- define "kumi.tls.omClientArgs" -}}
+{{- $prefix := index . 1 -}}
+- -{{ $prefix }}cert-file=/etc/kumi/tls/openmatch-client/tls.crt
+- -{{ $prefix }}key-file=/etc/kumi/tls/openmatch-client/tls.key
+- -{{ $prefix }}ca-file=/etc/kumi/tls/openmatch-client/ca.crt
+{{- end -}}
+
+{{/* kumi.tls.omClientVolume: the volume of the core's client certificate. */}}
+{{- define "kumi.tls.omClientVolume" -}}
+- name: openmatch-client-tls
+  secret:
+    secretName: {{ include "kumi.tls.secret" (list . "openmatchClient") }}
+    items:
+      - {key: tls.crt, path: tls.crt}
+      - {key: tls.key, path: tls.key}
+      - {key: ca.crt, path: ca.crt}
+{{- end -}}
