@@ -85,7 +85,8 @@ func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServ
 	// context carries the core's own method (FetchMatches), not Run.
 	var rec *omwire.Recorder
 	if m, _ := grpc.Method(stream.Context()); m == openmatch.MatchFunction_Run_FullMethodName {
-		rec = omwire.NewRecorder()
+		// The function reads no ticket extensions, unless to link this span to the tickets' traces.
+		rec = omwire.NewRecorder(span.IsRecording())
 	}
 	matches, err := h.propose(ctx, req.GetProfile(), rec)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/omext"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the "proto" codec Codec delegates to
 	"google.golang.org/grpc/mem"
@@ -33,16 +34,17 @@ var errSlow = errors.New("omwire: not on the fast path")
 
 var merge = proto.UnmarshalOptions{Merge: true}
 
-// UnmarshalTicket decodes a Ticket's wire bytes into t, like proto.Unmarshal.
+// UnmarshalTicket decodes a Ticket's wire bytes into t, like proto.Unmarshal, except that the
+// extensions' and persistent fields' Any values alias b (the codec's buffer is never reused).
 func UnmarshalTicket(b []byte, t *pb.Ticket) error {
 	t.Reset()
-	if ticket(b, t) == nil {
+	if ticket(b, t, true) == nil {
 		return nil
 	}
 	return proto.Unmarshal(b, t)
 }
 
-// UnmarshalMatch decodes a Match's wire bytes into m, like proto.Unmarshal.
+// UnmarshalMatch decodes a Match's wire bytes into m, like proto.Unmarshal (Any values alias b).
 func UnmarshalMatch(b []byte, m *pb.Match) error {
 	m.Reset()
 	if match(b, m) == nil {
@@ -82,7 +84,30 @@ func str(v []byte) (string, error) {
 	return string(v), nil
 }
 
-func ticket(b []byte, t *pb.Ticket) error {
+// wellKnown are the map keys and Any type URLs every kumi ticket and match carries: decoding
+// them to these constants saves an allocation each (a few per ticket).
+var wellKnown = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{omext.Player, omext.Attributes, omext.EvaluationInput, omext.Group, omext.SessionKind,
+		omext.MaxMembers, omext.Seal, omext.TraceParent, omext.Session, omext.ServerToken, omext.TokenExpiry,
+		"type.googleapis.com/google.protobuf.StringValue", "type.googleapis.com/google.protobuf.Int64Value",
+		"type.googleapis.com/google.protobuf.Timestamp", "type.googleapis.com/google.protobuf.DoubleValue",
+		"type.googleapis.com/openmatch.DefaultEvaluationCriteria"} {
+		m[s] = s
+	}
+	return m
+}()
+
+// known is str, returning a well-known string without allocating.
+func known(v []byte) (string, error) {
+	if s, ok := wellKnown[string(v)]; ok {
+		return s, nil
+	}
+	return str(v)
+}
+
+// ticket decodes a Ticket; without ext it skips extensions and persistent_field.
+func ticket(b []byte, t *pb.Ticket, ext bool) error {
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil || typ != protowire.BytesType {
@@ -109,6 +134,9 @@ func ticket(b []byte, t *pb.Ticket) error {
 				return err
 			}
 		case 5:
+			if !ext {
+				continue
+			}
 			if t.Extensions == nil {
 				t.Extensions = make(map[string]*anypb.Any, 4)
 			}
@@ -116,6 +144,9 @@ func ticket(b []byte, t *pb.Ticket) error {
 				return err
 			}
 		case 6:
+			if !ext {
+				continue
+			}
 			if t.PersistentField == nil {
 				t.PersistentField = make(map[string]*anypb.Any)
 			}
@@ -196,7 +227,7 @@ func entry(b []byte, valType protowire.Type) (key string, val []byte, err error)
 		b = rest
 		switch {
 		case num == 1 && typ == protowire.BytesType && !haveKey:
-			if key, err = str(v); err != nil {
+			if key, err = known(v); err != nil {
 				return "", nil, err
 			}
 			haveKey = true
@@ -224,11 +255,11 @@ func anyEntry(b []byte, m map[string]*anypb.Any) error {
 		val = rest
 		switch num {
 		case 1:
-			if a.TypeUrl, err = str(v); err != nil {
+			if a.TypeUrl, err = known(v); err != nil {
 				return err
 			}
 		case 2:
-			a.Value = append([]byte{}, v...)
+			a.Value = v
 		default:
 			return errSlow
 		}
@@ -284,7 +315,7 @@ func match(b []byte, m *pb.Match) error {
 			m.MatchFunction, err = str(v)
 		case 4:
 			t := &pb.Ticket{}
-			err = ticket(v, t)
+			err = ticket(v, t, true)
 			m.Tickets = append(m.Tickets, t)
 		case 7:
 			if m.Extensions == nil {
@@ -313,10 +344,13 @@ func match(b []byte, m *pb.Match) error {
 type Recorder struct {
 	mu  sync.Mutex
 	raw map[*pb.Ticket][]byte
+	ext bool
 }
 
-// NewRecorder returns an empty Recorder.
-func NewRecorder() *Recorder { return &Recorder{raw: make(map[*pb.Ticket][]byte)} }
+// NewRecorder returns an empty Recorder. Without ext, the tickets its Codec decodes lack
+// extensions and persistent_field (a match function that does not read them saves decoding
+// them; Forward sends them on all the same).
+func NewRecorder(ext bool) *Recorder { return &Recorder{raw: make(map[*pb.Ticket][]byte), ext: ext} }
 
 // Forward returns a Match equal to m on the wire whose tickets are the bytes they arrived as,
 // carried as the message's unknown fields (field 4, Match.tickets, which every receiver decodes
@@ -394,7 +428,7 @@ func (c *Codec) page(b []byte, m *pb.QueryTicketsResponse) error {
 		}
 		b = rest
 		t := &pb.Ticket{}
-		if err := ticket(v, t); err != nil {
+		if err := ticket(v, t, c.rec == nil || c.rec.ext); err != nil {
 			return err
 		}
 		m.Tickets = append(m.Tickets, t)

@@ -99,7 +99,7 @@ func FuzzUnmarshalMatch(f *testing.F) {
 // TestFastPathTaken: well-formed kumi messages are decoded by the fast path, not the fallback
 // (otherwise the package would be correct but pointless).
 func TestFastPathTaken(t *testing.T) {
-	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}); err != nil {
+	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}, true); err != nil {
 		t.Errorf("ticket: %v", err)
 	}
 	if err := match(marshal(t, sampleMatch()), &pb.Match{}); err != nil {
@@ -111,7 +111,7 @@ func TestFastPathTaken(t *testing.T) {
 // recorder forwards every recorded ticket byte for byte; other messages go to the proto codec.
 func TestCodec(t *testing.T) {
 	page := &pb.QueryTicketsResponse{Tickets: []*pb.Ticket{sampleTicket("a"), sampleTicket("b"), {Id: "c"}}}
-	rec := NewRecorder()
+	rec := NewRecorder(true)
 	c := NewCodec(rec)
 	var gotPage pb.QueryTicketsResponse
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(marshal(t, page))}, &gotPage); err != nil {
@@ -150,5 +150,28 @@ func TestCodec(t *testing.T) {
 	in := &pb.FetchMatchesRequest{Profile: &pb.MatchProfile{Name: "p"}}
 	if err := c.Unmarshal(mem.BufferSlice{mem.SliceBuffer(marshal(t, in))}, &req); err != nil || !proto.Equal(in, &req) {
 		t.Fatalf("other message: %v, %v", &req, err)
+	}
+}
+
+// TestRecorderWithoutExtensions: a match function that reads no extensions gets tickets without
+// them, and still forwards them whole.
+func TestRecorderWithoutExtensions(t *testing.T) {
+	want := sampleTicket("a")
+	rec := NewRecorder(false)
+	var page pb.QueryTicketsResponse
+	in := marshal(t, &pb.QueryTicketsResponse{Tickets: []*pb.Ticket{want}})
+	if err := NewCodec(rec).Unmarshal(mem.BufferSlice{mem.SliceBuffer(in)}, &page); err != nil {
+		t.Fatal(err)
+	}
+	got := page.Tickets[0]
+	if got.Extensions != nil || got.PersistentField != nil || got.GetId() != "a" || !proto.Equal(got.GetSearchFields(), want.GetSearchFields()) {
+		t.Fatalf("decoded %v", got)
+	}
+	var back pb.Match
+	if err := proto.Unmarshal(marshal(t, rec.Forward(&pb.Match{MatchId: "m", Tickets: []*pb.Ticket{got}})), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Tickets) != 1 || !proto.Equal(back.Tickets[0], want) {
+		t.Fatalf("forwarded %v, want %v", back.Tickets, want)
 	}
 }
