@@ -97,8 +97,9 @@ func (d *Director) fetchOnce(ctx context.Context, profile string, rpcs *rpcGroup
 	defer span.End()
 	ctx = trace.ContextWithSpan(ctx, span)
 	// Matches decode without protobuf-go's reflective map decoding (internal/omwire): at 500
-	// matches per cycle that was a sixth of the cycle's CPU. The director reads every field of
-	// every ticket (the seal covers the search fields), so it decodes them all.
+	// matches per cycle that decode was about a fifth of the cycle's CPU (BENCHMARKS.md). The
+	// director reads every field of every ticket (the seal covers the search fields), so it
+	// decodes them all.
 	stream, err := d.om.FetchMatches(sctx, &openmatch.FetchMatchesRequest{
 		Config:  &openmatch.FunctionConfig{Host: d.cfg.MMFHost, Port: int32(d.cfg.MMFPort), Type: openmatch.FunctionConfig_GRPC},
 		Profile: &openmatch.MatchProfile{Name: profile},
