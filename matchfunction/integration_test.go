@@ -3,6 +3,7 @@ package matchfunction_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // env is the real embedded Open Match core plus the match function served over gRPC on 127.0.0.1.
@@ -481,5 +483,56 @@ func TestQueryFailureNamesPool(t *testing.T) {
 	twice := &pb.MatchProfile{Name: "voice", Pools: []*pb.Pool{{Name: "p"}, {Name: "q"}, {Name: "p"}}}
 	if _, err := h.Propose(t.Context(), twice); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `pools[0] and pools[2] are both named "p"`) {
 		t.Fatalf("repeated pool name: %v", err)
+	}
+}
+
+// TestTicketsArriveWhole: whether the function forwards the tickets as the bytes it queried (over
+// gRPC) or as Go values (in process), the caller of FetchMatches gets every field of every ticket
+// as the core stores it: the director reads extensions, search fields and create time.
+func TestTicketsArriveWhole(t *testing.T) {
+	for _, inproc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inprocess=%v", inproc), func(t *testing.T) {
+			q := matchfunction.NewDeferredQuery()
+			h, err := matchfunction.NewHandler(quietLog(), testProfiles(), q, 5*time.Second, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := startEnv(t, map[string]pb.MatchFunctionServer{"inprocess:50502": h})
+			q.Set(pb.NewQueryServiceClient(dial(t, e.core.QueryAddr())))
+			fc := e.mmfConfig(t)
+			if inproc {
+				fc = &pb.FunctionConfig{Host: "inprocess", Port: 50502}
+			}
+			want := map[string]*pb.Ticket{}
+			for i := range 3 {
+				ext := omext.PutString(nil, omext.Player, fmt.Sprintf("p%d", i))
+				omext.PutString(ext, omext.Seal, "v1.1.mac")
+				tk, err := e.fe.CreateTicket(t.Context(), &pb.CreateTicketRequest{Ticket: &pb.Ticket{
+					SearchFields: &pb.SearchFields{StringArgs: map[string]string{"mode": "voice", "chat_group": "g"},
+						DoubleArgs: map[string]float64{"skill": float64(i)}, Tags: []string{"eu"}},
+					Extensions: ext, PersistentField: omext.PutString(nil, "note", "kept"),
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[tk.GetId()] = tk
+			}
+			ms, err := e.fetch(t, fc, e.profile("voice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for _, m := range ms {
+				for _, tk := range m.GetTickets() {
+					if !proto.Equal(tk, want[tk.GetId()]) {
+						t.Errorf("ticket arrived as %v, stored as %v", tk, want[tk.GetId()])
+					}
+					got++
+				}
+			}
+			if got != len(want) {
+				t.Fatalf("%d tickets in %d matches, want %d", got, len(ms), len(want))
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/omwire"
 	"github.com/kumi-dev/kumi/internal/tracing"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -78,7 +79,16 @@ func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServ
 	ctx, span := tracing.Tracer("matchfunction").Start(stream.Context(), "matchfunction.Run",
 		trace.WithAttributes(tracing.Profile.String(req.GetProfile().GetName())))
 	defer span.End()
-	matches, err := h.Propose(ctx, req.GetProfile())
+	// Served over gRPC, the proposals' tickets go back as the bytes the query returned instead of
+	// being re-encoded (omwire.Recorder.Forward; the same tickets on the wire). Not when an
+	// embedding core calls Run in process: it reads the proposals' tickets as Go values, and its
+	// context carries the core's own method (FetchMatches), not Run.
+	var rec *omwire.Recorder
+	if m, _ := grpc.Method(stream.Context()); m == openmatch.MatchFunction_Run_FullMethodName {
+		// The function reads no ticket extensions, unless to link this span to the tickets' traces.
+		rec = omwire.NewRecorder(span.IsRecording())
+	}
+	matches, err := h.propose(ctx, req.GetProfile(), rec)
 	if err != nil {
 		span.SetStatus(otelcodes.Error, err.Error())
 		return err
@@ -95,6 +105,9 @@ func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServ
 		}
 	}
 	for _, m := range matches {
+		if rec != nil {
+			m = rec.Forward(m)
+		}
 		if err := stream.Send(&openmatch.RunResponse{Proposal: m}); err != nil {
 			return err
 		}
@@ -107,6 +120,11 @@ func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServ
 // configured pools when mp carries none. Errors carry gRPC status codes (InvalidArgument for a bad
 // profile, Unavailable/other for query failures).
 func (h *Handler) Propose(ctx context.Context, mp *openmatch.MatchProfile) ([]*openmatch.Match, error) {
+	return h.propose(ctx, mp, nil)
+}
+
+// propose is Propose; rec, when not nil, records the wire bytes of the tickets queried.
+func (h *Handler) propose(ctx context.Context, mp *openmatch.MatchProfile, rec *omwire.Recorder) ([]*openmatch.Match, error) {
 	start := time.Now()
 	if mp == nil {
 		h.m.runs.WithLabelValues("", "invalid").Inc()
@@ -137,7 +155,9 @@ func (h *Handler) Propose(ctx context.Context, mp *openmatch.MatchProfile) ([]*o
 		ctx, cancel = context.WithTimeout(ctx, h.timeout)
 		defer cancel()
 	}
-	byPool, err := QueryPools(ctx, h.query, pools)
+	// Query pages decode without protobuf-go's reflective map decoding (omwire); an in-process
+	// query client ignores the option.
+	byPool, err := queryPools(ctx, h.query, pools, grpc.ForceCodecV2(omwire.NewCodec(rec)))
 	if err != nil {
 		h.m.runs.WithLabelValues(p.Name, "query_error").Inc()
 		h.log.WarnContext(ctx, "query pools", "profile", p.Name, "err", err)
@@ -171,6 +191,10 @@ func (h *Handler) Propose(ctx context.Context, mp *openmatch.MatchProfile) ([]*o
 // QueryPools queries every pool concurrently (like upstream's matchfunction.QueryPools) and returns
 // pool name → tickets. The first failure cancels the other queries and is returned, naming its pool.
 func QueryPools(ctx context.Context, q openmatch.QueryServiceClient, pools []*openmatch.Pool) (map[string][]*openmatch.Ticket, error) {
+	return queryPools(ctx, q, pools)
+}
+
+func queryPools(ctx context.Context, q openmatch.QueryServiceClient, pools []*openmatch.Pool, opts ...grpc.CallOption) (map[string][]*openmatch.Ticket, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -183,7 +207,7 @@ func QueryPools(ctx context.Context, q openmatch.QueryServiceClient, pools []*op
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ts, err := queryPool(ctx, q, pool)
+			ts, err := queryPool(ctx, q, pool, opts...)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -203,8 +227,8 @@ func QueryPools(ctx context.Context, q openmatch.QueryServiceClient, pools []*op
 	return out, nil
 }
 
-func queryPool(ctx context.Context, q openmatch.QueryServiceClient, pool *openmatch.Pool) ([]*openmatch.Ticket, error) {
-	stream, err := q.QueryTickets(ctx, &openmatch.QueryTicketsRequest{Pool: pool})
+func queryPool(ctx context.Context, q openmatch.QueryServiceClient, pool *openmatch.Pool, opts ...grpc.CallOption) ([]*openmatch.Ticket, error) {
+	stream, err := q.QueryTickets(ctx, &openmatch.QueryTicketsRequest{Pool: pool}, opts...)
 	if err != nil {
 		return nil, wrapQuery(pool, err)
 	}

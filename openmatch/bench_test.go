@@ -3,11 +3,13 @@ package openmatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/matchfunction"
 	"google.golang.org/grpc"
 )
 
@@ -255,6 +259,70 @@ func BenchmarkFetchMatchesLatency1k(b *testing.B) {
 			reportLatency(b, lat)
 		})
 	}
+}
+
+// kumiTicket is smallTicket as kumi's frontend stores it: with the player, trace and seal
+// extensions (internal/omext) that the director reads and the match function does not.
+func kumiTicket(i int) *pb.Ticket {
+	t := smallTicket(i)
+	t.Extensions = omext.PutString(nil, omext.Player, fmt.Sprintf("player-%06d", i))
+	omext.PutString(t.Extensions, omext.TraceParent, fmt.Sprintf("00-%032x-%016x-01", i+1, i+1))
+	omext.PutString(t.Extensions, omext.Seal, fmt.Sprintf("v1.%d.%043d", 1764800000000+i, i))
+	return t
+}
+
+// BenchmarkFetchMatchesLatency1kKumi: FetchMatches at 1k tickets through kumi's own match
+// function, served the way the kumi matchfunction process serves it (matchfunction.Start, gRPC
+// both ways), over tickets carrying kumi's frontend extensions; the caller decodes whole matches,
+// as the director does (director/match.go reads every ticket's search fields, extensions and
+// create time).
+func BenchmarkFetchMatchesLatency1kKumi(b *testing.B) {
+	c := startCore(b, func(cfg *Config) {
+		cfg.RegistrationInterval = Default().RegistrationInterval
+		cfg.ProposalCollectionInterval = time.Minute // a loaded machine must not fail the run
+	})
+	f := &frontend{s: c.srv}
+	for i := range 1000 {
+		if _, err := f.CreateTicket(context.Background(), &pb.CreateTicketRequest{Ticket: kumiTicket(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mmf, err := matchfunction.Start(ctx, slog.New(slog.DiscardHandler), matchfunction.Config{
+		ListenAddr: "127.0.0.1:0", QueryAddr: c.srv.QueryAddr(), QueryTimeout: 10 * time.Second,
+		Profiles: []matchfunction.Profile{{Name: "pairs", Kind: omext.KindMatch, Players: 2, Pools: []matchfunction.PoolSpec{{Name: "all"}}}},
+	}, nil)
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cancel()
+		if err := mmf.Wait(); err != nil {
+			b.Error(err)
+		}
+	})
+	_, port, _ := net.SplitHostPort(mmf.Addr())
+	p, _ := strconv.Atoi(port)
+	fc := &pb.FunctionConfig{Host: "127.0.0.1", Port: int32(p), Type: pb.FunctionConfig_GRPC}
+	var lat []time.Duration
+	cpu0 := cpuTime()
+	for b.Loop() {
+		t0 := time.Now()
+		ms, err := fetch(context.Background(), c.be, fc, &pb.MatchProfile{Name: "pairs", Pools: []*pb.Pool{{Name: "all"}}}, directorCallOptions()...)
+		if err != nil || len(ms) != 500 {
+			b.Fatalf("%d matches, want 500: %v", len(ms), err)
+		}
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		if n := len(ms[0].GetTickets()[0].GetExtensions()); n != 3 {
+			b.Fatalf("a matched ticket carries %d extensions, want 3", n)
+		}
+		c.srv.tickets.releaseAll()
+		b.StartTimer()
+	}
+	reportCPU(b, cpu0)
+	reportLatency(b, lat)
 }
 
 // BenchmarkWatchAssignmentsDelivery: time from calling AssignTickets to the watcher's Recv

@@ -116,8 +116,8 @@ func collectMatches(stream grpc.ServerStreamingClient[pb.FetchMatchesResponse]) 
 	}
 }
 
-func fetch(ctx context.Context, be pb.BackendServiceClient, fc *pb.FunctionConfig, p *pb.MatchProfile) ([]*pb.Match, error) {
-	s, err := be.FetchMatches(ctx, &pb.FetchMatchesRequest{Config: fc, Profile: p})
+func fetch(ctx context.Context, be pb.BackendServiceClient, fc *pb.FunctionConfig, p *pb.MatchProfile, opts ...grpc.CallOption) ([]*pb.Match, error) {
+	s, err := be.FetchMatches(ctx, &pb.FetchMatchesRequest{Config: fc, Profile: p}, opts...)
 	if err != nil {
 		return nil, err
 	}
