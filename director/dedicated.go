@@ -53,8 +53,12 @@ type DedicatedVersion struct {
 
 // dedicatedGames maps a profile to its game; read on every batch, written by ServeDedicated.
 type dedicatedGames struct {
-	mu    sync.RWMutex
-	games map[string]*dedicated
+	// stop is the director's Start context: a game's loops end with it as well as with their own,
+	// so Wait never waits on a context only the caller of ServeDedicated could end.
+	stop   context.Context
+	mu     sync.RWMutex
+	games  map[string]*dedicated
+	closed bool // the director is stopping: no new game's loops may start (guarded by mu)
 }
 
 func (g *dedicatedGames) get(profile string) *dedicated {
@@ -75,7 +79,8 @@ type dedicated struct {
 }
 
 // ServeDedicated starts serving a game's matches on dedicated servers: a refill loop per version
-// keeping Warm servers allocated, and a match loop for the game's profile. It stops with ctx.
+// keeping Warm servers allocated, and a match loop for the game's profile. It stops with ctx or
+// with the director, whichever ends first.
 func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if g.Game == "" || g.Profile == "" || g.Warm < 1 || len(g.Versions) == 0 {
 		return fmt.Errorf("director: dedicated game %q: game, profile, warm >= 1 and a version are required", g.Game)
@@ -97,15 +102,20 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	// Logged from this copy: once the traffic watcher runs, dg.weights is written under dg.mu.
 	startWeights := maps.Clone(dg.weights)
 	d.dedicated.mu.Lock()
+	defer d.dedicated.mu.Unlock()
+	if d.dedicated.closed {
+		return fmt.Errorf("director: dedicated game %q: the director is stopping", g.Game)
+	}
 	if d.dedicated.games == nil {
 		d.dedicated.games = map[string]*dedicated{}
 	}
 	if d.dedicated.games[g.Profile] != nil {
-		d.dedicated.mu.Unlock()
 		return fmt.Errorf("director: profile %q already serves a dedicated game", g.Profile)
 	}
 	d.dedicated.games[g.Profile] = dg
-	d.dedicated.mu.Unlock()
+	// The loops stop with the director too: its Wait waits for them (they run under d.wg).
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(d.dedicated.stop, cancel)
 	for _, v := range g.Versions {
 		d.goRun("dedicated refill "+g.Game+"/"+v.Version, func() error { d.refillDedicated(ctx, dg, v); return nil })
 	}

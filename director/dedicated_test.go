@@ -37,6 +37,22 @@ func TestDedicatedVersions(t *testing.T) {
 			t.Errorf("weights %v accepted", bad)
 		}
 	}
+
+	// The director stops while the context the game was served with lives on: the game's loops
+	// end with the director (Wait returns; it once waited for the env's 5-minute timeout), and a
+	// stopped director serves no new game.
+	stopped := make(chan struct{})
+	go func() { r.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(time.Minute):
+		t.Fatal("the director did not stop while a dedicated game's context was live")
+	}
+	err := d.ServeDedicated(r.e.ctx, director.DedicatedGame{Game: "Other", Profile: "game-Other-2", Warm: 1,
+		Versions: []director.DedicatedVersion{{Version: "v1", Weight: 100, Backend: r.v1}}})
+	if err == nil {
+		t.Error("a stopped director accepted a dedicated game")
+	}
 }
 
 // dedicatedRig is a director serving the 2-player game "Duel" on dedicated servers of two
@@ -46,6 +62,7 @@ type dedicatedRig struct {
 	e      *env
 	d      *director.Director
 	prof   string
+	stop   func() // stops the director and waits for it
 	v1, v2 *localfleet.Fleet
 	n      int
 	ts     *tickets
@@ -79,7 +96,7 @@ func newDedicatedRig(t *testing.T, traffic *director.TrafficSource) *dedicatedRi
 	cfg.MMFPort, _ = strconv.Atoi(port)
 	cfg.Profiles = []string{"unused"} // the voice loop finds no profile here; only the game's matters
 	cfg.PlaceWait = 30 * time.Second
-	d, _ := e.startDirector(ctx, cfg, voice)
+	d, stop := e.startDirector(ctx, cfg, voice)
 	if err := d.ServeDedicated(ctx, director.DedicatedGame{Game: rigGame, Profile: prof.Name, Warm: 1, Traffic: traffic,
 		Versions: []director.DedicatedVersion{{Version: "v1", Weight: 100, Backend: v1}, {Version: "v2", Weight: 0, Backend: v2}}}); err != nil {
 		t.Fatal(err)
@@ -91,7 +108,7 @@ func newDedicatedRig(t *testing.T, traffic *director.TrafficSource) *dedicatedRi
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &dedicatedRig{t: t, e: e, d: d, prof: prof.Name, v1: v1, v2: v2, ts: e.tickets(), verify: verifier}
+	return &dedicatedRig{t: t, e: e, d: d, prof: prof.Name, stop: stop, v1: v1, v2: v2, ts: e.tickets(), verify: verifier}
 }
 
 // play files the tickets of that many matches and waits for their assignments.
