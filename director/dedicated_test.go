@@ -66,6 +66,12 @@ func TestDedicatedVersions(t *testing.T) {
 func TestDedicatedServersReclaimed(t *testing.T) {
 	r := newDedicatedRig(t, nil)
 	const n = 3
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("director's servers %v; fleets v1 %v v2 %v; reclaimed %v, warm_lost %v, reuse_refused %v",
+				r.d.DedicatedServers(r.prof), r.v1.Servers(), r.v2.Servers(), r.outcome("reclaimed"), r.outcome("warm_lost"), r.outcome("reuse_refused"))
+		}
+	})
 	r.check("first matches", "v1", r.play(n))
 	first := r.playing()
 	if len(first) != n {
@@ -100,7 +106,7 @@ func TestDedicatedServersReclaimed(t *testing.T) {
 	r.endMatch(lost)
 	waitFor(t, "the lost warm server dropped", time.Minute, func() bool {
 		_, held := r.d.DedicatedServers(r.prof)[lost]
-		return !held && r.outcome("warm_lost") == 1
+		return !held && r.outcome("warm_lost") >= 1 // more if a warm server failed its health checks meanwhile
 	})
 
 	again := r.play(2)
