@@ -1,6 +1,7 @@
 package director_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -54,11 +55,15 @@ func TestDirectorAdoptsLoneGameServer(t *testing.T) {
 	gcfg.Capacity = 20
 	gcfg.MaxMembers = maxMembers
 	gcfg.Token.PublicKeys = []string{e.keyArg}
-	gs, err := gameserver.Start(e.ctx, testLog(t), gcfg, prometheus.NewRegistry())
+	// Its own context: the env's ends only in the env's cleanup, after this one, so waiting for a
+	// server on it would last until the env's 5-minute timeout.
+	gctx, gcancel := context.WithCancel(e.ctx)
+	gs, err := gameserver.Start(gctx, testLog(t), gcfg, prometheus.NewRegistry())
 	if err != nil {
+		gcancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = gs.Wait() })
+	t.Cleanup(func() { gcancel(); _ = gs.Wait() })
 
 	type poolDoc struct {
 		Servers []struct {

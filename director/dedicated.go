@@ -53,8 +53,12 @@ type DedicatedVersion struct {
 
 // dedicatedGames maps a profile to its game; read on every batch, written by ServeDedicated.
 type dedicatedGames struct {
-	mu    sync.RWMutex
-	games map[string]*dedicated
+	// stop is the director's Start context: a game's loops end with it as well as with their own,
+	// so Wait never waits on a context only the caller of ServeDedicated could end.
+	stop   context.Context
+	mu     sync.RWMutex
+	games  map[string]*dedicated
+	closed bool // the director is stopping: no new game's loops may start (guarded by mu)
 }
 
 func (g *dedicatedGames) get(profile string) *dedicated {
@@ -63,19 +67,30 @@ func (g *dedicatedGames) get(profile string) *dedicated {
 	return g.games[profile]
 }
 
-// dedicated is a served game: its weights and each version's warm servers.
+// dedicated is a served game: its weights, each version's warm servers and every server it holds.
 type dedicated struct {
 	game    DedicatedGame
 	mu      sync.Mutex
 	weights map[string]int
 	warm    map[string]chan allocation.Status // version -> allocated, not yet used servers
+	// servers are the allocated servers this game holds, by name (guarded by mu): warm ones and
+	// those holding their one match. A server leaves only when its backend reports it gone or
+	// terminal (watchDedicated), so one that outlives its match stays visible (DedicatedServers).
+	servers map[string]*dedicatedServer
 	// trafficErr is why the last stored traffic document was refused (nil: none refused since
 	// the last good one); guarded by mu.
 	trafficErr error
 }
 
+// dedicatedServer is one allocated server of a dedicated game.
+type dedicatedServer struct {
+	version string
+	session string // the match's session; "" while warm
+}
+
 // ServeDedicated starts serving a game's matches on dedicated servers: a refill loop per version
-// keeping Warm servers allocated, and a match loop for the game's profile. It stops with ctx.
+// keeping Warm servers allocated, and a match loop for the game's profile. It stops with ctx or
+// with the director, whichever ends first.
 func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if g.Game == "" || g.Profile == "" || g.Warm < 1 || len(g.Versions) == 0 {
 		return fmt.Errorf("director: dedicated game %q: game, profile, warm >= 1 and a version are required", g.Game)
@@ -83,7 +98,7 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	if g.Traffic != nil && (g.Traffic.Bucket == nil || !builds.ValidTenant(g.Traffic.Tenant)) {
 		return fmt.Errorf("director: dedicated game %q: a traffic source needs a bucket and a valid tenant", g.Game)
 	}
-	dg := &dedicated{game: g, weights: map[string]int{}, warm: map[string]chan allocation.Status{}}
+	dg := &dedicated{game: g, weights: map[string]int{}, warm: map[string]chan allocation.Status{}, servers: map[string]*dedicatedServer{}}
 	for _, v := range g.Versions {
 		if v.Version == "" || v.Backend == nil || dg.warm[v.Version] != nil {
 			return fmt.Errorf("director: dedicated game %q: versions need distinct names and a backend", g.Game)
@@ -97,17 +112,23 @@ func (d *Director) ServeDedicated(ctx context.Context, g DedicatedGame) error {
 	// Logged from this copy: once the traffic watcher runs, dg.weights is written under dg.mu.
 	startWeights := maps.Clone(dg.weights)
 	d.dedicated.mu.Lock()
+	defer d.dedicated.mu.Unlock()
+	if d.dedicated.closed {
+		return fmt.Errorf("director: dedicated game %q: the director is stopping", g.Game)
+	}
 	if d.dedicated.games == nil {
 		d.dedicated.games = map[string]*dedicated{}
 	}
 	if d.dedicated.games[g.Profile] != nil {
-		d.dedicated.mu.Unlock()
 		return fmt.Errorf("director: profile %q already serves a dedicated game", g.Profile)
 	}
 	d.dedicated.games[g.Profile] = dg
-	d.dedicated.mu.Unlock()
+	// The loops stop with the director too: its Wait waits for them (they run under d.wg).
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(d.dedicated.stop, cancel)
 	for _, v := range g.Versions {
 		d.goRun("dedicated refill "+g.Game+"/"+v.Version, func() error { d.refillDedicated(ctx, dg, v); return nil })
+		d.goRun("dedicated watch "+g.Game+"/"+v.Version, func() error { d.watchDedicated(ctx, dg, v); return nil })
 	}
 	d.goRun("dedicated match "+g.Profile, func() error { d.matchLoop(ctx, g.Profile); return nil })
 	if g.Traffic != nil {
@@ -143,6 +164,22 @@ func (d *Director) SetDedicatedWeights(profile string, weights map[string]int) e
 	return nil
 }
 
+// DedicatedServers is every allocated server a game holds now, by name: the session of its match,
+// or "" while it is warm.
+func (d *Director) DedicatedServers(profile string) map[string]string {
+	dg := d.dedicated.get(profile)
+	if dg == nil {
+		return nil
+	}
+	dg.mu.Lock()
+	defer dg.mu.Unlock()
+	out := make(map[string]string, len(dg.servers))
+	for name, s := range dg.servers {
+		out[name] = s.session
+	}
+	return out
+}
+
 // WarmDedicated is how many allocated, unused servers a game's version holds now.
 func (d *Director) WarmDedicated(profile, version string) int {
 	dg := d.dedicated.get(profile)
@@ -171,6 +208,21 @@ func (d *Director) refillDedicated(ctx context.Context, dg *dedicated, v Dedicat
 			continue
 		}
 		backoff = newBackoff(50*time.Millisecond, 2*time.Second)
+		dg.mu.Lock()
+		prev := dg.servers[st.GameServerName]
+		if prev == nil {
+			dg.servers[st.GameServerName] = &dedicatedServer{version: v.Version}
+		}
+		dg.mu.Unlock()
+		if prev != nil {
+			// A server this game already holds was allocated anew: one that held a match went back to
+			// Ready (its game called SDK Ready again). It never takes a second match; it stays listed
+			// until it is gone.
+			d.m.dedicatedServers.WithLabelValues(dg.game.Game, v.Version, "reuse_refused").Inc()
+			d.log.Error("allocated a dedicated server this game already holds; not using it (one match per server)",
+				"game", dg.game.Game, "version", v.Version, "server", st.GameServerName, "session", prev.session)
+			continue
+		}
 		select {
 		case ch <- st:
 		case <-ctx.Done():
@@ -178,8 +230,57 @@ func (d *Director) refillDedicated(ctx context.Context, dg *dedicated, v Dedicat
 	}
 }
 
-// take returns a warm server of the version the weights pick, waiting up to wait for a refill.
-func (dg *dedicated) take(ctx context.Context, wait time.Duration) (string, allocation.Status, error) {
+// watchDedicated follows the version's servers and forgets each of the game's servers its backend
+// reports gone or terminal: after its match (the server shut itself down: a wrapped build does when
+// the game exits) it is reclaimed, and a warm one lost before use is never handed to a match
+// (take skips it) — the refill loop has already replaced it, as the Fleet replaces the server.
+func (d *Director) watchDedicated(ctx context.Context, dg *dedicated, v DedicatedVersion) {
+	var labels map[string]string
+	if v.Spec != nil && len(v.Spec.Selectors) > 0 {
+		labels = v.Spec.Selectors[0].MatchLabels
+	}
+	backoff := newBackoff(50*time.Millisecond, 2*time.Second)
+	for ctx.Err() == nil {
+		events, err := v.Backend.Watch(ctx, labels)
+		if err != nil {
+			d.log.Warn("watching dedicated servers failed", "game", dg.game.Game, "version", v.Version, "err", err)
+			sleep(ctx, backoff.Step())
+			continue
+		}
+		for ev := range events {
+			backoff = newBackoff(50*time.Millisecond, 2*time.Second)
+			if ev.Deleted || terminal(ev.Server.State) {
+				d.forgetDedicated(dg, v.Version, ev.Server.Name, ev.Server.State)
+			}
+		}
+		sleep(ctx, backoff.Step()) // the backend ended the watch (it restarts, or ctx ended)
+	}
+}
+
+// forgetDedicated drops a gone server from the game's servers, counting why.
+func (d *Director) forgetDedicated(dg *dedicated, version, name, state string) {
+	dg.mu.Lock()
+	s := dg.servers[name]
+	if s != nil && s.version == version {
+		delete(dg.servers, name)
+	}
+	dg.mu.Unlock()
+	if s == nil || s.version != version {
+		return
+	}
+	if s.session == "" {
+		d.m.dedicatedServers.WithLabelValues(dg.game.Game, version, "warm_lost").Inc()
+		d.log.Warn("warm dedicated server lost before its match", "game", dg.game.Game, "version", version, "server", name, "state", state)
+		return
+	}
+	d.m.dedicatedServers.WithLabelValues(dg.game.Game, version, "reclaimed").Inc()
+	d.log.Info("dedicated server reclaimed after its match", "game", dg.game.Game, "version", version, "server", name,
+		"session", s.session, "state", state)
+}
+
+// take returns a warm server of the version the weights pick for the match session, waiting for a
+// refill until deadline. A warm server the backend reported gone meanwhile is skipped.
+func (dg *dedicated) take(ctx context.Context, deadline time.Time, session string) (string, allocation.Status, error) {
 	dg.mu.Lock()
 	v := builds.PickVersion(dg.weights, rand.Float64())
 	dg.mu.Unlock()
@@ -187,15 +288,31 @@ func (dg *dedicated) take(ctx context.Context, wait time.Duration) (string, allo
 	if ch == nil {
 		return v, allocation.Status{}, fmt.Errorf("game %q: no version has weight", dg.game.Game)
 	}
-	t := time.NewTimer(wait)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case st := <-ch:
-		return v, st, nil
-	case <-t.C:
-		return v, allocation.Status{}, fmt.Errorf("game %q version %q: %w", dg.game.Game, v, pool.ErrNoRoom)
-	case <-ctx.Done():
-		return v, allocation.Status{}, ctx.Err()
+	for {
+		var st allocation.Status
+		// A warm server at hand is taken even when the batch's wait is used up.
+		select {
+		case st = <-ch:
+		default:
+			select {
+			case st = <-ch:
+			case <-t.C:
+				return v, allocation.Status{}, fmt.Errorf("game %q version %q: %w", dg.game.Game, v, pool.ErrNoRoom)
+			case <-ctx.Done():
+				return v, allocation.Status{}, ctx.Err()
+			}
+		}
+		dg.mu.Lock()
+		s := dg.servers[st.GameServerName]
+		if s != nil {
+			s.session = session
+		}
+		dg.mu.Unlock()
+		if s != nil {
+			return v, st, nil
+		}
 	}
 }
 
@@ -207,6 +324,9 @@ func (d *Director) placeDedicatedBatch(ctx context.Context, profile string, dg *
 		groups  []*openmatch.AssignmentGroup
 		release []string
 		created = map[string]time.Time{}
+		// Waiting for refills is shared by the batch, as in place: the matches behind a short
+		// version wait at most PlaceWait in all, not PlaceWait each.
+		deadline time.Time
 	)
 	for _, r := range batch {
 		m := r.m
@@ -223,7 +343,11 @@ func (d *Director) placeDedicatedBatch(ctx context.Context, profile string, dg *
 			}
 			continue
 		}
-		version, st, err := dg.take(ctx, d.cfg.PlaceWait)
+		if deadline.IsZero() {
+			deadline = time.Now().Add(d.cfg.PlaceWait)
+		}
+		session := pool.NewSessionID("")
+		version, st, err := dg.take(ctx, deadline, session)
 		if err != nil {
 			reason := "error"
 			if errors.Is(err, pool.ErrNoRoom) {
@@ -240,7 +364,7 @@ func (d *Director) placeDedicatedBatch(ctx context.Context, profile string, dg *
 			release = append(release, ids...)
 			continue
 		}
-		pl := pool.Placement{SessionID: pool.NewSessionID(""), Server: st.GameServerName, Address: addr, Backend: dg.game.Game + "/" + version}
+		pl := pool.Placement{SessionID: session, Server: st.GameServerName, Address: addr, Backend: dg.game.Game + "/" + version}
 		gs, err := d.dedicatedAssignments(pl, ids, players, time.Now())
 		if err != nil {
 			d.log.Error("minting server tokens failed; releasing the match", "match", m.GetMatchId(), "err", err)

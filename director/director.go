@@ -82,7 +82,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	config.Log(ctx, log, "director", &cfg)
 	d := &Director{cfg: cfg, log: log, backends: map[string]*backendLoop{}, reported: make(chan struct{}, 1),
-		mainDone: make(chan struct{}), stopped: make(chan struct{}), adoption: adoption{told: map[string]string{}}}
+		mainDone: make(chan struct{}), stopped: make(chan struct{}), adoption: adoption{told: map[string]string{}},
+		dedicated: dedicatedGames{stop: ctx}}
 	d.labels, _ = ParseLabels(cfg.ServerLabels)
 	d.spec = pool.AllocationSpec(cfg.PoolName, d.labels)
 	d.pool = pool.New(cfg.Pool)
@@ -264,6 +265,15 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	for _, bl := range d.backends {
 		d.goRun("watch "+bl.b.Name(), func() error { return d.watch(ctx, bl.b) })
 	}
+	// Games served later (ServeDedicated) run their loops under d.wg: this gate keeps the count
+	// above zero until it closes the door to new ones, so no goRun races the final wg.Wait.
+	d.goRun("dedicated gate", func() error {
+		<-ctx.Done()
+		d.dedicated.mu.Lock()
+		d.dedicated.closed = true
+		d.dedicated.mu.Unlock()
+		return nil
+	})
 	d.goRun("main", func() error {
 		d.waitReports(ctx, listed)
 		var inner sync.WaitGroup

@@ -23,6 +23,8 @@ type metrics struct {
 	placeWaits    *prometheus.CounterVec // backend, result (refilled|timeout)
 	failovers     *prometheus.CounterVec // from, to
 	refused       *prometheus.CounterVec // reason (missing|invalid|expired)
+	// dedicatedServers: game, version, outcome (reclaimed|warm_lost|reuse_refused); dedicated.go.
+	dedicatedServers *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
@@ -59,6 +61,8 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 			Help: "New sessions placed on another backend than the weights chose (only with -failover=spill), by chosen and used backend."}, []string{"from", "to"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_tickets_refused_total",
 			Help: "Tickets in matches never assigned because they lack a valid kumi frontend seal (created straight in the core), by reason."}, []string{"reason"}),
+		dedicatedServers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kumi_director_dedicated_servers_total",
+			Help: "Dedicated game servers the director let go, by game, version and outcome: reclaimed (gone after its match), warm_lost (gone before use), reuse_refused (a used server allocated again, not given a second match)."}, []string{"game", "version", "outcome"}),
 	}
 	// Series with a fixed set of label values exist from the start at 0: a dashboard or an alert on
 	// rate() sees "no moves yet" instead of no data until the first one.
@@ -72,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, p *pool.Pool) (*metrics, error) {
 		return m, nil // nowhere to export to, as for the other components
 	}
 	for _, c := range []prometheus.Collector{m.placements, m.unplaced, m.assignLatency, m.placeLatency, m.assigned, m.assignFailed,
-		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, m.refused, &poolCollector{p: p}} {
+		m.allocations, m.allocLatency, m.drains, m.moves, m.reports, m.fetches, m.placeWaits, m.failovers, m.refused, m.dedicatedServers, &poolCollector{p: p}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -24,7 +24,6 @@ import (
 	clientpb "github.com/kumi-dev/kumi/api/client"
 	"github.com/kumi-dev/kumi/builds"
 	"github.com/kumi-dev/kumi/director"
-	"github.com/kumi-dev/kumi/frontend"
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/gameserver/wrap"
 	"github.com/kumi-dev/kumi/internal/token"
@@ -41,9 +40,9 @@ type Dedicated struct {
 	UnsafeNoSandbox bool   `flag:"unsafe-no-sandbox" help:"DEV ONLY: run the uploaded build as a plain process instead of under gVisor (runsc, needs root)"`
 	Runsc           string `flag:"runsc" help:"gVisor runsc binary the build runs under"`
 
-	// Set by runBuild before Start: the game's match profile and the ticket attribute naming it.
-	profiles   []matchfunction.Profile
-	attributes frontend.Attributes
+	// Set by RunBuild before Start: the game's match profile. Its tickets' game attribute needs
+	// no entry of its own: frontend.DefaultAttributes allows game:string.
+	profiles []matchfunction.Profile
 }
 
 // DefaultDedicated returns the defaults: 2-player matches, 3 matches, 2 warm servers, gVisor.
@@ -147,11 +146,7 @@ func RunBuild(ctx context.Context, log *slog.Logger, cfg Config, up func(*Stack)
 	log.Info("build uploaded", "project", m.Project, "version", m.Version, "sha256", m.SHA256, "took", res.Upload)
 
 	prof := matchfunction.GameProfile(m.Project, dc.MatchPlayers)
-	attrs, err := frontend.ParseAttributes(matchfunction.GameAttribute + ":string")
-	if err != nil {
-		return res, err
-	}
-	cfg.Dedicated.profiles, cfg.Dedicated.attributes = []matchfunction.Profile{prof}, attrs
+	cfg.Dedicated.profiles = []matchfunction.Profile{prof}
 	// The voice/duel demo fleet still starts (the director needs its pool) but stays small.
 	cfg.Servers, cfg.MaxServers = 1, 2
 	s, err := Start(ctx, log, cfg)

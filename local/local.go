@@ -276,7 +276,6 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	feCfg.OpenMatchAddr, feCfg.OpenMatchQueryAddr = s.OMFrontend, s.OMQuery
 	feCfg.JWT.PublicKeys = []string{s.PlayerSigner.KID() + "=" + playerPub}
 	feCfg.TicketSealSecret = sealSecret
-	feCfg.Attributes = append(feCfg.Attributes, cfg.Dedicated.attributes...)
 	// The whole demo crowd (and kumi bench e2e's) comes from 127.0.0.1 over one shared connection;
 	// per-player limits still apply.
 	feCfg.SourceRate, feCfg.MaxStreamsPerConn = 0, 1<<16

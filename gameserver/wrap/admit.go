@@ -30,13 +30,17 @@ type admitter struct {
 	name string
 	now  func() time.Time
 
+	// admitted is closed at the first admission: the match has started (the wrapper's max-match
+	// runs from then).
+	admitted chan struct{}
+
 	mu      sync.Mutex
 	session string               // pinned match; "" until the first admission
 	used    map[string]time.Time // jti → expiry, pruned as they expire
 }
 
 func newAdmitter(v *token.Verifier, name, session string) *admitter {
-	return &admitter{v: v, name: name, session: session, now: time.Now, used: map[string]time.Time{}}
+	return &admitter{v: v, name: name, session: session, now: time.Now, used: map[string]time.Time{}, admitted: make(chan struct{})}
 }
 
 // errSession is a token for another match than the one this server holds.
@@ -65,6 +69,11 @@ func (a *admitter) admit(raw string) (token.ServerClaims, error) {
 		a.session = c.SessionID
 	} else if c.SessionID != a.session {
 		return c, errSession
+	}
+	select {
+	case <-a.admitted:
+	default:
+		close(a.admitted)
 	}
 	a.used[c.ID] = c.ExpiresAt
 	return c, nil

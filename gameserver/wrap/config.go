@@ -47,6 +47,7 @@ type Config struct {
 	MaxProcs        int           `flag:"max-procs" help:"most processes and threads the server may run (RLIMIT_NPROC inside the sandbox): a fork bomb stops here"`
 	MaxClients      int           `flag:"max-clients" help:"most distinct player addresses relayed into the sandbox at once"`
 	ClientIdle      time.Duration `flag:"client-idle" help:"a relayed player address silent this long is forgotten"`
+	MaxMatch        time.Duration `flag:"max-match" help:"how long the match may run after its first player is admitted; then the game server is stopped (grace) and the GameServer shut down, so a build that keeps running after its match is never kept or reused (0: until the server exits)"`
 
 	Limits builds.Limits        `prefix:"build-"`
 	JWT    token.VerifierConfig `prefix:"jwt-"`
@@ -70,6 +71,7 @@ func Default() Config {
 		MaxProcs:      256,
 		MaxClients:    1024,
 		ClientIdle:    2 * time.Minute,
+		MaxMatch:      2 * time.Hour,
 		Limits:        builds.DefaultLimits(),
 		JWT:           jwt,
 	}
@@ -95,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Grace <= 0 || c.ReadyTimeout <= 0 || c.Health <= 0 {
 		errs = append(errs, errors.New("wrap: -grace, -ready-timeout and -health-period must be positive"))
+	}
+	if c.MaxMatch < 0 {
+		errs = append(errs, errors.New("wrap: -max-match must not be negative"))
 	}
 	if c.MaxProcs < 8 || c.MaxClients < 1 {
 		errs = append(errs, errors.New("wrap: -max-procs must be at least 8 and -max-clients at least 1"))

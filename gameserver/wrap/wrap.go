@@ -45,6 +45,7 @@ type Wrapper struct {
 	done     chan struct{}
 	err      error
 	ready    chan struct{}
+	admitted <-chan struct{} // closed at the first player's admission
 }
 
 // Port is the public UDP game port.
@@ -166,7 +167,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (w *Wrapper, err e
 		return nil, fmt.Errorf("wrap: game port: %w", err)
 	}
 	port := pub.LocalAddr().(*net.UDPAddr).Port
-	w = &Wrapper{log: log, cfg: cfg, manifest: m, port: port, public: pub, done: make(chan struct{}), ready: make(chan struct{})}
+	w = &Wrapper{log: log, cfg: cfg, manifest: m, port: port, public: pub, done: make(chan struct{}), ready: make(chan struct{}),
+		admitted: adm.admitted}
 	out := io.Writer(os.Stderr)
 	if cfg.ServerLog != "" {
 		f, err := os.OpenFile(cfg.ServerLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -317,17 +319,37 @@ wait:
 	}
 	w.log.Info("game server ready", "port", w.port, "project", w.manifest.Project, "version", w.manifest.Version)
 	close(w.ready)
-	select {
-	case err := <-exited:
-		if err != nil {
-			w.log.Warn("game server exited", "err", err)
-		} else {
-			w.log.Info("game server exited")
+	// Phase 2: the server lives until it exits, the wrapper stops, or its one match has run for
+	// MaxMatch (an Unreal server goes back to its lobby map after a match instead of exiting: it
+	// is stopped, so the GameServer is shut down and replaced, never reused or leaked).
+	admitted, matchOver := w.admitted, (<-chan time.Time)(nil)
+	for {
+		select {
+		case err := <-exited:
+			if err != nil {
+				w.log.Warn("game server exited", "err", err)
+			} else {
+				w.log.Info("game server exited")
+			}
+			finish(err)
+			return
+		case <-ctx.Done():
+			w.stopServer(exited)
+			finish(nil)
+			return
+		case <-admitted:
+			admitted = nil
+			if w.cfg.MaxMatch > 0 {
+				t := time.NewTimer(w.cfg.MaxMatch)
+				defer t.Stop()
+				matchOver = t.C
+			}
+		case <-matchOver:
+			w.log.Info("match over: max-match since the first admission; stopping the game server", "max_match", w.cfg.MaxMatch)
+			w.stopServer(exited)
+			finish(nil)
+			return
 		}
-		finish(err)
-	case <-ctx.Done():
-		w.stopServer(exited)
-		finish(nil)
 	}
 }
 

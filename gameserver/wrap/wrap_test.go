@@ -142,6 +142,55 @@ func TestFakeUEEndToEnd(t *testing.T) {
 	waitState(t, sdkSrv, "Shutdown")
 }
 
+// TestMaxMatchEndsTheServer: a build that keeps running after its match (as an Unreal server
+// going back to its lobby map does) is stopped once its match has run for max-match since the
+// first admission, and the GameServer is shut down, so the server is replaced, never reused.
+func TestMaxMatchEndsTheServer(t *testing.T) {
+	requireRunsc(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "fakeue")
+	goBuild(t, "fakeue", bin)
+	bucket, m := storeBuild(t, "studio-a", packBuild(t, bin, "Duel"))
+	signer, err := token.GenerateSigner(token.DefaultIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freeUDPPort(t)
+	sdkSrv := startSDK(t, ctx, "duel-max", port)
+	cfg := testConfig(t, bucket, m, signer)
+	cfg.SDK, cfg.SDKAddr = true, sdkSrv.Addr()
+	cfg.MaxMatch = time.Second
+	w, err := Start(ctx, testLog(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.Ready():
+	case <-w.Done():
+		t.Fatalf("wrapper ended before ready: %v", w.Wait())
+	}
+	waitLog(t, cfg.ServerLog, nil, fmt.Sprintf("IpNetDriver listening on port %d", port))
+	tok, err := signer.ServerToken(token.ServerClaims{PlayerID: "alice", SessionID: "match-1", Server: "duel-max", ID: "alice-1", ExpiresAt: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := exchange(t, c, "HELLO ?token="+tok); got != "WELCOME alice match-1" {
+		t.Fatalf("alice: %q", got)
+	}
+	// Nobody stops the wrapper: the match's end does.
+	if err := w.Wait(); err != nil {
+		t.Fatalf("wrapper: %v", err)
+	}
+	waitLog(t, cfg.ServerLog, nil, "LogExit: Exiting.")
+	waitState(t, sdkSrv, "Shutdown")
+}
+
 func waitState(t *testing.T, s *localsdk.Server, want string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
