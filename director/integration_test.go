@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/allocation"
+	"github.com/kumi-dev/kumi/director/pool"
 	"github.com/kumi-dev/kumi/gameserver/client"
 )
 
@@ -365,9 +366,9 @@ func TestTrafficWeights(t *testing.T) {
 	count := map[string]int{}
 	for _, a := range ts.await(n, 60*time.Second) {
 		// The weights cap each backend's share: a burst that outruns fleet a's warm pool waits
-		// for a's refill (or is released and comes back), never spilling onto b.
+		// for a's refill (or is released and comes back, choosing a again), never spilling onto b.
 		got := backendOf(a.session)
-		if want := d.Pool().Choose(a.session); got != want {
+		if want := d.Pool().Choose(pool.ChoiceKeyOf([]string{a.player})); got != want {
 			t.Fatalf("session %s chosen for %s placed on %s", a.session, want, got)
 		}
 		count[got]++

@@ -216,7 +216,7 @@ func (d *Director) placeBatch(ctx context.Context, profile string, batch []recei
 		// Placement (pool choice and reservation) is one span per match in the cycle's trace,
 		// linked to each ticket; the per-ticket spans that mint tokens join the tickets' traces.
 		pctx, span := tracer().Start(ctx, "director.Place", trace.WithLinks(ticketLinks(ids, tps)...))
-		pl, err := d.place(pctx, pool.Request{SessionID: pool.NewSessionID(group), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
+		pl, err := d.place(pctx, pool.Request{SessionID: pool.NewSessionID(group), ChoiceKey: pool.ChoiceKeyOf(players), Group: group, Players: players, MaxMembers: int(maxMembers)}, &deadline)
 		now := time.Now()
 		if err != nil {
 			reason := "error"

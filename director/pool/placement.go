@@ -79,7 +79,11 @@ func (p *Pool) Place(req Request, now time.Time) (Placement, error) {
 	if _, dup := p.sessions[req.SessionID]; dup {
 		return Placement{}, fmt.Errorf("pool: session id %q is already in use", req.SessionID)
 	}
-	first := p.chooseLocked(req.SessionID)
+	key := req.ChoiceKey
+	if key == "" {
+		key = req.SessionID
+	}
+	first := p.chooseLocked(key)
 	if first == "" {
 		return Placement{}, ErrNoRoom
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -155,6 +156,11 @@ type Request struct {
 	Players []string
 	// MaxMembers is the session's member limit from the match function; 0 uses the server's.
 	MaxMembers int
+	// ChoiceKey keys the weighted backend choice of a new session; empty: SessionID. It must stay
+	// the same when the same match comes back (ChoiceKeyOf): a match released because its chosen
+	// backend was short would otherwise be rolled again, and every retry would hand the smaller
+	// backends more than their weight (a 1 % canary taking a third of a burst).
+	ChoiceKey string
 	// Failover lets a new session go to another backend with weight when the one the weights
 	// chose is short (ShortError otherwise); Placement.FailedOver then names the chosen one.
 	Failover bool
@@ -253,6 +259,13 @@ func (p *Pool) notifyLocked() {
 func GroupKey(group string) string {
 	sum := sha256.Sum256([]byte(group))
 	return hex.EncodeToString(sum[:8])
+}
+
+// ChoiceKeyOf is the stable choice key of a match of these players: the same players, in any
+// order, always choose the same backend.
+func ChoiceKeyOf(players []string) string {
+	sorted := slices.Sorted(slices.Values(players))
+	return strings.Join(sorted, "\x00")
 }
 
 // NewSessionID returns a fresh session id; a rendezvous session's id carries its group's digest.

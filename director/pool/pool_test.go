@@ -604,6 +604,45 @@ func TestWeightsCapBursts(t *testing.T) {
 	}
 }
 
+// TestRetriedMatchKeepsItsChoice: a match released because its chosen backend was short comes back
+// with a fresh session id but the same players; it chooses the same backend however often it is
+// retried, so retries never tip sessions onto the lighter backend.
+func TestRetriedMatchKeepsItsChoice(t *testing.T) {
+	p := New(testConfig())
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a1", Backend: "a", Capacity: 1}, t0)
+	p.AddServer(ServerInfo{Address: "127.0.0.1:7001", Name: "b1", Backend: "b", Capacity: 1000}, t0)
+	if err := p.SetWeights(map[string]int{"a": 9000, "b": 1000}); err != nil {
+		t.Fatal(err)
+	}
+	p.Report(Report{Server: "a1", Capacity: 1, Sessions: []SessionLoad{{ID: "x"}}}, t0) // a is full
+	for _, tc := range []struct {
+		name    string
+		players []string
+	}{
+		{"solo", []string{"p1"}},
+		{"duel", []string{"p2", "p3"}},
+		{"duel, other order", []string{"p3", "p2"}},
+	} {
+		want := p.Choose(ChoiceKeyOf(tc.players))
+		for retry := range 50 {
+			pl, err := p.Place(Request{SessionID: NewSessionID(""), ChoiceKey: ChoiceKeyOf(tc.players), Players: tc.players}, t0)
+			var short *ShortError
+			switch {
+			case errors.As(err, &short):
+				if short.Backend != want {
+					t.Fatalf("%s retry %d: short on %s, chose %s", tc.name, retry, short.Backend, want)
+				}
+				continue
+			case err != nil:
+				t.Fatalf("%s retry %d: %v", tc.name, retry, err)
+			}
+			if pl.Backend != want || want != "b" {
+				t.Fatalf("%s retry %d: placed on %s, its players chose %s", tc.name, retry, pl.Backend, want)
+			}
+		}
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	p := New(testConfig())
 	p.AddServer(ServerInfo{Address: "127.0.0.1:7000", Name: "a", Backend: "local", Capacity: 4}, t0)
