@@ -1,14 +1,12 @@
 package frontend
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/kumi-dev/kumi/api/client"
 	pb "github.com/kumi-dev/kumi/api/openmatch"
+	"github.com/kumi-dev/kumi/internal/logbuf"
 	"github.com/kumi-dev/kumi/internal/omext"
 	"github.com/kumi-dev/kumi/internal/tracing"
 )
@@ -47,7 +46,7 @@ func TestTracingHTTPCreateTicket(t *testing.T) {
 	}
 	// The frontend's log as `kumi frontend` writes it (JSON here, to read it back): records logged
 	// with a traced context carry trace_id.
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(tracing.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e := newEnvLog(t, nil, log) // after the provider: the frontend picks its instrumentation at start
 
@@ -186,22 +185,4 @@ func name(s sdktrace.ReadOnlySpan) string {
 		return "none"
 	}
 	return s.Name()
-}
-
-// syncBuffer is a bytes.Buffer safe for the frontend's goroutines to log into while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

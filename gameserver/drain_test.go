@@ -1,7 +1,6 @@
 package gameserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/kumi-dev/kumi/api/control"
 	"github.com/kumi-dev/kumi/gameserver/client"
 	"github.com/kumi-dev/kumi/gameserver/wire"
+	"github.com/kumi-dev/kumi/internal/logbuf"
 	"github.com/kumi-dev/kumi/internal/token"
 )
 
@@ -302,7 +302,7 @@ func TestUnspecifiedPublicAddrWarns(t *testing.T) {
 		warn   bool
 	}{{"0.0.0.0:7777", true}, {"[::]:7777", true}, {"127.0.0.1:7777", false}} {
 		t.Run(tc.public, func(t *testing.T) {
-			var buf syncBuffer
+			var buf logbuf.Buffer
 			cfg := testConfig("gs-a")
 			cfg.Director, cfg.PublicAddr = daddr, tc.public
 			ctx, cancel := context.WithCancel(context.Background())
@@ -321,22 +321,4 @@ func TestUnspecifiedPublicAddrWarns(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -1,16 +1,15 @@
 package install_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/kumi-dev/kumi/internal/logbuf"
 	"github.com/kumi-dev/kumi/internal/ticketseal"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +47,7 @@ func TestClusterStory(t *testing.T) {
 	api := startAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("component logs:\n%s", logs.String())
@@ -226,23 +225,4 @@ func TestClusterStory(t *testing.T) {
 	if _, err := v.VerifyServerToken(tok, gs.GetName()); err != nil {
 		t.Errorf("server token does not verify with token.crt for %s: %v", gs.GetName(), err)
 	}
-}
-
-// lockedBuffer collects the components' logs; goroutines still logging after the test ended
-// write here instead of into a finished *testing.T.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

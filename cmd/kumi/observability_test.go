@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,26 +20,9 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/kumi-dev/kumi/internal/logbuf"
 	"github.com/kumi-dev/kumi/local"
 )
-
-// syncBuffer collects the game-server processes' output, written from their pipes' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // The dashboard and the alert rules in install/observability (and their copies in the chart) use
 // only metric names a running kumi local exports: a renamed metric breaks this test, not a
@@ -63,7 +45,7 @@ func TestObservabilityMetricNamesExist(t *testing.T) {
 	cfg.GameServerCommand = []string{exe, "gameserver"}
 	// Info level: each game server logs where its /metrics listens.
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=info", "GORACE=atexit_sleep_ms=0"}
-	gsOut := &syncBuffer{}
+	gsOut := &logbuf.Buffer{}
 	cfg.GameServerOutput = gsOut
 	cfg.Out = io.Discard
 

@@ -17,6 +17,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 
+	"github.com/kumi-dev/kumi/internal/logbuf"
 	"github.com/kumi-dev/kumi/internal/tracing"
 	"github.com/kumi-dev/kumi/local"
 )
@@ -109,7 +110,7 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 	cfg.Players, cfg.Duration, cfg.GroupSize, cfg.ScaleIn = 8, 4*time.Second, 4, true
 	cfg.DuelShare, cfg.LateShare, cfg.LeaveShare = 0, 0.25, 0
 	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
-	gsOut := &syncBuffer{}
+	gsOut := &logbuf.Buffer{}
 	cfg.GameServerOutput = gsOut
 	cfg.Out = io.Discard
 
