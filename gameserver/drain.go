@@ -45,15 +45,16 @@ func (s *Server) drainLoop() error {
 	s.m.drains.Add(1)
 	start := time.Now()
 	n := s.sessionCount()
-	s.log.Info("drain started", "why", why, "sessions", n, "grace", s.cfg.DrainGrace)
-	// The drain is its own trace; its moves are its children and link to the sessions' JOINs.
+	// The drain is its own trace; its moves are its children and link to the sessions' JOINs. Its
+	// log lines are logged with the span's context so they carry its trace_id.
 	ctx, span := tracing.Tracer("gameserver").Start(s.ctx, "gameserver.Drain",
 		trace.WithAttributes(tracing.Server.String(s.name), attribute.String("kumi.drain_reason", why), attribute.Int("kumi.sessions", n)))
 	defer span.End()
+	s.log.InfoContext(ctx, "drain started", "why", why, "sessions", n, "grace", s.cfg.DrainGrace)
 	if s.deps.sdk != nil {
 		// Nothing may be allocated here any more: capacity = count leaves no room.
 		if err := s.deps.sdk.SetCounterCapacity(s.ctx, allocation.CounterSessions, int64(n)); err != nil {
-			s.log.Warn("could not lower counter capacity", "counter", allocation.CounterSessions, "err", err)
+			s.log.WarnContext(ctx, "could not lower counter capacity", "counter", allocation.CounterSessions, "err", err)
 		}
 	}
 	s.kick()
@@ -74,16 +75,16 @@ func (s *Server) drainLoop() error {
 		}
 	}
 	s.state.Store(int32(StateStopping))
-	s.log.Info("drain finished: server empty", "took", time.Since(start).Round(time.Millisecond))
+	s.log.InfoContext(ctx, "drain finished: server empty", "took", time.Since(start).Round(time.Millisecond))
 	close(s.drained)
 	if s.deps.director != nil {
 		if _, err := s.report(); err != nil {
-			s.log.Warn("final load report failed", "err", err)
+			s.log.WarnContext(ctx, "final load report failed", "err", err)
 		}
 	}
 	if s.deps.sdk != nil {
 		if err := s.shutdownSDK(); err != nil {
-			s.log.Warn("SDK Shutdown failed", "err", err)
+			s.log.WarnContext(ctx, "SDK Shutdown failed", "err", err)
 		}
 	}
 	if s.cfg.ExitWhenDrained {
@@ -107,7 +108,7 @@ func (s *Server) moveAll(ctx context.Context) {
 		all = append(all, snap{id, append([]*member(nil), sess.members...)})
 	}
 	s.mu.RUnlock()
-	s.log.Info("moving remaining sessions", "sessions", len(all))
+	s.log.InfoContext(ctx, "moving remaining sessions", "sessions", len(all))
 	sem := make(chan struct{}, moveParallelism)
 	var wg sync.WaitGroup
 	for _, sn := range all {
@@ -177,7 +178,7 @@ func (s *Server) moveSession(ctx context.Context, id string, members []*member) 
 			if b, merr := wire.AppendMove(nil, wire.Move{Addr: reply.GetAddress(), Token: tok}); merr == nil {
 				t, body = wire.TypeMove, b
 			} else {
-				log.Warn("director's move target unusable", "err", merr)
+				log.WarnContext(ctx, "director's move target unusable", "err", merr)
 			}
 		}
 		if t != wire.TypeMove {
@@ -190,17 +191,17 @@ func (s *Server) moveSession(ctx context.Context, id string, members []*member) 
 	switch {
 	case err == nil && movedAll:
 		s.m.movedSessions.Add(1)
-		log.Info("session moved", "to", reply.GetServer(), "addr", reply.GetAddress(), "members", len(outs))
+		log.InfoContext(ctx, "session moved", "to", reply.GetServer(), "addr", reply.GetAddress(), "members", len(outs))
 	case err == nil:
 		s.m.movedSessions.Add(1)
-		log.Warn("session moved, but some members got no token and are told to reconnect", "to", reply.GetServer())
+		log.WarnContext(ctx, "session moved, but some members got no token and are told to reconnect", "to", reply.GetServer())
 	default:
 		s.m.reconnected.Add(1)
 		lvl := "no room elsewhere"
 		if status.Code(err) != codes.ResourceExhausted {
 			lvl = err.Error()
 		}
-		log.Warn("session could not be moved; members told to reconnect", "why", lvl, "members", len(outs))
+		log.WarnContext(ctx, "session could not be moved; members told to reconnect", "why", lvl, "members", len(outs))
 	}
 	for _, o := range outs {
 		s.sendTo(o.m, o.t, o.body)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,7 +110,8 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 	// outlive the game servers' 1 s drain grace, so the drain moves them (as in TestLocal).
 	cfg.Players, cfg.Duration, cfg.GroupSize, cfg.ScaleIn = 8, 4*time.Second, 4, true
 	cfg.DuelShare, cfg.LateShare, cfg.LeaveShare = 0, 0.25, 0
-	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=warn", "GORACE=atexit_sleep_ms=0"}
+	// Info level: the drain's log lines are checked for its trace_id below.
+	cfg.GameServerEnv = []string{asKumiEnv + "=1", "KUMI_LOG_LEVEL=info", "GORACE=atexit_sleep_ms=0"}
 	gsOut := &logbuf.Buffer{}
 	cfg.GameServerOutput = gsOut
 	cfg.Out = io.Discard
@@ -303,6 +305,20 @@ func TestTracingOneTracePerTicket(t *testing.T) {
 	drained := attr(drains[0].GetAttributes(), "kumi.server")
 	if drained != sum.Drained[0] || drains[0].service != "kumi-gameserver" {
 		t.Errorf("drain span: server %q from service %q, want %q from kumi-gameserver", drained, drains[0].service, sum.Drained[0])
+	}
+	// The drained server's log lines about the drain and its moves carry the drain's trace_id, so
+	// an operator reading them finds the trace.
+	drainTrace := "trace_id=" + id(drains[0].GetTraceId())
+	for _, msg := range []string{`msg="drain started"`, `msg="moving remaining sessions"`, `msg="session moved`} {
+		found := false
+		for _, line := range strings.Split(gsOut.String(), "\n") {
+			if strings.Contains(line, msg) && strings.Contains(line, drainTrace) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no game-server log line %s with %s (game-server output:\n%s)", msg, drainTrace, gsOut.String())
+		}
 	}
 	moves := named("gameserver.MoveSession")
 	if len(moves) == 0 {
