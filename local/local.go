@@ -23,6 +23,7 @@ import (
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/netaddr"
 	"github.com/kumi-dev/kumi/internal/telemetry"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/matchfunction"
 	"github.com/kumi-dev/kumi/openmatch"
@@ -59,6 +60,7 @@ type Config struct {
 	AdminAddr      string `flag:"admin-addr" help:"director admin HTTP API address (weights, pool, drain)"`
 	MetricsAddr    string `flag:"metrics-addr" help:"Prometheus /metrics of every in-process component (empty: off)"`
 	ConsoleAddr    string `flag:"console-addr" help:"live console web page (pool, sessions, weights); loopback only, no login (empty: off)"`
+	Pprof          bool   `flag:"pprof" help:"also serve Go's /debug/pprof/ profiles of the in-process components on -metrics-addr (loopback only)"`
 	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
 	LogFile        string `flag:"log-file" help:"file receiving every component's log at info level, game servers' included (empty: kumi.log in the key dir); the terminal shows warnings and the progress"`
 
@@ -184,7 +186,15 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		return prometheus.WrapRegistererWith(prometheus.Labels{"component": component}, reg)
 	}
 	var err error
-	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg); err != nil {
+	var mopts []telemetry.Option
+	if cfg.Pprof {
+		// Profiles reveal the process's internals: loopback only, like the console.
+		if cfg.MetricsAddr == "" || !tlsconfig.IsLoopback(cfg.MetricsAddr) {
+			return fail(fmt.Errorf("local: -pprof needs a loopback -metrics-addr (127.0.0.1:PORT), not %q", cfg.MetricsAddr))
+		}
+		mopts = append(mopts, telemetry.WithPprof())
+	}
+	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg, mopts...); err != nil {
 		return fail(err)
 	}
 	s.waits = append(s.waits, s.Metrics.Wait)
