@@ -26,6 +26,8 @@ func selfCPU() (time.Duration, error) {
 // procStat is the part of /proc/PID/stat treeCPU needs.
 type procStat struct {
 	ppid int
+	// own is utime + stime: the process's own CPU.
+	own time.Duration
 	// cpu is utime + stime + cutime + cstime: the process's own CPU and that of its children it
 	// has reaped, so a game server that exits during a run still counts (in its parent's share).
 	cpu time.Duration
@@ -47,25 +49,25 @@ func parseStat(line string) (procStat, error) {
 	if err != nil {
 		return procStat{}, fmt.Errorf("e2e: stat ppid: %w", err)
 	}
-	var ticks int64
-	for _, s := range f[11:15] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
+	var ticks [4]int64
+	for i, s := range f[11:15] {
+		if ticks[i], err = strconv.ParseInt(s, 10, 64); err != nil {
 			return procStat{}, fmt.Errorf("e2e: stat cpu field: %w", err)
 		}
-		ticks += n
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(ticks) * clockTick}, nil
+	own := time.Duration(ticks[0]+ticks[1]) * clockTick
+	return procStat{ppid: ppid, own: own, cpu: own + time.Duration(ticks[2]+ticks[3])*clockTick}, nil
 }
 
 // treeCPU is the CPU used so far by pid and every live descendant (the product: `kumi local` and
 // its game-server processes), read from /proc; exited descendants count through their parents'
-// cutime/cstime once reaped.
-func treeCPU(pid int) (time.Duration, error) {
+// cutime/cstime once reaped. root is pid's own share (for `kumi local`: every component but the
+// game servers).
+func treeCPU(pid int) (total, root time.Duration, err error) {
 	stats := map[int]procStat{}
 	dirs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
-		return 0, fmt.Errorf("e2e: list /proc: %w", err)
+		return 0, 0, fmt.Errorf("e2e: list /proc: %w", err)
 	}
 	for _, d := range dirs {
 		b, err := os.ReadFile(filepath.Join(d, "stat"))
@@ -74,20 +76,20 @@ func treeCPU(pid int) (time.Duration, error) {
 		}
 		st, err := parseStat(string(b))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		n, _ := strconv.Atoi(filepath.Base(d))
 		stats[n] = st
 	}
-	root, ok := stats[pid]
+	st, ok := stats[pid]
 	if !ok {
-		return 0, fmt.Errorf("e2e: product process %d: not running", pid)
+		return 0, 0, fmt.Errorf("e2e: product process %d: not running", pid)
 	}
 	children := map[int][]int{}
 	for n, st := range stats {
 		children[st.ppid] = append(children[st.ppid], n)
 	}
-	total := root.cpu
+	total = st.cpu
 	queue := children[pid]
 	for len(queue) > 0 {
 		n := queue[0]
@@ -95,5 +97,5 @@ func treeCPU(pid int) (time.Duration, error) {
 		total += stats[n].cpu
 		queue = append(queue, children[n]...)
 	}
-	return total, nil
+	return total, st.own, nil
 }

@@ -12,9 +12,9 @@ func TestParseStat(t *testing.T) {
 		bad        bool
 	}{
 		{name: "plain", line: "42 (kumi) S 7 42 42 0 -1 4194304 100 0 0 0 150 25 3 2 20 0 12 0 99 0 0",
-			want: procStat{ppid: 7, cpu: 180 * clockTick}},
+			want: procStat{ppid: 7, own: 175 * clockTick, cpu: 180 * clockTick}},
 		{name: "command with spaces and parens", line: "9 (a (b) c) R 1 9 9 0 -1 0 0 0 0 0 1 2 3 4 20 0",
-			want: procStat{ppid: 1, cpu: 10 * clockTick}},
+			want: procStat{ppid: 1, own: 3 * clockTick, cpu: 10 * clockTick}},
 		{name: "no command", line: "9 a R 1", bad: true},
 		{name: "short", line: "9 (a) R 1 9 9", bad: true},
 		{name: "not a number", line: "9 (a) R 1 9 9 0 -1 0 0 0 0 0 x 2 3 4 20 0", bad: true},
@@ -37,9 +37,9 @@ func TestParseStat(t *testing.T) {
 // TestTreeCPUCountsThisProcess: the tree of this test process includes at least its own CPU,
 // which only grows.
 func TestTreeCPUCountsThisProcess(t *testing.T) {
-	before, err := treeCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
+	before, own, err := treeCPU(os.Getpid())
+	if err != nil || own > before {
+		t.Fatalf("treeCPU = %v, own %v, %v: want own <= total", before, own, err)
 	}
 	self, err := selfCPU()
 	if err != nil {
@@ -54,11 +54,11 @@ func TestTreeCPUCountsThisProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	after, err := treeCPU(os.Getpid())
+	after, _, err := treeCPU(os.Getpid())
 	if err != nil || after < before {
 		t.Fatalf("treeCPU went from %v to %v (%v)", before, after, err)
 	}
-	if _, err := treeCPU(-1); err == nil {
+	if _, _, err := treeCPU(-1); err == nil {
 		t.Fatal("treeCPU(-1): want an error")
 	}
 }

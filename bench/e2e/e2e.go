@@ -116,6 +116,9 @@ type Result struct {
 	GeneratorCPU time.Duration
 	// ProductCPU is the same for Cfg.ProductPID and its descendants (/proc), 0 without it.
 	ProductCPU time.Duration
+	// ProductMainCPU is Cfg.ProductPID's own share of ProductCPU: with `kumi local`, every
+	// component but the game-server processes (core, match function, frontend, director).
+	ProductMainCPU time.Duration
 }
 
 // PerTicket divides a CPU time by the tickets filed.
@@ -172,9 +175,9 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var prod0 time.Duration
+	var prod0, main0 time.Duration
 	if cfg.ProductPID != 0 {
-		if prod0, err = treeCPU(cfg.ProductPID); err != nil {
+		if prod0, main0, err = treeCPU(cfg.ProductPID); err != nil {
 			return nil, err
 		}
 	}
@@ -245,11 +248,11 @@ filing:
 	}
 	res.GeneratorCPU = gen1 - gen0
 	if cfg.ProductPID != 0 {
-		prod1, err := treeCPU(cfg.ProductPID)
+		prod1, main1, err := treeCPU(cfg.ProductPID)
 		if err != nil {
 			return nil, err
 		}
-		res.ProductCPU = prod1 - prod0
+		res.ProductCPU, res.ProductMainCPU = prod1-prod0, main1-main0
 	}
 	res.Elapsed = filingTime
 	res.Ok, res.Failed, res.Failures = len(reps), len(errs), errs
@@ -295,7 +298,7 @@ func (r *Result) Row(w io.Writer) {
 		lag, prod = "the stack's", "-"
 	}
 	if r.Cfg.ProductPID != 0 {
-		prod = r.PerTicket(r.ProductCPU).Round(time.Microsecond).String()
+		prod = fmt.Sprintf("%v (%v without game servers)", r.PerTicket(r.ProductCPU).Round(time.Microsecond), r.PerTicket(r.ProductMainCPU).Round(time.Microsecond))
 	}
 	if r.Cfg.Frontend == "" {
 		gen += " (with the product)"
