@@ -126,6 +126,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("local: servers %d / max-servers %d: want >= 1 and max-servers > servers (room to move sessions)", c.Servers, c.MaxServers)
 	case c.FrameEvery <= 0:
 		return fmt.Errorf("local: frame-interval %v: want > 0", c.FrameEvery)
+	case c.Pprof && !tlsconfig.IsLoopback(c.MetricsAddr):
+		// Profiles reveal the process's internals: loopback only, like the console.
+		return fmt.Errorf("local: -pprof needs a loopback -metrics-addr (127.0.0.1:PORT), not %q", c.MetricsAddr)
 	}
 	return nil
 }
@@ -188,10 +191,6 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	var err error
 	var mopts []telemetry.Option
 	if cfg.Pprof {
-		// Profiles reveal the process's internals: loopback only, like the console.
-		if cfg.MetricsAddr == "" || !tlsconfig.IsLoopback(cfg.MetricsAddr) {
-			return fail(fmt.Errorf("local: -pprof needs a loopback -metrics-addr (127.0.0.1:PORT), not %q", cfg.MetricsAddr))
-		}
 		mopts = append(mopts, telemetry.WithPprof())
 	}
 	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg, mopts...); err != nil {
