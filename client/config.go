@@ -47,6 +47,9 @@ type Config struct {
 	OnAssigned func(player string, leg Leg)
 	// OnFirstFrame, when set, is called when a leg receives its first frame from another member.
 	OnFirstFrame func(player string, leg Leg)
+	// AssignOnly ends the run once the first assignment arrives, without joining the game server:
+	// a tickets-only load (kumi bench e2e -tickets-only) measures matchmaking without UDP.
+	AssignOnly bool
 	// Stop, when set and closed, ends the talk as Talk passing does (LEAVE; the leg ends "done"):
 	// for a caller that talks until something happened rather than for a fixed time.
 	Stop <-chan struct{}

@@ -119,6 +119,10 @@ func (p *run) play(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if p.cfg.AssignOnly {
+			p.rep.Legs = append(p.rep.Legs, leg)
+			return nil
+		}
 		again, err := p.connect(ctx, leg, as)
 		if err != nil || !again {
 			return err

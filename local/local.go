@@ -23,6 +23,7 @@ import (
 	"github.com/kumi-dev/kumi/internal/config"
 	"github.com/kumi-dev/kumi/internal/netaddr"
 	"github.com/kumi-dev/kumi/internal/telemetry"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/matchfunction"
 	"github.com/kumi-dev/kumi/openmatch"
@@ -59,6 +60,7 @@ type Config struct {
 	AdminAddr      string `flag:"admin-addr" help:"director admin HTTP API address (weights, pool, drain)"`
 	MetricsAddr    string `flag:"metrics-addr" help:"Prometheus /metrics of every in-process component (empty: off)"`
 	ConsoleAddr    string `flag:"console-addr" help:"live console web page (pool, sessions, weights); loopback only, no login (empty: off)"`
+	Pprof          bool   `flag:"pprof" help:"also serve Go's /debug/pprof/ profiles of the in-process components on -metrics-addr (loopback only)"`
 	KeyDir         string `flag:"key-dir" help:"where the dev signing keys are written (empty: a new temporary directory)"`
 	LogFile        string `flag:"log-file" help:"file receiving every component's log at info level, game servers' included (empty: kumi.log in the key dir); the terminal shows warnings and the progress"`
 
@@ -124,6 +126,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("local: servers %d / max-servers %d: want >= 1 and max-servers > servers (room to move sessions)", c.Servers, c.MaxServers)
 	case c.FrameEvery <= 0:
 		return fmt.Errorf("local: frame-interval %v: want > 0", c.FrameEvery)
+	case c.Pprof && !tlsconfig.IsLoopback(c.MetricsAddr):
+		// Profiles reveal the process's internals: loopback only, like the console.
+		return fmt.Errorf("local: -pprof needs a loopback -metrics-addr (127.0.0.1:PORT), not %q", c.MetricsAddr)
 	}
 	return nil
 }
@@ -184,7 +189,11 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		return prometheus.WrapRegistererWith(prometheus.Labels{"component": component}, reg)
 	}
 	var err error
-	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg); err != nil {
+	var mopts []telemetry.Option
+	if cfg.Pprof {
+		mopts = append(mopts, telemetry.WithPprof())
+	}
+	if s.Metrics, err = telemetry.Serve(ctx, log, cfg.MetricsAddr, reg, mopts...); err != nil {
 		return fail(err)
 	}
 	s.waits = append(s.waits, s.Metrics.Wait)

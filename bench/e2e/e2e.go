@@ -2,7 +2,7 @@
 // tickets at a fixed rate in chat groups, wait for their assignment, join their game server over
 // UDP, exchange voice-like frames for a random session lifetime and leave. It runs against a stack
 // it starts in process (`kumi local` with no crowd; the allocation latency can be simulated) or
-// against a running frontend, and reports ticket→assignment and ticket→first relayed frame
+// against a running frontend (then optionally reporting that stack's CPU apart from its own), and reports ticket→assignment and ticket→first relayed frame
 // quantiles and throughput as a markdown row for BENCHMARKS.md.
 package e2e
 
@@ -38,6 +38,11 @@ type Config struct {
 	Lifetime   time.Duration `flag:"lifetime" help:"mean session lifetime per player (exponential)"`
 	FrameEvery time.Duration `flag:"frame-interval" help:"time between a player's frames"`
 	Seed       uint64        `flag:"seed" help:"random seed of lifetimes"`
+	// TicketsOnly leaves UDP out, so matchmaking's own cost and tail can be told apart from the
+	// simulated players' sockets sharing the machine.
+	TicketsOnly bool `flag:"tickets-only" help:"players stop at their assignment: no UDP join, no frames (sessions stay reserved until the director's reservation TTL, so give the product the capacity)"`
+	// ProductPID lets a two-process run report the product's CPU apart from the generator's.
+	ProductPID int `flag:"product-pid" help:"process id of the running stack (kumi local) whose CPU, game-server child processes included, is reported per ticket (with -frontend)"`
 
 	// Local is the in-process stack (used when Frontend is empty): -local-capacity,
 	// -local-allocation-latency, -local-servers… Its addresses default to free ports and its crowd
@@ -88,6 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("e2e: lifetime and frame-interval must be > 0")
 	case c.Frontend != "" && c.Key == "":
 		return errors.New("e2e: -frontend needs -key (the private key its frontend trusts for player tokens)")
+	case c.ProductPID != 0 && c.Frontend == "":
+		return errors.New("e2e: -product-pid needs -frontend (without it the product runs in this process)")
 	}
 	return nil
 }
@@ -104,6 +111,22 @@ type Result struct {
 	Failures             []string
 	// AssignSamples are every player's ticket→assignment times, for the histogram.
 	AssignSamples []time.Duration
+	// GeneratorCPU is this process's CPU (user + system, getrusage) from the first ticket until
+	// the last player finished; with the stack in process it includes the product's.
+	GeneratorCPU time.Duration
+	// ProductCPU is the same for Cfg.ProductPID and its descendants (/proc), 0 without it.
+	ProductCPU time.Duration
+	// ProductMainCPU is Cfg.ProductPID's own share of ProductCPU: with `kumi local`, every
+	// component but the game-server processes (core, match function, frontend, director).
+	ProductMainCPU time.Duration
+}
+
+// PerTicket divides a CPU time by the tickets filed.
+func (r *Result) PerTicket(cpu time.Duration) time.Duration {
+	if r.Tickets == 0 {
+		return 0
+	}
+	return cpu / time.Duration(r.Tickets)
 }
 
 // Run executes one load run.
@@ -148,6 +171,16 @@ func Run(ctx context.Context, log *slog.Logger, cfg Config) (*Result, error) {
 		errs []string
 		wg   sync.WaitGroup
 	)
+	gen0, err := selfCPU()
+	if err != nil {
+		return nil, err
+	}
+	var prod0, main0 time.Duration
+	if cfg.ProductPID != 0 {
+		if prod0, main0, err = treeCPU(cfg.ProductPID); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -180,6 +213,7 @@ filing:
 			pc.Talk = max(cfg.FrameEvery*3, time.Duration(rng.ExpFloat64()*float64(cfg.Lifetime)))
 			pc.FrameInterval = cfg.FrameEvery
 			pc.OnAssigned = func(string, player.Leg) { assignedN.Add(1) }
+			pc.AssignOnly = cfg.TicketsOnly
 			res.Tickets++
 			filed.Add(1)
 			wg.Add(1)
@@ -208,6 +242,18 @@ filing:
 	}
 	filingTime := time.Since(start)
 	wg.Wait()
+	gen1, err := selfCPU()
+	if err != nil {
+		return nil, err
+	}
+	res.GeneratorCPU = gen1 - gen0
+	if cfg.ProductPID != 0 {
+		prod1, main1, err := treeCPU(cfg.ProductPID)
+		if err != nil {
+			return nil, err
+		}
+		res.ProductCPU, res.ProductMainCPU = prod1-prod0, main1-main0
+	}
 	res.Elapsed = filingTime
 	res.Ok, res.Failed, res.Failures = len(reps), len(errs), errs
 	var assign, first []time.Duration
@@ -233,8 +279,8 @@ func quantiles(ds []time.Duration) [3]time.Duration {
 
 // Header writes the markdown table header Row fills.
 func Header(w io.Writer) {
-	fmt.Fprintln(w, "| tickets/s | group | lifetime | alloc latency | tickets | failed | ticket→assignment p50 / p99 / p99.9 | ticket→first relayed frame p50 / p99 / p99.9 | assignments/s |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| tickets/s | mode | group | lifetime | alloc latency | tickets | failed | ticket→assignment p50 / p99 / p99.9 | ticket→first relayed frame p50 / p99 / p99.9 | assignments/s | product CPU/ticket | generator CPU/ticket |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 }
 
 // Row writes the result as one markdown row.
@@ -242,6 +288,21 @@ func (r *Result) Row(w io.Writer) {
 	d := func(q [3]time.Duration) string {
 		return fmt.Sprintf("%v / %v / %v", q[0].Round(10*time.Microsecond), q[1].Round(10*time.Microsecond), q[2].Round(10*time.Microsecond))
 	}
-	fmt.Fprintf(w, "| %.0f | %d | %v | %v | %d | %d | %s | %s | %.0f |\n", r.Cfg.Rate, r.Cfg.GroupSize, r.Cfg.Lifetime, r.Cfg.Local.AllocateLag,
-		r.Tickets, r.Failed, d(r.Assign), d(r.FirstFrame), r.AssignmentsPerSecond)
+	mode := "tickets + UDP"
+	if r.Cfg.TicketsOnly {
+		mode = "tickets only"
+	}
+	// A running stack's allocation latency is its own flag, not this run's.
+	lag, prod, gen := r.Cfg.Local.AllocateLag.String(), "in process", r.PerTicket(r.GeneratorCPU).Round(time.Microsecond).String()
+	if r.Cfg.Frontend != "" {
+		lag, prod = "the stack's", "-"
+	}
+	if r.Cfg.ProductPID != 0 {
+		prod = fmt.Sprintf("%v (%v without game servers)", r.PerTicket(r.ProductCPU).Round(time.Microsecond), r.PerTicket(r.ProductMainCPU).Round(time.Microsecond))
+	}
+	if r.Cfg.Frontend == "" {
+		gen += " (with the product)"
+	}
+	fmt.Fprintf(w, "| %.0f | %s | %d | %v | %s | %d | %d | %s | %s | %.0f | %s | %s |\n", r.Cfg.Rate, mode, r.Cfg.GroupSize, r.Cfg.Lifetime, lag,
+		r.Tickets, r.Failed, d(r.Assign), d(r.FirstFrame), r.AssignmentsPerSecond, prod, gen)
 }

@@ -24,7 +24,8 @@ var benchKinds = []struct {
 }{
 	{"e2e", "simulated players at a fixed ticket rate through the whole stack (started in process, or a\n" +
 		"running frontend with -frontend and -key): ticket→assignment and ticket→first relayed frame\n" +
-		"quantiles as a markdown row, plus a latency histogram (e2e.svg).", benchE2E},
+		"quantiles as a markdown row, plus a latency histogram (e2e.svg). -tickets-only leaves UDP out;\n" +
+		"-product-pid reports the running stack's CPU per ticket apart from the generator's.", benchE2E},
 	{"spiky", "replays a spiky demand trace (seeded: the same seed gives the same report) through the\n" +
 		"director's pool logic on a simulated clock, against Agones' high-density Counters pattern\n" +
 		"(packed allocation, FleetAutoscaler Counter buffer, no moves) and one session per server; writes spiky.md\n" +

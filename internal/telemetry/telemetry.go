@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,19 @@ func WithReadiness(ready func() error) Option {
 			}
 			_, _ = w.Write([]byte("ok\n"))
 		})
+	}
+}
+
+// WithPprof serves net/http/pprof's /debug/pprof/ handlers, for profiling a component under load
+// (`go tool pprof http://ADDR/debug/pprof/profile?seconds=10`). Only for a loopback listener:
+// profiles reveal the process's internals.
+func WithPprof() Option {
+	return func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 }
 

@@ -43,3 +43,32 @@ func TestServeMetrics(t *testing.T) {
 		t.Fatal("empty addr must disable")
 	}
 }
+
+// TestWithPprof: /debug/pprof/ is served only with the option.
+func TestWithPprof(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want int
+	}{
+		{"off", nil, http.StatusNotFound},
+		{"on", []Option{WithPprof()}, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			s, err := Serve(ctx, slog.New(slog.DiscardHandler), "127.0.0.1:0", NewRegistry(), tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { cancel(); _ = s.Wait() }()
+			resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/goroutine?debug=1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("GET /debug/pprof/goroutine: %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+}
