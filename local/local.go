@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,6 +127,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("local: servers %d / max-servers %d: want >= 1 and max-servers > servers (room to move sessions)", c.Servers, c.MaxServers)
 	case c.FrameEvery <= 0:
 		return fmt.Errorf("local: frame-interval %v: want > 0", c.FrameEvery)
+	case strings.Contains(c.KeyDir, ","):
+		return fmt.Errorf("local: key-dir %q: must not contain a comma (game servers are given key files in a comma-separated flag)", c.KeyDir)
 	case c.Pprof && !tlsconfig.IsLoopback(c.MetricsAddr):
 		// Profiles reveal the process's internals: loopback only, like the console.
 		return fmt.Errorf("local: -pprof needs a loopback -metrics-addr (127.0.0.1:PORT), not %q", c.MetricsAddr)
@@ -207,6 +210,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		// Removed last, once every component (game servers included) has stopped using it.
 		dir := s.KeyDir
 		s.waits = slices.Insert(s.waits, 0, func() error { return os.RemoveAll(dir) })
+		if strings.Contains(s.KeyDir, ",") {
+			return fail(fmt.Errorf("key dir %q (from TMPDIR): must not contain a comma (game servers are given key files in a comma-separated flag)", s.KeyDir))
+		}
 	} else if err := os.MkdirAll(s.KeyDir, 0o700); err != nil {
 		return fail(fmt.Errorf("key dir: %w", err))
 	}
