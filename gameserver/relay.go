@@ -177,13 +177,17 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 		r.dropped[dropReplay]++
 		return
 	}
-	_, body, err := m.key.Open(&r.scratch, wire.ToServer, p)
+	body, err := m.key.OpenParsed(&r.scratch, wire.ToServer, h, p)
 	if err != nil {
 		r.dropped[dropAuth]++
 		return
 	}
 	m.window.Accept(h.Seq)
-	m.seen.Store(now)
+	if now-m.seen.Load() >= seenResolution {
+		// A load instead of a locked store for most datagrams of a talking member: only the
+		// sweep reads seen, against timeouts of seconds.
+		m.seen.Store(now)
+	}
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if cur := m.addr.Load(); cur.ap != ap {
 		// Authenticated packets from a new address: the client's NAT mapping changed.
@@ -216,6 +220,10 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 		r.dropped[dropBadType]++
 	}
 }
+
+// seenResolution is how stale member.seen may be: a member may be timed out up to this much
+// early, against member-timeouts of seconds (above keepalive ≥ 1 ms, see Config.Validate).
+const seenResolution = int64(time.Millisecond)
 
 // allow takes one token from m's DATA bucket: a member cannot make the server fan out more than
 // member-rate × (members − 1) datagrams per second.
