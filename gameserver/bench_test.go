@@ -162,11 +162,10 @@ func bareChild() int {
 	if n, err := strconv.Atoi(os.Getenv("KUMI_RELAY_BATCH")); err == nil {
 		batch = n
 	}
-	var peers atomic.Pointer[[]*net.UDPAddr]
-	peers.Store(&[]*net.UDPAddr{})
+	var peers atomic.Pointer[[]netip.AddrPort]
+	peers.Store(&[]netip.AddrPort{})
 	var fwd, recv atomic.Uint64
 	go func() {
-		pc := ipv4.NewPacketConn(conn)
 		bufs := make([][]byte, batch)
 		for i := range bufs {
 			bufs[i] = make([]byte, 2048)
@@ -175,14 +174,15 @@ func bareChild() int {
 		if err != nil {
 			panic(err)
 		}
-		out := make([]ipv4.Message, batch)
-		for i := range out {
-			out[i].Buffers = [][]byte{nil}
+		// The relay's own writer (sendmmsg, MSG_DONTWAIT), so the two differ only in their work.
+		out, err := newBatchWriter(conn, batch)
+		if err != nil {
+			panic(err)
 		}
 		k := 0
 		flush := func() {
 			for sent := 0; sent < k; {
-				n, err := pc.WriteBatch(out[sent:k], syscall.MSG_DONTWAIT)
+				n, err := out.write(sent, k)
 				if err != nil {
 					if errors.Is(err, net.ErrClosed) {
 						return
@@ -207,13 +207,12 @@ func bareChild() int {
 			for i := range n {
 				p, from := br.packet(i)
 				for _, to := range ps {
-					if to.Port == int(from.Port()) {
+					if to.Port() == from.Port() {
 						continue
 					}
-					out[k].Buffers[0] = p
-					out[k].Addr = to
+					out.set(k, p, to)
 					k++
-					if k == len(out) {
+					if k == batch {
 						flush()
 					}
 				}
@@ -233,14 +232,14 @@ func bareChild() int {
 		cmd, arg, _ := strings.Cut(in.Text(), " ")
 		switch cmd {
 		case "peers":
-			var ps []*net.UDPAddr
+			var ps []netip.AddrPort
 			for _, a := range strings.Split(arg, ",") {
-				ua, err := net.ResolveUDPAddr("udp4", a)
+				ap, err := netip.ParseAddrPort(a)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					return 1
 				}
-				ps = append(ps, ua)
+				ps = append(ps, ap)
 			}
 			peers.Store(&ps)
 		case "stats":

@@ -17,8 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/time/rate"
 
 	"github.com/kumi-dev/kumi/api/control"
@@ -79,15 +77,13 @@ func WithVerifier(v Verifier) Option { return func(d *deps) { d.verifier = v } }
 // cfg.Director.
 func WithDirector(c control.DirectorClient) Option { return func(d *deps) { d.director = c } }
 
-// peer is a member's current address in both forms the two I/O modes need.
+// peer is a member's current address.
 type peer struct {
 	ap netip.AddrPort
-	ua *net.UDPAddr
 }
 
 func newPeer(ap netip.AddrPort) *peer {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return &peer{ap: ap, ua: net.UDPAddrFromAddrPort(ap)}
+	return &peer{ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
 }
 
 // session is one live session. members is copy-on-write under Server.mu so the relay reads it
@@ -150,7 +146,6 @@ type Server struct {
 	name    string
 	public  string
 	conn    *net.UDPConn
-	bconn   batchConn
 	deps    deps
 	m       *metrics
 	limiter *rate.Limiter
@@ -193,12 +188,6 @@ type Server struct {
 	lastReport  time.Time // under mu
 	lastRelayed uint64    // under mu
 	closers     []interface{ Close() error }
-}
-
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // Start binds the UDP socket and starts serving; it returns once the socket is bound (and, with
@@ -359,11 +348,6 @@ func (s *Server) listen(addr string) error {
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
 	s.conn = conn
-	if network == "udp4" {
-		s.bconn = ipv4.NewPacketConn(conn)
-	} else {
-		s.bconn = ipv6.NewPacketConn(conn)
-	}
 	return nil
 }
 
