@@ -73,6 +73,12 @@ func relayChild() int {
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.Name = "bench"
 	cfg.IO = os.Getenv("KUMI_RELAY_IO")
+	// One relay worker unless BenchmarkRelayWorkers asks for more: the other relay benchmarks
+	// compare work per datagram, on one socket as the bare forwarder has.
+	cfg.Workers = 1
+	if n, err := strconv.Atoi(os.Getenv("KUMI_RELAY_WORKERS")); err == nil {
+		cfg.Workers = n
+	}
 	cfg.Capacity, _ = strconv.Atoi(os.Getenv("KUMI_RELAY_CAPACITY"))
 	cfg.MaxMembers = 8
 	if n, err := strconv.Atoi(os.Getenv("KUMI_RELAY_BATCH")); err == nil {
@@ -886,6 +892,50 @@ func runRelayContender(b *testing.B, name, proto, ioMode string, signer *token.S
 		if after.dropped != before.dropped {
 			b.Logf("relay dropped %d datagrams", after.dropped-before.dropped)
 		}
+	})
+}
+
+// BenchmarkRelayWorkers runs the v2 relay with 1 and with GOMAXPROCS workers (Config.Workers),
+// next to the bare forwarder, in interleaved rounds; offer a rate above one worker's capacity
+// with -relay.rate to see saturation. Each contender reports forwarded/s, p50/p99 latency and
+// relay CPUs; the ratios line gives the median per-round ratios of forwarded per relay CPU-second.
+//
+//	go test -run '^$' -bench BenchmarkRelayWorkers -benchtime 1x -relay.rate 100000 ./gameserver
+func BenchmarkRelayWorkers(b *testing.B) {
+	signer, jwks := benchSigner(b)
+	sessions, members := *benchSessions, *benchMembers
+	n := runtime.GOMAXPROCS(0)
+	perCPU := map[string][]float64{}
+	for round := range *benchRounds {
+		for _, c := range []struct {
+			name    string
+			proto   string
+			workers int
+		}{{"bare", "bare", 1}, {"w1", "v2", 1}, {fmt.Sprintf("w%d", n), "v2", n}} {
+			// relayTracing without sampling only passes the environment (tracing stays off).
+			env := &relayTracing{env: []string{"KUMI_RELAY_WORKERS=" + strconv.Itoa(c.workers)}}
+			runRelayContender(b, fmt.Sprintf("%s/r%d/%dx%d/%.0fpps", c.name, round, sessions, members, *benchRate), c.proto, IOBatch, signer, jwks, env,
+				func(v float64) { perCPU[c.name] = append(perCPU[c.name], v) })
+		}
+	}
+	b.Run("ratios", func(b *testing.B) {
+		wn := fmt.Sprintf("w%d", n)
+		k := len(perCPU["bare"])
+		if k == 0 || len(perCPU["w1"]) != k || len(perCPU[wn]) != k {
+			b.Fatalf("missing a contender: %v", perCPU)
+		}
+		ratio := func(a, c string) float64 {
+			r := make([]float64, k)
+			for i := range k {
+				r[i] = perCPU[a][i] / perCPU[c][i]
+			}
+			slices.Sort(r)
+			b.Logf("%s/%s fwd per relay CPU-s by round (sorted): %.3f", a, c, r)
+			return r[k/2]
+		}
+		b.ReportMetric(ratio("w1", "bare"), "w1/bare")
+		b.ReportMetric(ratio(wn, "bare"), "wN/bare")
+		b.ReportMetric(ratio(wn, "w1"), "wN/w1")
 	})
 }
 

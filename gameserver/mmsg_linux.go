@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -162,6 +164,23 @@ func (w *mmsgWriter) send(fd uintptr) bool {
 	}
 	w.n = int(n)
 	return true
+}
+
+// defaultWorkers is Config.Workers 0: a relay worker per usable core.
+func defaultWorkers() int { return runtime.GOMAXPROCS(0) }
+
+// reusePort lets several relay workers' sockets bind the same address (Config.Workers).
+func reusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("gameserver: SO_REUSEPORT: %w", serr)
+	}
+	return nil
 }
 
 func htons(port uint16) uint16 { return ntohs(port) }

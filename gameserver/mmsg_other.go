@@ -3,6 +3,7 @@
 package gameserver
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"syscall"
@@ -69,4 +70,12 @@ func (w *xnetWriter) set(i int, p []byte, to netip.AddrPort) {
 
 func (w *xnetWriter) write(from, to int) (int, error) {
 	return w.pc.WriteBatch(w.ms[from:to], syscall.MSG_DONTWAIT)
+}
+
+// defaultWorkers is Config.Workers 0: one, as reusePort has nothing to spread sockets with here.
+func defaultWorkers() int { return 1 }
+
+// reusePort: several relay workers need SO_REUSEPORT's load balancing, which is Linux's.
+func reusePort(network, address string, c syscall.RawConn) error {
+	return errors.New("gameserver: workers > 1 needs Linux (SO_REUSEPORT)")
 }

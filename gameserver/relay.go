@@ -3,6 +3,7 @@ package gameserver
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/netip"
 	"syscall"
 	"time"
@@ -10,11 +11,17 @@ import (
 	"github.com/kumi-dev/kumi/gameserver/wire"
 )
 
-// relayer is the relay goroutine's state. One goroutine owns the socket's read side and every
-// member's replay window; it holds Server.mu for reading while it handles one batch, so the
-// membership it sees cannot change under it, and writers (admission, sweep) wait at most a batch.
+// relayer is one relay worker's state (Config.Workers of them, each with its own socket). A worker
+// holds Server.mu for reading while it handles one batch, so the membership it sees cannot change
+// under it, and writers (admission, sweep) wait at most a batch. Members' replay windows and rate
+// buckets are shared between workers under member.mu (with one worker, it owns them unlocked).
 type relayer struct {
-	s       *Server
+	s *Server
+	// conn is this worker's socket: it reads from it and sends from it (every worker's socket is
+	// bound to the same address, so members see the same source either way).
+	conn *net.UDPConn
+	// shared: other workers handle datagrams of the same members (Config.Workers > 1).
+	shared  bool
 	scratch wire.Scratch
 	maxDg   int
 	batch   bool
@@ -30,7 +37,6 @@ type relayer struct {
 
 	// JOIN checks before any per-source state: the address cookie, then the source's bucket.
 	cookies   *wire.Cookies
-	sources   *sourceLimits
 	cookieBuf [wire.CookieReplyLen]byte
 
 	leaves   []*member
@@ -39,13 +45,16 @@ type relayer struct {
 	dropped  [dropReasons]uint64
 }
 
-func newRelayer(s *Server) *relayer {
-	return &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch,
-		cookies: wire.NewCookies(s.cookieSecret), sources: newSourceLimits(s.cfg)}
+func newRelayer(s *Server) *relayer { return newWorker(s, s.conn) }
+
+func newWorker(s *Server, conn *net.UDPConn) *relayer {
+	return &relayer{s: s, conn: conn, shared: len(s.conns) > 1, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch,
+		cookies: wire.NewCookies(s.cookieSecret)}
 }
 
-func (s *Server) relay() error {
-	r := newRelayer(s)
+// relay runs one relay worker on conn.
+func (s *Server) relay(conn *net.UDPConn) error {
+	r := newWorker(s, conn)
 	if err := r.buffers(); err != nil {
 		return err
 	}
@@ -68,7 +77,7 @@ func (r *relayer) buffers() error {
 		// batch's sealing, ~0.2 µs a recipient, far below a send's cost.
 		r.chunk = s.cfg.BatchSize
 		n := min(s.cfg.BatchSize*max(1, s.cfg.MaxMembers-1), maxOut)
-		w, err := newBatchWriter(s.conn, n)
+		w, err := newBatchWriter(r.conn, n)
 		if err != nil {
 			return err
 		}
@@ -109,7 +118,7 @@ func (r *relayer) runBatch() error {
 		// One byte more than the largest valid datagram: a longer one shows up as oversized.
 		bufs[i] = make([]byte, r.maxDg+1)
 	}
-	br, err := newBatchReader(s.conn, bufs)
+	br, err := newBatchReader(r.conn, bufs)
 	if err != nil {
 		return err
 	}
@@ -144,7 +153,7 @@ func (r *relayer) runSingle() error {
 	s := r.s
 	buf := make([]byte, r.maxDg+1)
 	for {
-		n, ap, err := s.conn.ReadFromUDPAddrPort(buf)
+		n, ap, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errClosed(err) || s.ctx.Err() != nil {
 				return nil
@@ -196,16 +205,20 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, now int64) {
 		r.dropped[dropUnknownMember]++
 		return
 	}
-	if !m.window.Check(h.Seq) {
-		r.dropped[dropReplay]++
+	if r.shared {
+		// Another worker may hold datagrams of this member (a NAT rebinding, or a copy replayed
+		// from another address hashed to another socket): check, open and accept must be one
+		// step, or both could pass the window with the same sequence number.
+		m.mu.Lock()
+	}
+	body, drop := r.authenticate(m, h, p, now)
+	if r.shared {
+		m.mu.Unlock()
+	}
+	if drop == dropReplay || drop == dropAuth {
+		r.dropped[drop]++
 		return
 	}
-	body, err := m.key.OpenParsed(&r.scratch, wire.ToServer, h, p)
-	if err != nil {
-		r.dropped[dropAuth]++
-		return
-	}
-	m.window.Accept(h.Seq)
 	if now-m.seen.Load() >= seenResolution {
 		// A load instead of a locked store for most datagrams of a talking member: only the
 		// sweep reads seen, against timeouts of seconds.
@@ -216,16 +229,12 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, now int64) {
 		// Authenticated packets from a new address: the client's NAT mapping changed.
 		m.addr.Store(&peer{ap: ap})
 	}
+	if drop != dropReasons {
+		r.dropped[drop]++ // authentic, but oversized or beyond the member's rate
+		return
+	}
 	switch h.Type {
 	case wire.TypeData:
-		if len(body) > s.cfg.MaxPayload {
-			r.dropped[dropOversized]++
-			return
-		}
-		if !r.allow(m, now) {
-			r.dropped[dropRateLimited]++
-			return
-		}
 		for _, o := range m.sess.members {
 			if o != m {
 				r.send(o, wire.TypeData, m.id, body)
@@ -238,6 +247,30 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, now int64) {
 	default:
 		r.dropped[dropBadType]++
 	}
+}
+
+// authenticate checks p against m's replay window and key, records its sequence number, and for
+// DATA checks the payload size and takes a token from m's bucket. It returns the body and why to
+// drop the datagram (dropReplay, dropAuth: not authentic; dropOversized, dropRateLimited:
+// authentic), or dropReasons to keep it. The caller holds m.mu when workers share members.
+func (r *relayer) authenticate(m *member, h wire.Header, p []byte, now int64) ([]byte, dropReason) {
+	if !m.window.Check(h.Seq) {
+		return nil, dropReplay
+	}
+	body, err := m.key.OpenParsed(&r.scratch, wire.ToServer, h, p)
+	if err != nil {
+		return nil, dropAuth
+	}
+	m.window.Accept(h.Seq)
+	if h.Type == wire.TypeData {
+		if len(body) > r.s.cfg.MaxPayload {
+			return body, dropOversized
+		}
+		if !r.allow(m, now) {
+			return body, dropRateLimited
+		}
+	}
+	return body, dropReasons
 }
 
 // seenResolution is how stale member.seen may be: a member may be timed out up to this much
@@ -292,7 +325,7 @@ func (r *relayer) otherVersion(p []byte, ap netip.AddrPort) {
 		ver = wire.VersionV1
 	}
 	r.s.m.joins[wire.RefuseVersion].Add(1)
-	_, _ = r.s.conn.WriteToUDPAddrPort(wire.AppendRefuseVersion(nil, ver, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion, Text: text}), ap)
+	_, _ = r.conn.WriteToUDPAddrPort(wire.AppendRefuseVersion(nil, ver, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion, Text: text}), ap)
 }
 
 // join checks a JOIN's cookie and its source's bucket, then queues it for verification. Until
@@ -309,13 +342,16 @@ func (r *relayer) join(p []byte, ap netip.AddrPort) {
 	now := time.Now()
 	if !r.cookies.Check(ap, j.Cookie, now) {
 		s.m.cookies.Add(1)
-		_, _ = s.conn.WriteToUDPAddrPort(wire.AppendCookie(r.cookieBuf[:0], wire.Cookie{Nonce: j.Nonce, Cookie: r.cookies.Make(ap, now)}), ap)
+		_, _ = r.conn.WriteToUDPAddrPort(wire.AppendCookie(r.cookieBuf[:0], wire.Cookie{Nonce: j.Nonce, Cookie: r.cookies.Make(ap, now)}), ap)
 		return
 	}
-	if !r.sources.allow(ap.Addr(), now) {
+	s.sourcesMu.Lock()
+	ok := s.sources.allow(ap.Addr(), now)
+	s.sourcesMu.Unlock()
+	if !ok {
 		s.m.sourceLimited.Add(1)
 		s.m.joins[wire.RefuseBusy].Add(1)
-		_, _ = s.conn.WriteToUDPAddrPort(refusePacket(j.Nonce, len(p), wire.RefuseBusy, "too many JOINs from your address; retry shortly"), ap)
+		_, _ = r.conn.WriteToUDPAddrPort(refusePacket(j.Nonce, len(p), wire.RefuseBusy, "too many JOINs from your address; retry shortly"), ap)
 		return
 	}
 	j.Sealed = bytes.Clone(j.Sealed) // the read buffer is reused
@@ -335,7 +371,7 @@ func (r *relayer) send(to *member, t wire.Type, from uint32, body []byte) {
 	dst := to.addr.Load()
 	if !r.batch {
 		r.obuf = to.key.SealWith(&r.scratch, r.obuf[:0], wire.ToClient, h, body)
-		if _, err := r.s.conn.WriteToUDPAddrPort(r.obuf, dst.ap); err != nil {
+		if _, err := r.conn.WriteToUDPAddrPort(r.obuf, dst.ap); err != nil {
 			r.dropped[dropSendError]++
 			return
 		}

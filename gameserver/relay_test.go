@@ -2,6 +2,7 @@ package gameserver
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -116,6 +117,46 @@ func TestRelayHotPathAllocs(t *testing.T) {
 			}
 			if got := s.relayed.Load() - before; got != 2*(runs+1) {
 				t.Fatalf("relayed %d, want %d", got, 2*(runs+1))
+			}
+		})
+	}
+}
+
+// With several relay workers (one SO_REUSEPORT socket each), members of one session on different
+// source ports, which the kernel spreads over the workers' sockets, all receive each other: a
+// worker forwards to members whose datagrams another worker reads. With 6 members and 4 sockets
+// the chance that all land on one socket is 4⁻⁵ ≈ 0.1 %.
+func TestRelayWorkers(t *testing.T) {
+	for _, io := range []string{IOBatch, IOSingle} {
+		t.Run(io, func(t *testing.T) {
+			signer := newSigner(t)
+			cfg := testConfig("gs-w")
+			cfg.IO = io
+			cfg.Workers = 4
+			s := startServer(t, cfg, signer)
+			if len(s.conns) != 4 {
+				t.Fatalf("%d sockets, want 4", len(s.conns))
+			}
+			const n = 6
+			conns := make([]*client.Conn, n)
+			for i := range conns {
+				conns[i] = dial(t, s, mint(t, signer, "gs-w", "s1", fmt.Sprintf("p%d", i), time.Minute))
+			}
+			for i, c := range conns {
+				if err := c.Send(fmt.Appendf(nil, "from %d", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, c := range conns {
+				got := map[string]bool{}
+				for range n - 1 {
+					got[string(recvKind(t, c, client.EventData).Payload)] = true
+				}
+				for j := range n {
+					if want := fmt.Sprintf("from %d", j); j != i && !got[want] {
+						t.Errorf("member %d did not get %q (got %v)", i, want, got)
+					}
+				}
 			}
 		})
 	}

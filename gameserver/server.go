@@ -105,8 +105,11 @@ type member struct {
 	addr    atomic.Pointer[peer]
 	sendSeq atomic.Uint64
 	seen    atomic.Int64 // unix nanoseconds of the last authenticated packet (to seenResolution)
-	window  wire.Window  // relay goroutine only
-	// DATA token bucket (relay goroutine only): tokens, and the time (unix ns) they were counted.
+	// mu guards window and the bucket when several relay workers run (Config.Workers > 1);
+	// with one, its goroutine owns them and takes no lock.
+	mu     sync.Mutex
+	window wire.Window
+	// DATA token bucket: tokens, and the time (unix ns) they were counted.
 	tokens   float64
 	tokensAt int64
 
@@ -145,7 +148,8 @@ type Server struct {
 	cfg     Config
 	name    string
 	public  string
-	conn    *net.UDPConn
+	conn    *net.UDPConn   // conns[0]: admission answers and server messages go out on it
+	conns   []*net.UDPConn // one per relay worker, all bound to the same address
 	deps    deps
 	m       *metrics
 	limiter *rate.Limiter
@@ -154,6 +158,10 @@ type Server struct {
 	inst *wire.Instance
 	// cookieSecret keys the JOIN address cookies (one wire.Cookies per goroutine).
 	cookieSecret [32]byte
+	// sources are the per-source JOIN buckets, shared by the relay workers: a source's JOINs
+	// from several ports may reach several workers.
+	sourcesMu sync.Mutex
+	sources   *sourceLimits
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -204,6 +212,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Workers == 0 {
+		cfg.Workers = defaultWorkers()
+	}
 	config.Log(ctx, log, "gameserver", &cfg)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -217,6 +228,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		sessions:   make(map[string]*session),
 		members:    make(map[uint32]*member),
 		jtis:       make(map[string]*jtiEntry),
+		sources:    newSourceLimits(cfg),
 		admitCh:    make(chan joinReq, cfg.JoinBacklog),
 		reportKick: make(chan struct{}, 1),
 		countKick:  make(chan struct{}, 1),
@@ -271,12 +283,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	m, err := newMetrics(reg, s)
 	if err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return nil, err
 	}
 	s.m = m
 	if err := s.serveMetrics(reg); err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return nil, err
 	}
 	if s.deps.director != nil {
@@ -289,14 +301,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	if cfg.SDK {
 		if err := s.sdkReady(); err != nil {
-			s.conn.Close()
+			s.closeConns()
 			return nil, err
 		}
 	}
 	ok = true
 	s.run()
 	// s.cfg, not cfg: the capacity may have been lowered to the GameServer's counter capacity.
-	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", s.cfg.IO, "capacity", s.cfg.Capacity, "max_members", s.cfg.MaxMembers)
+	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", s.cfg.IO, "workers", len(s.conns), "capacity", s.cfg.Capacity, "max_members", s.cfg.MaxMembers)
 	return s, nil
 }
 
@@ -340,19 +352,35 @@ func (s *Server) listen(addr string) error {
 	if ap.IP != nil && ap.IP.To4() == nil {
 		network = "udp6"
 	}
-	conn, err := net.ListenUDP(network, ap)
-	if err != nil {
-		return fmt.Errorf("gameserver: listen %s: %w", addr, err)
+	n := s.cfg.Workers
+	var lc net.ListenConfig
+	if n > 1 {
+		lc.Control = reusePort
 	}
-	// Room for bursts: the relay drains the socket in batches.
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-	s.conn = conn
+	for i := range n {
+		pc, err := lc.ListenPacket(s.ctx, network, ap.String())
+		if err != nil {
+			for _, c := range s.conns {
+				c.Close()
+			}
+			return fmt.Errorf("gameserver: listen %s (socket %d of %d): %w", addr, i+1, n, err)
+		}
+		conn := pc.(*net.UDPConn)
+		// Room for bursts: the relay drains the socket in batches.
+		_ = conn.SetReadBuffer(4 << 20)
+		_ = conn.SetWriteBuffer(4 << 20)
+		s.conns = append(s.conns, conn)
+		// The rest bind the port the first one got (listen-addr may say port 0).
+		ap = conn.LocalAddr().(*net.UDPAddr)
+	}
+	s.conn = s.conns[0]
 	return nil
 }
 
 func (s *Server) run() {
-	s.goRun("relay", s.relay)
+	for _, c := range s.conns {
+		s.goRun("relay", func() error { return s.relay(c) })
+	}
 	for range s.cfg.AdmitWorkers {
 		s.goRun("admit", s.admitLoop)
 	}
@@ -372,7 +400,9 @@ func (s *Server) run() {
 		defer s.wg.Done()
 		<-s.ctx.Done()
 		s.farewell()
-		s.conn.Close()
+		for _, c := range s.conns {
+			c.Close()
+		}
 	}()
 	go func() {
 		s.wg.Wait()
@@ -599,6 +629,12 @@ func (s *Server) sweep(now time.Time) {
 	}
 	for _, r := range again {
 		s.sendTo(r.m, r.t, r.body)
+	}
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.conns {
+		c.Close()
 	}
 }
 
