@@ -166,9 +166,9 @@ func (s *Server) admit(req joinReq) {
 	}
 	m := &member{id: id, player: claims.PlayerID, sess: sess, accept: accept, jti: claims.ID, joinSpan: span.SpanContext()}
 	if s.deps.v1Keys {
-		m.key = wire.NewV1Key(keys)
+		m.key = *wire.NewV1Key(keys)
 	} else {
-		m.key = wire.NewKey(keys)
+		m.key = *wire.NewKey(keys)
 	}
 	clear(keys[:])
 	m.addr.Store(req.from)

@@ -35,6 +35,12 @@ type Config struct {
 
 	IO        string `flag:"io" help:"relay socket I/O: batch (recvmmsg/sendmmsg) or single (one syscall per datagram)"`
 	BatchSize int    `flag:"batch-size" help:"datagrams per recvmmsg/sendmmsg call in batch mode"`
+	// Workers spreads the relay over cores: that many sockets bound to the listen address with
+	// SO_REUSEPORT, each read by its own goroutine. The kernel hashes each datagram's source to
+	// one socket, so a session's members may land on different workers: every worker reads the
+	// one session table and seals and sends to the recipients from its own socket (same address,
+	// so clients see one server). 1 is one socket and one relay goroutine.
+	Workers int `flag:"workers" help:"relay workers, each with its own socket on the listen address (SO_REUSEPORT; Linux only above 1); 0 = GOMAXPROCS on Linux, else 1"`
 
 	JoinRate  float64 `flag:"join-rate" help:"token verifications per second, all sources together (JOIN flood guard); excess JOINs get REFUSE busy"`
 	JoinBurst int     `flag:"join-burst" help:"burst of the JOIN rate limit"`
@@ -149,6 +155,9 @@ func (cfg *Config) Validate() error {
 	case IOBatch, IOSingle:
 	default:
 		add("io %q must be %q or %q", cfg.IO, IOBatch, IOSingle)
+	}
+	if cfg.Workers < 0 || cfg.Workers > 1024 {
+		add("workers %d must be in 0..1024 (0: GOMAXPROCS)", cfg.Workers)
 	}
 	if cfg.BatchSize < 1 || cfg.BatchSize > 1024 {
 		add("batch-size %d must be in 1..1024", cfg.BatchSize)

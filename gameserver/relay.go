@@ -8,30 +8,35 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/kumi-dev/kumi/gameserver/wire"
 )
 
-// relayer is the relay goroutine's state. One goroutine owns the socket's read side and every
-// member's replay window; it holds Server.mu for reading while it handles one batch, so the
-// membership it sees cannot change under it, and writers (admission, sweep) wait at most a batch.
+// relayer is one relay worker's state (Config.Workers of them, each with its own socket). A worker
+// holds Server.mu for reading while it handles one batch, so the membership it sees cannot change
+// under it, and writers (admission, sweep) wait at most a batch. Members' replay windows and rate
+// buckets are shared between workers under member.mu (with one worker, it owns them unlocked).
 type relayer struct {
-	s       *Server
+	s *Server
+	// conn is this worker's socket: it reads from it and sends from it (every worker's socket is
+	// bound to the same address, so members see the same source either way).
+	conn *net.UDPConn
+	// shared: other workers handle datagrams of the same members (Config.Workers > 1).
+	shared  bool
 	scratch wire.Scratch
 	maxDg   int
 	batch   bool
 
-	// Batch mode: outgoing datagrams collected across a read batch, sent by sendmmsg.
-	oms   []ipv4.Message
+	// Batch mode: outgoing datagrams collected across a read batch (obufs[:k], queued in w), sent
+	// by sendmmsg calls of at most chunk (BatchSize) datagrams each.
+	w     batchWriter
 	obufs [][]byte
 	k     int
+	chunk int
 	// Single mode: one buffer, one sendto per datagram.
 	obuf []byte
 
 	// JOIN checks before any per-source state: the address cookie, then the source's bucket.
 	cookies   *wire.Cookies
-	sources   *sourceLimits
 	cookieBuf [wire.CookieReplyLen]byte
 
 	leaves   []*member
@@ -40,14 +45,19 @@ type relayer struct {
 	dropped  [dropReasons]uint64
 }
 
-func newRelayer(s *Server) *relayer {
-	return &relayer{s: s, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch,
-		cookies: wire.NewCookies(s.cookieSecret), sources: newSourceLimits(s.cfg)}
+func newRelayer(s *Server) *relayer { return newWorker(s, s.conn) }
+
+func newWorker(s *Server, conn *net.UDPConn) *relayer {
+	return &relayer{s: s, conn: conn, shared: len(s.conns) > 1, maxDg: s.cfg.maxDatagram(), batch: s.cfg.IO == IOBatch,
+		cookies: wire.NewCookies(s.cookieSecret)}
 }
 
-func (s *Server) relay() error {
-	r := newRelayer(s)
-	r.buffers()
+// relay runs one relay worker on conn.
+func (s *Server) relay(conn *net.UDPConn) error {
+	r := newWorker(s, conn)
+	if err := r.buffers(); err != nil {
+		return err
+	}
 	if r.batch {
 		return r.runBatch()
 	}
@@ -55,28 +65,50 @@ func (s *Server) relay() error {
 }
 
 // buffers allocates the outgoing datagram buffers once: the hot path reuses them.
-func (r *relayer) buffers() {
+func (r *relayer) buffers() error {
 	s := r.s
 	outSize := wire.Overhead + s.cfg.MaxPayload
 	if r.batch {
-		// Outgoing datagrams are flushed every BatchSize: a bigger batch would save little more
-		// syscall overhead but make the first datagram of a read batch wait for the whole fan-out.
-		n := s.cfg.BatchSize
-		r.oms = make([]ipv4.Message, n)
-		r.obufs = make([][]byte, n)
-		for i := range r.oms {
-			r.obufs[i] = make([]byte, 0, outSize)
-			r.oms[i].Buffers = [][]byte{nil}
+		// A read batch's whole fan-out is sealed first and then handed to the kernel by
+		// back-to-back sendmmsg calls of BatchSize datagrams, as the bare forwarder does
+		// (bench_test.go): alternating sealing and sending every BatchSize datagrams made each
+		// send dearer (the kernel's send path and the cipher evict each other from the caches, and
+		// receivers fall asleep between the sends). The first datagram waits for the rest of the
+		// batch's sealing, ~0.2 µs a recipient, far below a send's cost.
+		r.chunk = s.cfg.BatchSize
+		n := min(s.cfg.BatchSize*max(1, s.cfg.MaxMembers-1), maxOut)
+		w, err := newBatchWriter(r.conn, n)
+		if err != nil {
+			return err
 		}
-		return
+		r.w = w
+		r.obufs = make([][]byte, n)
+		for i := range r.obufs {
+			r.obufs[i] = make([]byte, 0, outSize)
+		}
+		return nil
 	}
 	r.obuf = make([]byte, 0, outSize)
+	return nil
 }
+
+// maxOut bounds the datagrams one read batch may queue before they are sent (at 1,230 bytes a
+// buffer with the default max-payload, 1.2 MiB).
+const maxOut = 1024
 
 // batchReader reads up to len(bufs) datagrams per call.
 type batchReader interface {
 	read() (int, error)
 	packet(i int) ([]byte, netip.AddrPort)
+}
+
+// batchWriter sends datagrams queued in numbered slots, several per system call where the
+// platform allows, without waiting for a full socket send buffer (MSG_DONTWAIT: EAGAIN).
+type batchWriter interface {
+	// set queues p (which must stay untouched until written) for to in slot i.
+	set(i int, p []byte, to netip.AddrPort)
+	// write sends slots [from, to) and returns how many of them, in order, the kernel took.
+	write(from, to int) (int, error)
 }
 
 func (r *relayer) runBatch() error {
@@ -86,7 +118,7 @@ func (r *relayer) runBatch() error {
 		// One byte more than the largest valid datagram: a longer one shows up as oversized.
 		bufs[i] = make([]byte, r.maxDg+1)
 	}
-	br, err := newBatchReader(s.conn, bufs)
+	br, err := newBatchReader(r.conn, bufs)
 	if err != nil {
 		return err
 	}
@@ -106,7 +138,7 @@ func (r *relayer) runBatch() error {
 			if !from.IsValid() {
 				continue
 			}
-			r.handle(p, from, nil, now)
+			r.handle(p, from, now)
 		}
 		s.mu.RUnlock()
 		// Counters first: once an answer to a datagram is out, its predecessors are counted.
@@ -121,7 +153,7 @@ func (r *relayer) runSingle() error {
 	s := r.s
 	buf := make([]byte, r.maxDg+1)
 	for {
-		n, ap, err := s.conn.ReadFromUDPAddrPort(buf)
+		n, ap, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errClosed(err) || s.ctx.Err() != nil {
 				return nil
@@ -131,7 +163,7 @@ func (r *relayer) runSingle() error {
 		}
 		now := time.Now().UnixNano()
 		s.mu.RLock()
-		r.handle(buf[:n], ap, nil, now)
+		r.handle(buf[:n], ap, now)
 		s.mu.RUnlock()
 		s.m.batch.Observe(float64(time.Now().UnixNano()-now) / 1e9)
 		r.publish()
@@ -139,8 +171,8 @@ func (r *relayer) runSingle() error {
 	}
 }
 
-// handle processes one datagram. ua is the sender as *net.UDPAddr when the read produced one.
-func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64) {
+// handle processes one datagram from ap.
+func (r *relayer) handle(p []byte, ap netip.AddrPort, now int64) {
 	s := r.s
 	r.received++
 	if len(p) > r.maxDg {
@@ -173,36 +205,36 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 		r.dropped[dropUnknownMember]++
 		return
 	}
-	if !m.window.Check(h.Seq) {
-		r.dropped[dropReplay]++
+	if r.shared {
+		// Another worker may hold datagrams of this member (a NAT rebinding, or a copy replayed
+		// from another address hashed to another socket): check, open and accept must be one
+		// step, or both could pass the window with the same sequence number.
+		m.mu.Lock()
+	}
+	body, drop := r.authenticate(m, h, p, now)
+	if r.shared {
+		m.mu.Unlock()
+	}
+	if drop == dropReplay || drop == dropAuth {
+		r.dropped[drop]++
 		return
 	}
-	_, body, err := m.key.Open(&r.scratch, wire.ToServer, p)
-	if err != nil {
-		r.dropped[dropAuth]++
-		return
+	if now-m.seen.Load() >= seenResolution {
+		// A load instead of a locked store for most datagrams of a talking member: only the
+		// sweep reads seen, against timeouts of seconds.
+		m.seen.Store(now)
 	}
-	m.window.Accept(h.Seq)
-	m.seen.Store(now)
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	if cur := m.addr.Load(); cur.ap != ap {
 		// Authenticated packets from a new address: the client's NAT mapping changed.
-		np := &peer{ap: ap, ua: ua}
-		if ua == nil {
-			np = newPeer(ap)
-		}
-		m.addr.Store(np)
+		m.addr.Store(&peer{ap: ap})
+	}
+	if drop != dropReasons {
+		r.dropped[drop]++ // authentic, but oversized or beyond the member's rate
+		return
 	}
 	switch h.Type {
 	case wire.TypeData:
-		if len(body) > s.cfg.MaxPayload {
-			r.dropped[dropOversized]++
-			return
-		}
-		if !r.allow(m, now) {
-			r.dropped[dropRateLimited]++
-			return
-		}
 		for _, o := range m.sess.members {
 			if o != m {
 				r.send(o, wire.TypeData, m.id, body)
@@ -216,6 +248,34 @@ func (r *relayer) handle(p []byte, ap netip.AddrPort, ua *net.UDPAddr, now int64
 		r.dropped[dropBadType]++
 	}
 }
+
+// authenticate checks p against m's replay window and key, records its sequence number, and for
+// DATA checks the payload size and takes a token from m's bucket. It returns the body and why to
+// drop the datagram (dropReplay, dropAuth: not authentic; dropOversized, dropRateLimited:
+// authentic), or dropReasons to keep it. The caller holds m.mu when workers share members.
+func (r *relayer) authenticate(m *member, h wire.Header, p []byte, now int64) ([]byte, dropReason) {
+	if !m.window.Check(h.Seq) {
+		return nil, dropReplay
+	}
+	body, err := m.key.OpenParsed(&r.scratch, wire.ToServer, h, p)
+	if err != nil {
+		return nil, dropAuth
+	}
+	m.window.Accept(h.Seq)
+	if h.Type == wire.TypeData {
+		if len(body) > r.s.cfg.MaxPayload {
+			return body, dropOversized
+		}
+		if !r.allow(m, now) {
+			return body, dropRateLimited
+		}
+	}
+	return body, dropReasons
+}
+
+// seenResolution is how stale member.seen may be: a member may be timed out up to this much
+// early, against member-timeouts of seconds (above keepalive ≥ 1 ms, see Config.Validate).
+const seenResolution = int64(time.Millisecond)
 
 // allow takes one token from m's DATA bucket: a member cannot make the server fan out more than
 // member-rate × (members − 1) datagrams per second.
@@ -265,7 +325,7 @@ func (r *relayer) otherVersion(p []byte, ap netip.AddrPort) {
 		ver = wire.VersionV1
 	}
 	r.s.m.joins[wire.RefuseVersion].Add(1)
-	_, _ = r.s.conn.WriteToUDPAddrPort(wire.AppendRefuseVersion(nil, ver, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion, Text: text}), ap)
+	_, _ = r.conn.WriteToUDPAddrPort(wire.AppendRefuseVersion(nil, ver, wire.Refuse{Nonce: nonce, Code: wire.RefuseVersion, Text: text}), ap)
 }
 
 // join checks a JOIN's cookie and its source's bucket, then queues it for verification. Until
@@ -282,13 +342,16 @@ func (r *relayer) join(p []byte, ap netip.AddrPort) {
 	now := time.Now()
 	if !r.cookies.Check(ap, j.Cookie, now) {
 		s.m.cookies.Add(1)
-		_, _ = s.conn.WriteToUDPAddrPort(wire.AppendCookie(r.cookieBuf[:0], wire.Cookie{Nonce: j.Nonce, Cookie: r.cookies.Make(ap, now)}), ap)
+		_, _ = r.conn.WriteToUDPAddrPort(wire.AppendCookie(r.cookieBuf[:0], wire.Cookie{Nonce: j.Nonce, Cookie: r.cookies.Make(ap, now)}), ap)
 		return
 	}
-	if !r.sources.allow(ap.Addr(), now) {
+	s.sourcesMu.Lock()
+	ok := s.sources.allow(ap.Addr(), now)
+	s.sourcesMu.Unlock()
+	if !ok {
 		s.m.sourceLimited.Add(1)
 		s.m.joins[wire.RefuseBusy].Add(1)
-		_, _ = s.conn.WriteToUDPAddrPort(refusePacket(j.Nonce, len(p), wire.RefuseBusy, "too many JOINs from your address; retry shortly"), ap)
+		_, _ = r.conn.WriteToUDPAddrPort(refusePacket(j.Nonce, len(p), wire.RefuseBusy, "too many JOINs from your address; retry shortly"), ap)
 		return
 	}
 	j.Sealed = bytes.Clone(j.Sealed) // the read buffer is reused
@@ -308,7 +371,7 @@ func (r *relayer) send(to *member, t wire.Type, from uint32, body []byte) {
 	dst := to.addr.Load()
 	if !r.batch {
 		r.obuf = to.key.SealWith(&r.scratch, r.obuf[:0], wire.ToClient, h, body)
-		if _, err := r.s.conn.WriteToUDPAddrPort(r.obuf, dst.ap); err != nil {
+		if _, err := r.conn.WriteToUDPAddrPort(r.obuf, dst.ap); err != nil {
 			r.dropped[dropSendError]++
 			return
 		}
@@ -316,10 +379,9 @@ func (r *relayer) send(to *member, t wire.Type, from uint32, body []byte) {
 		return
 	}
 	r.obufs[r.k] = to.key.SealWith(&r.scratch, r.obufs[r.k][:0], wire.ToClient, h, body)
-	r.oms[r.k].Buffers[0] = r.obufs[r.k]
-	r.oms[r.k].Addr = dst.ua
+	r.w.set(r.k, r.obufs[r.k], dst.ap)
 	r.k++
-	if r.k == len(r.oms) {
+	if r.k == len(r.obufs) {
 		r.flush()
 	}
 }
@@ -329,7 +391,7 @@ func (r *relayer) flush() {
 	for sent < r.k {
 		// MSG_DONTWAIT: a full socket send buffer drops this batch's rest instead of stalling
 		// every session behind it (late voice frames are worthless anyway).
-		n, err := r.s.bconn.WriteBatch(r.oms[sent:r.k], syscall.MSG_DONTWAIT)
+		n, err := r.w.write(sent, min(sent+r.chunk, r.k))
 		if err != nil {
 			if errClosed(err) {
 				break
@@ -348,9 +410,6 @@ func (r *relayer) flush() {
 		}
 		r.relayed += uint64(n)
 		sent += n
-	}
-	for i := range r.k {
-		r.oms[i].Addr = nil
 	}
 	r.k = 0
 }

@@ -17,8 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/time/rate"
 
 	"github.com/kumi-dev/kumi/api/control"
@@ -79,15 +77,13 @@ func WithVerifier(v Verifier) Option { return func(d *deps) { d.verifier = v } }
 // cfg.Director.
 func WithDirector(c control.DirectorClient) Option { return func(d *deps) { d.director = c } }
 
-// peer is a member's current address in both forms the two I/O modes need.
+// peer is a member's current address.
 type peer struct {
 	ap netip.AddrPort
-	ua *net.UDPAddr
 }
 
 func newPeer(ap netip.AddrPort) *peer {
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return &peer{ap: ap, ua: net.UDPAddrFromAddrPort(ap)}
+	return &peer{ap: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
 }
 
 // session is one live session. members is copy-on-write under Server.mu so the relay reads it
@@ -98,24 +94,31 @@ type session struct {
 	members []*member
 }
 
-// member is one joined client.
+// member is one joined client. The fields the relay touches for every datagram come first, so a
+// sender's or recipient's hot state spans two cache lines instead of being spread over the struct
+// (with 1000s of members these lookups miss the cache).
 type member struct {
-	id     uint32
+	id   uint32
+	sess *session
+	// key by value: one pointer less to chase per datagram and recipient.
+	key     wire.Key
+	addr    atomic.Pointer[peer]
+	sendSeq atomic.Uint64
+	seen    atomic.Int64 // unix nanoseconds of the last authenticated packet (to seenResolution)
+	// mu guards window and the bucket when several relay workers run (Config.Workers > 1);
+	// with one, its goroutine owns them and takes no lock.
+	mu     sync.Mutex
+	window wire.Window
+	// DATA token bucket: tokens, and the time (unix ns) they were counted.
+	tokens   float64
+	tokensAt int64
+
 	player string
-	sess   *session
-	key    *wire.Key
 	accept []byte // the ACCEPT it got, sent again for a retransmitted JOIN
 	jti    string
 	// joinSpan is the context of its JOIN span (internal/tracing; invalid when tracing is off), which
 	// a drain's and a move's spans link to.
 	joinSpan trace.SpanContext
-	addr     atomic.Pointer[peer]
-	sendSeq  atomic.Uint64
-	seen     atomic.Int64 // unix nanoseconds of the last authenticated packet
-	window   wire.Window  // relay goroutine only
-	// DATA token bucket (relay goroutine only): tokens, and the time (unix ns) they were counted.
-	tokens   float64
-	tokensAt int64
 
 	// Under Server.mu: a MOVE or RECONNECT the member must acknowledge by LEAVE.
 	pendingType wire.Type
@@ -145,8 +148,8 @@ type Server struct {
 	cfg     Config
 	name    string
 	public  string
-	conn    *net.UDPConn
-	bconn   batchConn
+	conn    *net.UDPConn   // conns[0]: admission answers and server messages go out on it
+	conns   []*net.UDPConn // one per relay worker, all bound to the same address
 	deps    deps
 	m       *metrics
 	limiter *rate.Limiter
@@ -155,6 +158,10 @@ type Server struct {
 	inst *wire.Instance
 	// cookieSecret keys the JOIN address cookies (one wire.Cookies per goroutine).
 	cookieSecret [32]byte
+	// sources are the per-source JOIN buckets, shared by the relay workers: a source's JOINs
+	// from several ports may reach several workers.
+	sourcesMu sync.Mutex
+	sources   *sourceLimits
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -191,12 +198,6 @@ type Server struct {
 	closers     []interface{ Close() error }
 }
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // Start binds the UDP socket and starts serving; it returns once the socket is bound (and, with
 // the SDK, once Ready was called). The server stops when ctx ends or after a drain empties it
 // (cfg.ExitWhenDrained); Wait blocks until every goroutine and socket is released.
@@ -211,6 +212,9 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Workers == 0 {
+		cfg.Workers = defaultWorkers()
+	}
 	config.Log(ctx, log, "gameserver", &cfg)
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -224,6 +228,7 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		sessions:   make(map[string]*session),
 		members:    make(map[uint32]*member),
 		jtis:       make(map[string]*jtiEntry),
+		sources:    newSourceLimits(cfg),
 		admitCh:    make(chan joinReq, cfg.JoinBacklog),
 		reportKick: make(chan struct{}, 1),
 		countKick:  make(chan struct{}, 1),
@@ -278,12 +283,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	m, err := newMetrics(reg, s)
 	if err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return nil, err
 	}
 	s.m = m
 	if err := s.serveMetrics(reg); err != nil {
-		s.conn.Close()
+		s.closeConns()
 		return nil, err
 	}
 	if s.deps.director != nil {
@@ -296,14 +301,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	if cfg.SDK {
 		if err := s.sdkReady(); err != nil {
-			s.conn.Close()
+			s.closeConns()
 			return nil, err
 		}
 	}
 	ok = true
 	s.run()
 	// s.cfg, not cfg: the capacity may have been lowered to the GameServer's counter capacity.
-	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", s.cfg.IO, "capacity", s.cfg.Capacity, "max_members", s.cfg.MaxMembers)
+	s.log.Info("game server listening", "addr", s.conn.LocalAddr().String(), "public", s.public, "instance", s.inst.ID(), "io", s.cfg.IO, "workers", len(s.conns), "capacity", s.cfg.Capacity, "max_members", s.cfg.MaxMembers)
 	return s, nil
 }
 
@@ -347,24 +352,35 @@ func (s *Server) listen(addr string) error {
 	if ap.IP != nil && ap.IP.To4() == nil {
 		network = "udp6"
 	}
-	conn, err := net.ListenUDP(network, ap)
-	if err != nil {
-		return fmt.Errorf("gameserver: listen %s: %w", addr, err)
+	n := s.cfg.Workers
+	var lc net.ListenConfig
+	if n > 1 {
+		lc.Control = reusePort
 	}
-	// Room for bursts: the relay drains the socket in batches.
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-	s.conn = conn
-	if network == "udp4" {
-		s.bconn = ipv4.NewPacketConn(conn)
-	} else {
-		s.bconn = ipv6.NewPacketConn(conn)
+	for i := range n {
+		pc, err := lc.ListenPacket(s.ctx, network, ap.String())
+		if err != nil {
+			for _, c := range s.conns {
+				c.Close()
+			}
+			return fmt.Errorf("gameserver: listen %s (socket %d of %d): %w", addr, i+1, n, err)
+		}
+		conn := pc.(*net.UDPConn)
+		// Room for bursts: the relay drains the socket in batches.
+		_ = conn.SetReadBuffer(4 << 20)
+		_ = conn.SetWriteBuffer(4 << 20)
+		s.conns = append(s.conns, conn)
+		// The rest bind the port the first one got (listen-addr may say port 0).
+		ap = conn.LocalAddr().(*net.UDPAddr)
 	}
+	s.conn = s.conns[0]
 	return nil
 }
 
 func (s *Server) run() {
-	s.goRun("relay", s.relay)
+	for _, c := range s.conns {
+		s.goRun("relay", func() error { return s.relay(c) })
+	}
 	for range s.cfg.AdmitWorkers {
 		s.goRun("admit", s.admitLoop)
 	}
@@ -384,7 +400,9 @@ func (s *Server) run() {
 		defer s.wg.Done()
 		<-s.ctx.Done()
 		s.farewell()
-		s.conn.Close()
+		for _, c := range s.conns {
+			c.Close()
+		}
 	}()
 	go func() {
 		s.wg.Wait()
@@ -611,6 +629,12 @@ func (s *Server) sweep(now time.Time) {
 	}
 	for _, r := range again {
 		s.sendTo(r.m, r.t, r.body)
+	}
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.conns {
+		c.Close()
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // sourceLimits is a JOIN token bucket per source address, so one flooder spends its own bucket,
 // not everyone's. Only JOINs with a valid cookie reach it, so every entry is an address that
 // receives what is sent to it: spoofed sources create none. IPv6 sources count per /64 (one
-// host's whole allocation). Used by the relay goroutine only.
+// host's whole allocation). The relay workers share one under Server.sourcesMu.
 type sourceLimits struct {
 	rate    rate.Limit
 	burst   int

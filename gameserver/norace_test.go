@@ -1,5 +1,0 @@
-//go:build !race
-
-package gameserver
-
-const raceEnabled = false
