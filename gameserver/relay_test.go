@@ -2,11 +2,16 @@ package gameserver
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kumi-dev/kumi/gameserver/client"
 	"github.com/kumi-dev/kumi/gameserver/wire"
@@ -157,6 +162,41 @@ func TestRelayWorkers(t *testing.T) {
 						t.Errorf("member %d did not get %q (got %v)", i, want, got)
 					}
 				}
+			}
+		})
+	}
+}
+
+// Several workers bind their port with SO_REUSEPORT, which would let them join the socket group of
+// another process on that port; the server refuses a port already in use instead of sharing it.
+func TestRelayWorkersRefuseTakenPort(t *testing.T) {
+	for _, holder := range []struct {
+		name  string
+		reuse bool
+	}{{"plain socket", false}, {"SO_REUSEPORT socket", true}} {
+		t.Run(holder.name, func(t *testing.T) {
+			var lc net.ListenConfig
+			if holder.reuse {
+				lc.Control = reusePort
+			}
+			pc, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			cfg := testConfig("gs-taken")
+			cfg.Workers = 2
+			cfg.ListenAddr = pc.LocalAddr().String()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := Start(ctx, testLog(t), cfg, prometheus.NewRegistry(), WithVerifier(newSigner(t).Verifier("", time.Second)))
+			if err == nil {
+				cancel()
+				_ = s.Wait()
+				t.Fatalf("server started on %s, which another socket holds", cfg.ListenAddr)
+			}
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				t.Errorf("error %v, want address already in use", err)
 			}
 		})
 	}

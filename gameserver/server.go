@@ -356,6 +356,16 @@ func (s *Server) listen(addr string) error {
 	var lc net.ListenConfig
 	if n > 1 {
 		lc.Control = reusePort
+		// SO_REUSEPORT would also let these sockets join another process's group on the same port
+		// (a second server started there by mistake), which then silently takes a share of this
+		// server's traffic. Binding once without it first makes that mistake the usual "address
+		// already in use", and fixes the port when listen-addr says 0.
+		probe, err := net.ListenUDP(network, ap)
+		if err != nil {
+			return fmt.Errorf("gameserver: listen %s: %w", addr, err)
+		}
+		ap = probe.LocalAddr().(*net.UDPAddr)
+		probe.Close()
 	}
 	for i := range n {
 		pc, err := lc.ListenPacket(s.ctx, network, ap.String())
