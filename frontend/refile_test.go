@@ -111,6 +111,9 @@ func TestCoreRestartRefilesWatchedTickets(t *testing.T) {
 	if err := sealer.Check(refiled[0], "p1", time.Now()); err != nil {
 		t.Fatalf("re-filed ticket's seal: %v", err)
 	}
+	// The core holds the new ticket before the frontend has recorded it (alias, counter): wait for
+	// the counter, the last step, so the assignment below finds the alias.
+	waitFor(t, func() bool { return testutil.ToFloat64(fe.svc.m.refiled) >= 1 })
 	if got := testutil.ToFloat64(fe.svc.m.refiled); got != 1 {
 		t.Fatalf("kumi_frontend_tickets_refiled_total = %v, want 1", got)
 	}
