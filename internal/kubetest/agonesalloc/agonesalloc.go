@@ -51,6 +51,7 @@ func DefaultConfig() Config { return Config{BatchWait: 500 * time.Millisecond, S
 // Stats counts what the responder did.
 type Stats struct {
 	Batches     int // batches served
+	Ended       int // batches the loop ended (it found the queue empty); < Batches while one is open
 	Allocated   int // allocations answered Allocated
 	UnAllocated int // answered UnAllocated, for any reason
 	// Contended counts UnAllocated answers where a matching server existed but an earlier
@@ -74,6 +75,7 @@ type Responder struct {
 
 	mu       sync.Mutex
 	stats    Stats
+	ended    chan struct{} // closed and replaced when a batch ends
 	requests []allocation.Spec
 }
 
@@ -118,7 +120,7 @@ func New(upstream *rest.Config, cfg Config, log *slog.Logger) (*Responder, error
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Responder{cfg: cfg, log: log, dyn: dyn, token: hex.EncodeToString(tok), queue: make(chan *request, 1024), kick: make(chan struct{}, 1), cancel: cancel}
+	r := &Responder{cfg: cfg, log: log, dyn: dyn, token: hex.EncodeToString(tok), queue: make(chan *request, 1024), kick: make(chan struct{}, 1), cancel: cancel, ended: make(chan struct{})}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -253,6 +255,9 @@ func (r *Responder) loop(ctx context.Context) {
 		select {
 		case rq = <-r.queue:
 		default:
+			if listed != nil {
+				r.endBatch()
+			}
 			listed, taken = nil, nil // idle: the next request starts a new batch on a fresh listing
 			if r.cfg.BatchWait > 0 {
 				t := time.NewTimer(r.cfg.BatchWait)
@@ -383,6 +388,35 @@ func (r *Responder) answer(rq *request, st allocation.Status, contended, conflic
 	}
 	r.mu.Unlock()
 	rq.reply <- st
+}
+
+func (r *Responder) endBatch() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.Ended++
+	close(r.ended)
+	r.ended = make(chan struct{})
+}
+
+// WaitBatchEnd returns once every batch started so far has ended, so the next request starts a
+// batch of its own. As in Agones, a request that arrives before the loop has seen its queue empty
+// joins the open batch, whose earlier picks are out of its candidates: a caller that needs
+// requests answered one batch each (a test asserting an exact sequence) waits for this between
+// them.
+func (r *Responder) WaitBatchEnd(ctx context.Context) error {
+	for {
+		r.mu.Lock()
+		done, ch := r.stats.Ended == r.stats.Batches, r.ended
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("agonesalloc: batch still open: %w", ctx.Err())
+		}
+	}
 }
 
 func (r *Responder) drain() {

@@ -125,8 +125,17 @@ func TestAllocateAgainstRealAPIServer(t *testing.T) {
 		{"b-ready", 4},
 		{"a-ready", 1}, // b-ready full
 	}
+	// Each request gets a batch of its own: one that came before the loop closed the previous
+	// batch would find that batch's pick taken (TestBatchContention), which is not what this
+	// sequence checks.
+	next := func(spec allocation.Spec) (allocation.Status, error) {
+		if err := r.WaitBatchEnd(ctx); err != nil {
+			return allocation.Status{}, err
+		}
+		return allocate(ctx, dyn, spec)
+	}
 	for i, st := range steps {
-		res, err := allocate(ctx, dyn, highDensity("main"))
+		res, err := next(highDensity("main"))
 		if err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
@@ -144,11 +153,11 @@ func TestAllocateAgainstRealAPIServer(t *testing.T) {
 	}
 	// a-ready has 3 left; then nothing: UnAllocated is an answer, not an error.
 	for range 3 {
-		if res, err := allocate(ctx, dyn, highDensity("main")); err != nil || res.GameServerName != "a-ready" {
+		if res, err := next(highDensity("main")); err != nil || res.GameServerName != "a-ready" {
 			t.Fatalf("%+v %v", res, err)
 		}
 	}
-	if res, err := allocate(ctx, dyn, highDensity("main")); err != nil || res.State != allocation.AllocationUnAllocated {
+	if res, err := next(highDensity("main")); err != nil || res.State != allocation.AllocationUnAllocated {
 		t.Fatalf("full fleet: %+v %v", res, err)
 	}
 
