@@ -180,7 +180,12 @@ func TestAttackEavesdropper(t *testing.T) {
 // (from the member's address or another) are dropped, reach nobody and never move the member.
 func TestAttackForgedAndReplayedData(t *testing.T) {
 	signer := newSigner(t)
-	s := startServer(t, testConfig("gs-d"), signer)
+	cfg := testConfig("gs-d")
+	// One relay worker: the drop counts are read after the victim's barrier, which orders the
+	// attacker's datagram only when one socket reads both (several workers' SO_REUSEPORT
+	// sockets split sources between them; TestRelayWorkers covers that).
+	cfg.Workers = 1
+	s := startServer(t, cfg, signer)
 	victim, _ := rawJoin(t, s, mint(t, signer, "gs-d", "s1", "victim", time.Minute))
 	peer, _ := rawJoin(t, s, mint(t, signer, "gs-d", "s1", "peer", time.Minute))
 	outsider, _ := rawJoin(t, s, mint(t, signer, "gs-d", "s9", "outsider", time.Minute))

@@ -170,6 +170,9 @@ func TestSpoofedSource(t *testing.T) {
 			signer := newSigner(t)
 			cfg := testConfig("gs-1")
 			cfg.IO = io
+			// One relay worker, so the victim's barrier also orders the forger's datagrams
+			// before the drop counts are read (see TestAttackForgedAndReplayedData).
+			cfg.Workers = 1
 			s := startServer(t, cfg, signer)
 			victim, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "victim", time.Minute))
 			peer, _ := rawJoin(t, s, mint(t, signer, "gs-1", "s1", "peer", time.Minute))
