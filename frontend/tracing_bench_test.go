@@ -51,7 +51,7 @@ func BenchmarkCreateTicketTracing(b *testing.B) {
 					b.Fatalf("%s: tracing.On() = %v", v, got)
 				}
 				// One load generator on 127.0.0.1: no per-source limit.
-				e := newEnv(b, func(c *Config) { c.SourceRate = 0 })
+				e := newEnv(b, oneSource)
 				ctxs := make([]context.Context, b.N)
 				for i := range ctxs {
 					tok, err := e.signer.PlayerToken("bench-"+strconv.Itoa(i), time.Hour)
