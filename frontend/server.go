@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -155,6 +156,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.ConnIdleTimeout, Time: time.Minute, Timeout: 20 * time.Second}),
 			// A client that opens a connection and never completes the HTTP/2 handshake is dropped.
 			grpc.ConnectionTimeout(10*time.Second),
+			// Reused handler goroutines: no stack growth per call (see openmatch/server.go).
+			grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
 		)...)
 		client.RegisterFrontendServer(gs, &grpcAPI{s: s, g: g})
 		// Standard gRPC health (grpc.health.v1) for load balancers and Kubernetes probes.

@@ -8,6 +8,7 @@ import (
 	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
+	"runtime"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
@@ -78,7 +79,8 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, err
 		}
 	}
-	gs := grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds))...)
+	// Reused handler goroutines: no stack growth per call (see openmatch/server.go).
+	gs := grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))...)
 	openmatch.RegisterMatchFunctionServer(gs, h)
 	s := &Server{lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)

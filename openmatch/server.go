@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -60,6 +61,10 @@ func serverOptions(log *slog.Logger) []grpc.ServerOption {
 		// cancels, so Wait never returns while a FetchMatches handler could still dial a match
 		// function whose connections are being closed.
 		grpc.WaitForHandlers(true),
+		// Handlers run on reused goroutines whose stacks have already grown: with a new goroutine
+		// per call, stack growth (runtime.newstack) was ~7 % of kumi local's CPU at 1000 tickets/s
+		// (BENCHMARKS.md). Calls beyond the workers still get goroutines of their own.
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
 	}
 }
 
