@@ -1,7 +1,6 @@
 package token
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -103,39 +102,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// BenchmarkVerifyPlayerToken: a player token checked in full (cache off, as each token's first
-// call) against one the verifier remembers (VerifiedCache: a client's second call, e.g.
-// WatchAssignment after CreateTicket). The ratio is the cache's saving per remembered call.
-func BenchmarkVerifyPlayerToken(b *testing.B) {
-	s := newTestSigner(b, AlgEdDSA, "k")
-	raw, err := s.PlayerToken("p1", time.Hour, map[string]any{"groups": []any{"g1", "g2"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		size int
-	}{{"checked", 0}, {"remembered", 10000}} {
-		b.Run(tc.name, func(b *testing.B) {
-			cfg := DefaultVerifierConfig()
-			cfg.Now = func() time.Time { return fixedNow }
-			cfg.Keys = []PublicKey{s.PublicKey()}
-			cfg.Claims = []string{"groups"}
-			cfg.VerifiedCache = tc.size
-			v, err := NewVerifier(context.Background(), cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			for b.Loop() {
-				if _, err := v.VerifyPlayerToken(raw); err != nil {
-					b.Fatal(err)
-				}
-			}
-			reportCPU(b, cpuTime()-cpu0, "verifications/cpu-s")
-		})
-	}
 }

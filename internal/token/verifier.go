@@ -2,12 +2,10 @@ package token
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -19,7 +17,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // VerifierConfig says which keys a Verifier trusts and what it checks. Keys come from any mix of
@@ -37,7 +34,6 @@ type VerifierConfig struct {
 	JWKSRefresh    time.Duration `flag:"jwks-refresh" help:"re-fetch the JWKS when the cached copy is older than this"`
 	JWKSMinRefresh time.Duration `flag:"jwks-min-refresh" help:"at most one JWKS re-fetch per this interval when tokens name an unknown kid"`
 	JWKSTimeout    time.Duration `flag:"jwks-timeout" help:"timeout of one JWKS fetch"`
-	VerifiedCache  int           `flag:"verified-cache" help:"player tokens whose checked signature is remembered, so the same token's next call (a client's CreateTicket then WatchAssignment) skips the signature check; expiry, issuer and audience are still checked every call (0 = off)"`
 
 	// Claims names the extra player-token claims VerifyPlayerToken returns in PlayerClaims.Claims
 	// (the frontend asks for the claims its attributes come from); others are not decoded.
@@ -65,7 +61,6 @@ func DefaultVerifierConfig() VerifierConfig {
 		JWKSRefresh:    10 * time.Minute,
 		JWKSMinRefresh: 30 * time.Second,
 		JWKSTimeout:    5 * time.Second,
-		VerifiedCache:  10000,
 	}
 }
 
@@ -121,19 +116,6 @@ type Verifier struct {
 	lastAttempt time.Time    // guarded by fetchMu
 	fetches     atomic.Int64 // JWKS fetch attempts (tests)
 	kicks       atomic.Int64 // unknown-kid re-fetch requests handled by refreshLoop (tests)
-
-	// verified remembers player tokens whose signature checked out (VerifiedCache; nil when 0),
-	// keyed by the token's SHA-256. Only successes enter, so unverified input cannot fill it with
-	// anything but evictions; an entry holds only under the key set it was checked against.
-	verified *lru.Cache[[sha256.Size]byte, verifiedToken]
-	verifies atomic.Int64 // signature checks run (tests)
-}
-
-// verifiedToken is a player token whose signature was checked against keys.
-type verifiedToken struct {
-	keys   *keySet
-	claims *jwtClaims // never modified after parse
-	typ    string     // the header's typ
 }
 
 // NewVerifier loads every configured key (fetching the JWKS once, and failing when it yields no
@@ -213,9 +195,6 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 			return nil, fmt.Errorf("token: jwks-timeout %s must be positive when jwks-url is set", cfg.JWKSTimeout)
 		}
 	}
-	if cfg.VerifiedCache < 0 {
-		return nil, fmt.Errorf("token: verified-cache %d must not be negative", cfg.VerifiedCache)
-	}
 	if cfg.JWKSMinRefresh < 0 || cfg.JWKSRefresh < 0 {
 		return nil, fmt.Errorf("token: jwks-min-refresh (%s) and jwks-refresh (%s) must not be negative", cfg.JWKSMinRefresh, cfg.JWKSRefresh)
 	}
@@ -247,13 +226,6 @@ func newStatic(cfg VerifierConfig) (*Verifier, error) {
 		parser: jwt.NewParser(jwt.WithoutClaimsValidation()),
 	}
 	v.keys.Store(&keySet{static: static})
-	if cfg.VerifiedCache > 0 {
-		c, err := lru.New[[sha256.Size]byte, verifiedToken](cfg.VerifiedCache)
-		if err != nil {
-			return nil, fmt.Errorf("token: verified-cache: %w", err)
-		}
-		v.verified = c
-	}
 	return v, nil
 }
 
@@ -448,36 +420,14 @@ func (v *Verifier) lookup(kid string) (PublicKey, error) {
 	return PublicKey{}, fail(ErrUnknownKey, "unknown kid %q; the JWKS is re-fetched in the background (at most every %s), retry shortly if the key is new", kid, v.cfg.JWKSMinRefresh)
 }
 
-// parseCached is parse through the verified-token cache: a token whose signature was checked
-// against the current key set is not checked again. A key set replaced by a JWKS refresh (even
-// with the same keys) makes every entry miss once; a token whose key was dropped never hits.
-// The caller must not modify the returned claims.
-func (v *Verifier) parseCached(raw string) (*jwtClaims, string, error) {
-	if v.verified == nil || len(raw) > v.cfg.MaxTokenBytes {
-		return v.parse(raw)
-	}
-	keys := v.keys.Load() // before parse: an entry never claims a newer set than its check used
-	sum := sha256.Sum256([]byte(raw))
-	if e, ok := v.verified.Get(sum); ok && e.keys == keys {
-		return e.claims, e.typ, nil
-	}
-	c, typ, err := v.parse(raw)
-	if err == nil {
-		v.verified.Add(sum, verifiedToken{keys: keys, claims: c, typ: typ})
-	}
-	return c, typ, err
-}
-
-// parse checks size, key, algorithm and signature, and returns the unvalidated claims and the
-// header's typ.
-func (v *Verifier) parse(raw string) (*jwtClaims, string, error) {
+// parse checks size, key, algorithm and signature, and returns the unvalidated claims.
+func (v *Verifier) parse(raw string) (*jwtClaims, *jwt.Token, error) {
 	if len(raw) > v.cfg.MaxTokenBytes {
-		return nil, "", fail(ErrTooLarge, "%d bytes exceeds the limit of %d (max-token-bytes)", len(raw), v.cfg.MaxTokenBytes)
+		return nil, nil, fail(ErrTooLarge, "%d bytes exceeds the limit of %d (max-token-bytes)", len(raw), v.cfg.MaxTokenBytes)
 	}
 	if raw == "" {
-		return nil, "", fail(ErrMalformed, "empty token")
+		return nil, nil, fail(ErrMalformed, "empty token")
 	}
-	v.verifies.Add(1)
 	claims := &jwtClaims{want: v.cfg.Claims}
 	var keyErr error
 	var key PublicKey
@@ -495,22 +445,21 @@ func (v *Verifier) parse(raw string) (*jwtClaims, string, error) {
 	})
 	switch {
 	case keyErr != nil:
-		return nil, "", keyErr
+		return nil, nil, keyErr
 	case err == nil:
-		typ, _ := tok.Header["typ"].(string)
-		return claims, typ, nil
+		return claims, tok, nil
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return nil, "", fail(ErrMalformed, "%v", err)
+		return nil, nil, fail(ErrMalformed, "%v", err)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		alg := "<unset>"
 		if tok != nil {
 			alg = fmt.Sprint(tok.Header["alg"])
 		}
-		return nil, "", fail(ErrAlgorithm, "algorithm %q not supported (kumi accepts EdDSA, ES256, RS256)", alg)
+		return nil, nil, fail(ErrAlgorithm, "algorithm %q not supported (kumi accepts EdDSA, ES256, RS256)", alg)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return nil, "", fail(ErrSignature, "signature does not verify with key %q (%s): the token was altered or signed by another key", key.KID, key.Alg)
+		return nil, nil, fail(ErrSignature, "signature does not verify with key %q (%s): the token was altered or signed by another key", key.KID, key.Alg)
 	}
-	return nil, "", fail(ErrMalformed, "%v", err)
+	return nil, nil, fail(ErrMalformed, "%v", err)
 }
 
 // checkTimes validates exp (required), nbf and iat with the configured leeway.
@@ -544,12 +493,11 @@ func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 // type, issuer, aud == server, exp/nbf/iat, and that sub, sid and jti are present. Single use (jti)
 // is the caller's to enforce.
 func (v *Verifier) VerifyServerToken(raw, server string) (ServerClaims, error) {
-	// Not through the cache: a server token is single use.
-	c, typ, err := v.parse(raw)
+	c, tok, err := v.parse(raw)
 	if err != nil {
 		return ServerClaims{}, err
 	}
-	if typ != ServerTokenType {
+	if typ, _ := tok.Header["typ"].(string); typ != ServerTokenType {
 		return ServerClaims{}, fail(ErrTokenType, "typ %q is not a server token (want %q); clients must present the server token from their assignment", typ, ServerTokenType)
 	}
 	if err := v.checkIssuer(c); err != nil {
@@ -578,11 +526,11 @@ func (v *Verifier) VerifyServerToken(raw, server string) (ServerClaims, error) {
 // VerifyPlayerToken checks a player token: signature, issuer, audience (if configured),
 // exp/nbf/iat, and sub present. A server token is refused.
 func (v *Verifier) VerifyPlayerToken(raw string) (PlayerClaims, error) {
-	c, typ, err := v.parseCached(raw)
+	c, tok, err := v.parse(raw)
 	if err != nil {
 		return PlayerClaims{}, err
 	}
-	if typ == ServerTokenType {
+	if typ, _ := tok.Header["typ"].(string); typ == ServerTokenType {
 		return PlayerClaims{}, fail(ErrTokenType, "a server token is not a player token")
 	}
 	if err := v.checkIssuer(c); err != nil {
@@ -601,10 +549,9 @@ func (v *Verifier) VerifyPlayerToken(raw string) (PlayerClaims, error) {
 		return PlayerClaims{}, fail(ErrMissingClaim, "player token has no sub (player id)")
 	}
 	return PlayerClaims{
-		// Copies: c may be shared with other calls through the cache.
-		PlayerID: c.Subject, Issuer: c.Issuer, Audience: slices.Clone(c.Audience), ID: c.ID,
+		PlayerID: c.Subject, Issuer: c.Issuer, Audience: c.Audience, ID: c.ID,
 		IssuedAt: timeOf(c.IssuedAt), NotBefore: timeOf(c.NotBefore), ExpiresAt: timeOf(c.ExpiresAt),
-		Claims: maps.Clone(c.Extra),
+		Claims: c.Extra,
 	}, nil
 }
 
