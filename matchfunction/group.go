@@ -336,7 +336,21 @@ func bucketKey(keys []string, args map[string]string) (key, missing string) {
 
 // byAge orders tickets oldest first, then by id, so every grouping is deterministic.
 func byAge(a, b *openmatch.Ticket) int {
-	return cmp.Or(createTime(a).Compare(createTime(b)), strings.Compare(a.GetId(), b.GetId()))
+	as, an := createKey(a)
+	bs, bn := createKey(b)
+	return cmp.Or(cmp.Compare(as, bs), cmp.Compare(an, bn), strings.Compare(a.GetId(), b.GetId()))
+}
+
+// zeroUnix is time.Time{} in Unix seconds, the earliest time a valid Timestamp can hold.
+const zeroUnix = -62135596800
+
+// createKey is createTime as (seconds, nanos), ordered the same way but without building a
+// time.Time per comparison (sorting 1k tickets compares ~10k times per cycle).
+func createKey(t *openmatch.Ticket) (int64, int32) {
+	if ct := t.GetCreateTime(); ct != nil && ct.IsValid() {
+		return ct.GetSeconds(), ct.GetNanos()
+	}
+	return zeroUnix, 0
 }
 
 // createTime is the ticket's create_time; a ticket without one counts as created at the zero time,

@@ -385,3 +385,32 @@ func BenchmarkSortBaseline(b *testing.B) {
 		slices.SortFunc(s, byAge)
 	}
 }
+
+// TestByAgeOrdersLikeCreateTime: byAge compares create times without building time.Time values;
+// it must order every kind of create_time exactly as comparing createTime would.
+func TestByAgeOrdersLikeCreateTime(t *testing.T) {
+	base := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	cts := []*timestamppb.Timestamp{
+		nil,
+		{Seconds: -62135596801},            // before year 1: invalid, counts as the zero time
+		{Seconds: 1, Nanos: 2_000_000_000}, // nanos out of range: invalid
+		timestamppb.New(time.Time{}),
+		timestamppb.New(base),
+		timestamppb.New(base.Add(time.Nanosecond)),
+		timestamppb.New(base.Add(-time.Second)),
+		timestamppb.New(base.Add(-time.Second + time.Nanosecond)),
+	}
+	for i, a := range cts {
+		for j, b := range cts {
+			ta := &openmatch.Ticket{Id: fmt.Sprint("a", i), CreateTime: a}
+			tb := &openmatch.Ticket{Id: fmt.Sprint("b", j), CreateTime: b}
+			want := createTime(ta).Compare(createTime(tb))
+			if want == 0 {
+				want = strings.Compare(ta.Id, tb.Id)
+			}
+			if got := byAge(ta, tb); got != want {
+				t.Errorf("byAge(%v, %v) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}
