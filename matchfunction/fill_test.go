@@ -59,7 +59,7 @@ func referenceFill(p *Profile, units []*unit, window func(*unit) float64) [][]in
 
 func TestFillMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for round := range 200 {
+	for round := range 3000 {
 		p := Profile{Name: "m", Kind: omext.KindMatch, Players: 2 + rng.IntN(4), SkillWindow: float64(rng.IntN(300)), SkillWindowGrowth: 5}
 		if round%3 != 0 {
 			p.SkillArg = "skill"
@@ -72,6 +72,12 @@ func TestFillMatchesReference(t *testing.T) {
 				size = 1 + rng.IntN(3)
 			}
 			u := &unit{skill: float64(rng.IntN(20) * 50)}
+			switch round % 4 {
+			case 1: // arbitrary floats, where distances to different skills can round equal
+				u.skill = (rng.Float64() - 0.3) * 1e3
+			case 2: // few distinct skills: long runs of equal distance
+				u.skill = float64(rng.IntN(3)) * 0.1
+			}
 			for j := range size {
 				u.tickets = append(u.tickets, tk(fmt.Sprint("t", i, "-", j), float64(n-i)))
 			}

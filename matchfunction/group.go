@@ -202,12 +202,44 @@ func (p *Profile) partyProblem(u *unit) string {
 }
 
 // fill forms matches from one bucket's units, sorted oldest first, and returns the units left waiting.
-// Each anchor costs O(units): candidates are heapified, not sorted, and only popped until the match
-// is full.
+// Candidates for an anchor come closest skill first (on equal distance the older unit, i.e. the
+// lower index, first), so fill walks outwards from the anchor in skill order over the units still
+// unmatched (a linked list it unlinks matched units from): an anchor costs the candidates it looks
+// at, not the bucket. Scanning the whole bucket for every anchor made a cycle quadratic: 10k
+// waiting players in one mode and region took most of a second (BENCHMARKS.md).
 func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []*unit) {
-	used := make([]bool, len(units))
-	var cands candHeap
-	var picked []int
+	n := len(units)
+	used := make([]bool, n)
+	// order lists the units by skill (stable: by index within a skill; without a skill argument
+	// every distance is 0 and this is index order); pos is each unit's place in it.
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	if p.SkillArg != "" {
+		slices.SortStableFunc(order, func(x, y int) int { return cmp.Compare(units[x].skill, units[y].skill) })
+	}
+	pos := make([]int, n)
+	for k, i := range order {
+		pos[i] = k
+	}
+	// prev and next link the unmatched units' places in order (-1 and n end the list).
+	prev, next := make([]int, n), make([]int, n)
+	for k := range n {
+		prev[k], next[k] = k-1, k+1
+	}
+	first := 0
+	unlink := func(k int) {
+		if prev[k] >= 0 {
+			next[prev[k]] = next[k]
+		} else {
+			first = next[k]
+		}
+		if next[k] < n {
+			prev[next[k]] = prev[k]
+		}
+	}
+	var picked, lbuf, rbuf []int
 	for a, anchor := range units {
 		if used[a] {
 			continue
@@ -222,27 +254,52 @@ func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []
 			}
 		}
 		if p.SkillArg == "" {
-			// Every distance is 0: the oldest units first, which is index order (earlier units that
-			// could not anchor a match themselves are still candidates).
-			for i := 0; i < len(units) && slots > 0; i++ {
-				if i != a && !used[i] {
-					take(i)
+			// The oldest unmatched units first, which is index order (earlier units that could not
+			// anchor a match themselves are still candidates).
+			for k := first; k < n && slots > 0; k = next[k] {
+				if order[k] != a {
+					take(order[k])
 				}
 			}
 		} else {
-			cands = cands[:0]
-			for i, u := range units {
-				if i == a || used[i] {
-					continue
+			// Two fronts walk away from the anchor, each handing out the units at its next
+			// distance as a run (a run holds equal distances, ordered by index); the nearer front
+			// goes first, the older unit on a tie, until the match is full or both fronts have
+			// passed the window.
+			dist := func(k int) float64 { return math.Abs(units[order[k]].skill - anchor.skill) }
+			run := func(buf []int, k int, step []int) ([]int, int, float64) {
+				buf = buf[:0]
+				d := dist(k)
+				for ; k >= 0 && k < n && dist(k) == d; k = step[k] {
+					buf = append(buf, order[k])
 				}
-				if d := math.Abs(u.skill - anchor.skill); d <= window {
-					cands = append(cands, cand{i, d})
-				}
+				slices.Sort(buf)
+				return buf, k, d
 			}
-			// Closest skill first; on equal distance the older unit (lower index) first.
-			cands.init()
-			for len(cands) > 0 && slots > 0 {
-				take(cands.pop().i)
+			lk, rk := prev[pos[a]], next[pos[a]]
+			var li, ri int
+			var ld, rd float64
+			lbuf, rbuf = lbuf[:0], rbuf[:0]
+			for slots > 0 {
+				if li == len(lbuf) && lk >= 0 {
+					lbuf, lk, ld = run(lbuf, lk, prev)
+					li = 0
+				}
+				if ri == len(rbuf) && rk < n {
+					rbuf, rk, rd = run(rbuf, rk, next)
+					ri = 0
+				}
+				lok, rok := li < len(lbuf) && ld <= window, ri < len(rbuf) && rd <= window
+				switch {
+				case lok && (!rok || ld < rd || ld == rd && lbuf[li] < rbuf[ri]):
+					take(lbuf[li])
+					li++
+				case rok:
+					take(rbuf[ri])
+					ri++
+				default:
+					slots = -1 // no candidate left within the window
+				}
 			}
 		}
 		if slots != 0 {
@@ -251,6 +308,7 @@ func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []
 		var ts []*openmatch.Ticket
 		for _, i := range picked {
 			used[i] = true
+			unlink(pos[i])
 			ts = append(ts, units[i].tickets...)
 		}
 		slices.SortFunc(ts, byAge)
@@ -262,53 +320,6 @@ func (p *Profile) fill(units []*unit, now time.Time) (out []Proposal, waiting []
 		}
 	}
 	return out, waiting
-}
-
-// cand is a unit (index into the bucket, oldest first) at a skill distance from the anchor.
-type cand struct {
-	i    int
-	dist float64
-}
-
-// candHeap is a binary min-heap of candidates by (dist, i).
-type candHeap []cand
-
-func (h candHeap) less(x, y int) bool {
-	return h[x].dist < h[y].dist || h[x].dist == h[y].dist && h[x].i < h[y].i
-}
-
-func (h candHeap) init() {
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *candHeap) pop() cand {
-	old := *h
-	top := old[0]
-	n := len(old) - 1
-	old[0] = old[n]
-	*h = old[:n]
-	h.down(0)
-	return top
-}
-
-func (h candHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && h.less(r, l) {
-			m = r
-		}
-		if !h.less(m, i) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		i = m
-	}
 }
 
 // window is the allowed skill distance from the anchor after it waited wait seconds.

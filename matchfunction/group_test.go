@@ -360,6 +360,24 @@ func BenchmarkMatches(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchesOneBucket is BenchmarkMatches with every ticket in one mode and region (a launch
+// day's queue): a cycle must grow with the tickets, not with their square.
+func BenchmarkMatchesOneBucket(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint("tickets=", n), func(b *testing.B) {
+			p := DefaultProfiles()[1]
+			var ts []*openmatch.Ticket
+			for i := range n {
+				ts = append(ts, tk(fmt.Sprint("t", i), float64(i%60), "mode=duel", "region=r0", fmt.Sprint("skill:", (i*7919)%3000)))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				Propose(&p, ts, now)
+			}
+		})
+	}
+}
+
 func BenchmarkRendezvous(b *testing.B) {
 	p := DefaultProfiles()[0]
 	var ts []*openmatch.Ticket
