@@ -117,15 +117,12 @@ func (s *ticketStore) shard(id string) *shard {
 	return &s.shards[maphash.String(s.seed, id)%nShards]
 }
 
+// put stores a new ticket; new tickets are unassigned, so it enters open too.
 func (s *ticketStore) put(id string, r *ticketRec) {
 	sh := s.shard(id)
 	sh.mu.Lock()
 	sh.m[id] = r
-	if r.asg == nil {
-		sh.open[id] = r
-	} else {
-		delete(sh.open, id)
-	}
+	sh.open[id] = r
 	sh.mu.Unlock()
 }
 
