@@ -23,6 +23,7 @@ import (
 	"github.com/kumi-dev/kumi/gameserver/localfleet"
 	"github.com/kumi-dev/kumi/gameserver/localsdk"
 	"github.com/kumi-dev/kumi/internal/omext"
+	"github.com/kumi-dev/kumi/internal/testport"
 	"github.com/kumi-dev/kumi/internal/token"
 	"github.com/kumi-dev/kumi/matchfunction"
 	omcore "github.com/kumi-dev/kumi/openmatch"
@@ -134,12 +135,7 @@ func newEnv(t testing.TB) *env {
 	e.keyArg = signer.KID() + "=" + keyFile
 	// The control address is fixed up front: game servers are told it when they start, and a
 	// restarted director must come back on it.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ctlAddr = l.Addr().String()
-	l.Close()
+	e.ctlAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(testport.Free(t)))
 
 	omCfg := omcore.Default()
 	omCfg.FrontendAddr, omCfg.BackendAddr, omCfg.QueryAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"

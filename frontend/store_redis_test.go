@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kumi-dev/kumi/api/client"
+	"github.com/kumi-dev/kumi/internal/testport"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,12 +27,7 @@ func startRedis(t *testing.T) string {
 	if err != nil {
 		t.Fatal("redis-server not found: install Debian's redis-server package (scripts/tools.d/30-redis.sh does: apt-get install redis-server)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := strconv.Itoa(testport.Free(t)) // redis-server binds it itself
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--dir", dir, "--save", "", "--appendonly", "no",
 		"--protected-mode", "yes", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))

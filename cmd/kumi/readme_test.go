@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kumi-dev/kumi/internal/testport"
 )
 
 // readmeBlock returns the shell block of the README section titled heading: the lines between the
@@ -116,14 +117,8 @@ func TestReadmeComponentsBlock(t *testing.T) {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago (its UDP twin is used by the
-// game server; both are picked by the kernel from the same ephemeral range).
+// freePort returns a port on 127.0.0.1 free for TCP and UDP (the game server uses its UDP twin).
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return strconv.Itoa(testport.Free(t))
 }

@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kumi-dev/kumi/internal/testport"
 	"github.com/kumi-dev/kumi/openmatch"
 )
 
@@ -73,10 +75,5 @@ func TestRemoteModeKeepsOneEvaluator(t *testing.T) {
 // core is configured with the evaluator's address before the child process listens on it).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testport.Free(t)))
 }
