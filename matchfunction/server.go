@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kumi-dev/kumi/internal/tlsconfig"
-	"github.com/kumi-dev/kumi/internal/tracing"
 	"log/slog"
 	"net"
 	"runtime"
 
 	"github.com/kumi-dev/kumi/api/openmatch"
 	"github.com/kumi-dev/kumi/internal/config"
+	"github.com/kumi-dev/kumi/internal/omwire"
 	"github.com/kumi-dev/kumi/internal/telemetry"
+	"github.com/kumi-dev/kumi/internal/tlsconfig"
+	"github.com/kumi-dev/kumi/internal/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -79,8 +80,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 			return nil, err
 		}
 	}
-	// Reused handler goroutines: no stack growth per call (see openmatch/server.go).
-	gs := grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))...)
+	// Reused handler goroutines: no stack growth per call (see openmatch/server.go). Proposals
+	// are encoded without protobuf-go's reflective map encoding (internal/omwire).
+	gs := grpc.NewServer(append(tracing.ServerOptions(), grpc.Creds(serverCreds), grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(omwire.NewCodec(nil)))...)
 	openmatch.RegisterMatchFunctionServer(gs, h)
 	s := &Server{lis: lis, metrics: metrics, done: make(chan struct{})}
 	serveErr := make(chan error, 1)

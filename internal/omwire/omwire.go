@@ -38,7 +38,7 @@ var merge = proto.UnmarshalOptions{Merge: true}
 // extensions' and persistent fields' Any values alias b (the codec's buffer is never reused).
 func UnmarshalTicket(b []byte, t *pb.Ticket) error {
 	t.Reset()
-	if ticket(b, t, true) == nil {
+	if ticket(b, t, nil, true) == nil {
 		return nil
 	}
 	return proto.Unmarshal(b, t)
@@ -106,8 +106,40 @@ func known(v []byte) (string, error) {
 	return str(v)
 }
 
-// ticket decodes a Ticket; without ext it skips extensions and persistent_field.
-func ticket(b []byte, t *pb.Ticket, ext bool) error {
+// ticketParts are a ticket and the fixed-size messages it points to, allocated together: the
+// decoders allocate one slice of them per message instead of three objects per ticket.
+type ticketParts struct {
+	t  pb.Ticket
+	sf pb.SearchFields
+	ct timestamppb.Timestamp
+}
+
+// newTickets returns n tickets allocated together, for a message with n tickets.
+func newTickets(n int) []ticketParts { return make([]ticketParts, n) }
+
+// count returns how many fields num b holds (0 when b is malformed: the decoder will say so).
+func count(b []byte, num protowire.Number) int {
+	n := 0
+	for len(b) > 0 {
+		k, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return 0
+		}
+		if k == num {
+			n++
+		}
+		m := protowire.ConsumeFieldValue(k, typ, b[l:])
+		if m < 0 {
+			return 0
+		}
+		b = b[l+m:]
+	}
+	return n
+}
+
+// ticket decodes a Ticket into t, pointing it at parts' search fields and create time when
+// parts is not nil; without ext it skips extensions and persistent_field.
+func ticket(b []byte, t *pb.Ticket, parts *ticketParts, ext bool) error {
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil || typ != protowire.BytesType {
@@ -127,7 +159,9 @@ func ticket(b []byte, t *pb.Ticket, ext bool) error {
 				return errSlow
 			}
 		case 4:
-			if t.SearchFields == nil {
+			if t.SearchFields == nil && parts != nil {
+				t.SearchFields = &parts.sf
+			} else if t.SearchFields == nil {
 				t.SearchFields = &pb.SearchFields{}
 			}
 			if err := searchFields(v, t.SearchFields); err != nil {
@@ -154,7 +188,9 @@ func ticket(b []byte, t *pb.Ticket, ext bool) error {
 				return err
 			}
 		case 7:
-			if t.CreateTime == nil {
+			if t.CreateTime == nil && parts != nil {
+				t.CreateTime = &parts.ct
+			} else if t.CreateTime == nil {
 				t.CreateTime = &timestamppb.Timestamp{}
 			}
 			if err := timestamp(v, t.CreateTime); err != nil {
@@ -289,6 +325,11 @@ func timestamp(b []byte, ts *timestamppb.Timestamp) error {
 }
 
 func match(b []byte, m *pb.Match) error {
+	var parts []ticketParts
+	if n := count(b, 4); n > 0 {
+		parts = newTickets(n)
+		m.Tickets = make([]*pb.Ticket, 0, n)
+	}
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil {
@@ -314,9 +355,12 @@ func match(b []byte, m *pb.Match) error {
 		case 3:
 			m.MatchFunction, err = str(v)
 		case 4:
-			t := &pb.Ticket{}
-			err = ticket(v, t, true)
-			m.Tickets = append(m.Tickets, t)
+			if len(m.Tickets) == len(parts) { // count saw a malformed message
+				return errSlow
+			}
+			p := &parts[len(m.Tickets)]
+			err = ticket(v, &p.t, p, true)
+			m.Tickets = append(m.Tickets, &p.t)
 		case 7:
 			if m.Extensions == nil {
 				m.Extensions = make(map[string]*anypb.Any, 4)
@@ -381,7 +425,8 @@ func (r *Recorder) Forward(m *pb.Match) *pb.Match {
 }
 
 // Codec is gRPC's proto codec with the fast decoder for QueryTicketsResponse and
-// FetchMatchesResponse. Use it per call (grpc.ForceCodecV2), never registered globally.
+// FetchMatchesResponse and the fast encoder for RunResponse. Use it per call
+// (grpc.ForceCodecV2) or per server (grpc.ForceServerCodecV2), never registered globally.
 type Codec struct {
 	proto encoding.CodecV2
 	rec   *Recorder
@@ -395,8 +440,16 @@ func NewCodec(rec *Recorder) *Codec {
 // Name is "proto": the content subtype on the wire is unchanged.
 func (c *Codec) Name() string { return "proto" }
 
-// Marshal is the proto codec's.
-func (c *Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+// Marshal encodes a match function's RunResponse on the fast path (marshalRunResponse), the
+// rest with proto.
+func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if r, ok := v.(*pb.RunResponse); ok {
+		if b, ok := marshalRunResponse(r); ok {
+			return b, nil
+		}
+	}
+	return c.proto.Marshal(v)
+}
 
 // Unmarshal decodes query pages and FetchMatches responses on the fast path, the rest with proto.
 func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
@@ -420,18 +473,21 @@ func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (c *Codec) page(b []byte, m *pb.QueryTicketsResponse) error {
 	m.Reset()
-	var raws [][]byte
+	n := count(b, 1)
+	parts := newTickets(n)
+	m.Tickets = make([]*pb.Ticket, 0, n)
+	raws := make([][]byte, 0, n)
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
-		if err != nil || num != 1 || typ != protowire.BytesType {
+		if err != nil || num != 1 || typ != protowire.BytesType || len(m.Tickets) == n {
 			return errSlow
 		}
 		b = rest
-		t := &pb.Ticket{}
-		if err := ticket(v, t, c.rec == nil || c.rec.ext); err != nil {
+		p := &parts[len(m.Tickets)]
+		if err := ticket(v, &p.t, p, c.rec == nil || c.rec.ext); err != nil {
 			return err
 		}
-		m.Tickets = append(m.Tickets, t)
+		m.Tickets = append(m.Tickets, &p.t)
 		raws = append(raws, v)
 	}
 	if c.rec != nil {

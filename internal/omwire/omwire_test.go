@@ -99,7 +99,7 @@ func FuzzUnmarshalMatch(f *testing.F) {
 // TestFastPathTaken: well-formed kumi messages are decoded by the fast path, not the fallback
 // (otherwise the package would be correct but pointless).
 func TestFastPathTaken(t *testing.T) {
-	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}, true); err != nil {
+	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}, nil, true); err != nil {
 		t.Errorf("ticket: %v", err)
 	}
 	if err := match(marshal(t, sampleMatch()), &pb.Match{}); err != nil {
@@ -174,4 +174,23 @@ func TestRecorderWithoutExtensions(t *testing.T) {
 	if len(back.Tickets) != 1 || !proto.Equal(back.Tickets[0], want) {
 		t.Fatalf("forwarded %v, want %v", back.Tickets, want)
 	}
+}
+
+// FuzzUnmarshalPage: the codec decodes a query page to what proto.Unmarshal gives, for any input.
+func FuzzUnmarshalPage(f *testing.F) {
+	page := &pb.QueryTicketsResponse{Tickets: []*pb.Ticket{sampleTicket("a"), {Id: "b"}, sampleTicket("c")}}
+	for _, s := range seeds(f, marshal(f, page)) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, got := &pb.QueryTicketsResponse{}, &pb.QueryTicketsResponse{Tickets: []*pb.Ticket{{Id: "stale"}}}
+		werr := proto.Unmarshal(b, want)
+		gerr := NewCodec(NewRecorder(true)).Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("error %v, proto.Unmarshal's %v", gerr, werr)
+		}
+		if werr == nil && !proto.Equal(want, got) {
+			t.Fatalf("decoded %v, proto.Unmarshal decoded %v", got, want)
+		}
+	})
 }
