@@ -73,12 +73,15 @@ const (
 
 // PutString stores s under key in m (allocating m if nil) and returns m.
 func PutString(m map[string]*anypb.Any, key, s string) map[string]*anypb.Any {
+	if a, ok := packString(s); ok {
+		return set(m, key, a)
+	}
 	return put(m, key, wrapperspb.String(s))
 }
 
 // PutInt stores v under key in m and returns m.
 func PutInt(m map[string]*anypb.Any, key string, v int64) map[string]*anypb.Any {
-	return put(m, key, wrapperspb.Int64(v))
+	return set(m, key, packInt(v))
 }
 
 // PutTime stores t under key in m and returns m.
@@ -88,22 +91,28 @@ func PutTime(m map[string]*anypb.Any, key string, t time.Time) map[string]*anypb
 
 // PutScore stores the default evaluator's score in m and returns m.
 func PutScore(m map[string]*anypb.Any, score float64) map[string]*anypb.Any {
-	return put(m, EvaluationInput, &openmatch.DefaultEvaluationCriteria{Score: score})
+	return set(m, EvaluationInput, packScore(score))
+}
+
+func set(m map[string]*anypb.Any, key string, a *anypb.Any) map[string]*anypb.Any {
+	if m == nil {
+		m = make(map[string]*anypb.Any)
+	}
+	m[key] = a
+	return m
 }
 
 func put(m map[string]*anypb.Any, key string, v interface {
 	ProtoReflect() protoreflect.Message
 }) map[string]*anypb.Any {
-	if m == nil {
-		m = make(map[string]*anypb.Any)
-	}
 	a, err := anypb.New(v)
 	if err != nil {
-		// Only unregistered message types fail to pack; the types above are all well-known.
+		// Only unregistered message types and strings that are not UTF-8 fail to pack; the types
+		// above are all well-known, and kumi's strings come from JSON (JWT claims, requests),
+		// which decodes to valid UTF-8.
 		panic(fmt.Sprintf("omext: pack %s: %v", key, err))
 	}
-	m[key] = a
-	return m
+	return set(m, key, a)
 }
 
 // String reads a StringValue under key. ok is false when the key is absent; err is set when the
@@ -112,6 +121,9 @@ func String(m map[string]*anypb.Any, key string) (s string, ok bool, err error) 
 	a, ok := m[key]
 	if !ok {
 		return "", false, nil
+	}
+	if s, ok := unpackString(a); ok {
+		return s, true, nil
 	}
 	var v wrapperspb.StringValue
 	if err := a.UnmarshalTo(&v); err != nil {
@@ -125,6 +137,9 @@ func Int(m map[string]*anypb.Any, key string) (v int64, ok bool, err error) {
 	a, ok := m[key]
 	if !ok {
 		return 0, false, nil
+	}
+	if v, ok := unpackInt(a); ok {
+		return v, true, nil
 	}
 	var w wrapperspb.Int64Value
 	if err := a.UnmarshalTo(&w); err != nil {
@@ -151,6 +166,9 @@ func Score(m map[string]*anypb.Any) (score float64, ok bool, err error) {
 	a, ok := m[EvaluationInput]
 	if !ok {
 		return 0, false, nil
+	}
+	if v, ok := unpackScore(a); ok {
+		return v, true, nil
 	}
 	var c openmatch.DefaultEvaluationCriteria
 	if err := a.UnmarshalTo(&c); err != nil {
