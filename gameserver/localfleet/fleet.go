@@ -245,8 +245,14 @@ func (f *Fleet) noteEarlyDeath() {
 }
 
 func (f *Fleet) noteEarlyDeathLocked() {
-	f.backoff = min(max(2*f.backoff, 100*time.Millisecond), f.cfg.RestartBackoffMax)
+	f.backoff = nextBackoff(f.backoff, f.cfg.RestartBackoffMax)
 	f.nextStart = time.Now().Add(f.backoff)
+}
+
+// nextBackoff is the pause after another early death when the last pause was cur: 100 ms, then
+// doubling, never above limit.
+func nextBackoff(cur, limit time.Duration) time.Duration {
+	return min(max(2*cur, 100*time.Millisecond), limit)
 }
 
 // freeUDPPort asks the kernel for a free UDP port on addr (like Agones picking a free hostPort).

@@ -593,19 +593,30 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestCrashLoopBacksOff runs a command that dies at once: the fleet keeps replacing it, but with a
-// growing pause instead of spinning.
+// pause between replacements instead of spinning. The pauses themselves are TestNextBackoff's; here
+// the fleet must honour them: five starts take at least the four pauses between them (100 + 200 +
+// 400 + 400 ms), a lower bound a loaded machine only makes easier to meet, while a fleet that
+// ignored the backoff would start five in a few process lifetimes.
 func TestCrashLoopBacksOff(t *testing.T) {
 	cfg := fleetConfig(t)
 	cfg.Command = []string{"/bin/sh", "-c", "exit 1"}
 	cfg.BufferSize = 1
 	cfg.RestartBackoffMax = 400 * time.Millisecond
+	t0 := time.Now()
 	h := startFleet(t, cfg)
-	// Observe a fixed window: the property is a rate, so the window is the measurement, not a wait.
-	time.Sleep(1500 * time.Millisecond)
-	started := metricValue(t, h.reg, "kumi_localfleet_gameservers_started_total")
-	// Backoff 100, 200, 400, 400... ms: about 6 starts in 1.5 s; without it, hundreds.
-	if started < 2 || started > 12 {
-		t.Errorf("started %v servers in 1.5s of a crash loop, want a handful", started)
+	const starts = 5
+	for metricValue(t, h.reg, "kumi_localfleet_gameservers_started_total") < starts {
+		select {
+		case _, ok := <-h.events: // every start and crash is an event
+			if !ok {
+				t.Fatal("watch closed")
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d starts in 30s of a crash loop, want %d", int(metricValue(t, h.reg, "kumi_localfleet_gameservers_started_total")), starts)
+		}
+	}
+	if took, least := time.Since(t0), (100+200+400+400)*time.Millisecond; took < least {
+		t.Errorf("%d starts of a crash loop took %s, less than the %s of pauses between them", starts, took, least)
 	}
 	if crashes := metricValue(t, h.reg, "kumi_localfleet_gameservers_deleted_total"); crashes < 1 {
 		t.Errorf("deleted = %v, want the crashed servers deleted", crashes)

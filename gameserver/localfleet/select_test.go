@@ -255,3 +255,26 @@ func TestValidateSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestNextBackoff: the pauses of a crash loop start at 100 ms, double, and stop at the limit.
+func TestNextBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		limit time.Duration
+		want  []time.Duration
+	}{
+		{400 * time.Millisecond, []time.Duration{100, 200, 400, 400, 400}},
+		{5 * time.Second, []time.Duration{100, 200, 400, 800, 1600, 3200, 5000, 5000}},
+		{50 * time.Millisecond, []time.Duration{50, 50}},
+		{0, []time.Duration{0, 0}},
+	} {
+		var cur time.Duration
+		for i, w := range tc.want {
+			if w < time.Millisecond {
+				w *= time.Millisecond
+			}
+			if cur = nextBackoff(cur, tc.limit); cur != w {
+				t.Fatalf("limit %s, pause %d = %s, want %s", tc.limit, i+1, cur, w)
+			}
+		}
+	}
+}
