@@ -92,6 +92,16 @@ type unit struct {
 	tickets []*openmatch.Ticket // oldest first
 	party   string              // party id; "" for a solo ticket
 	skill   float64             // mean skill of the members
+	// The oldest member's createKey and id, set once its members are sorted: sorting a bucket's
+	// units compares these instead of chasing three pointers per side per comparison.
+	ageSecs  int64
+	ageNanos int32
+	ageID    string
+}
+
+// byUnitAge orders units like byAge orders their oldest members.
+func byUnitAge(a, b *unit) int {
+	return cmp.Or(cmp.Compare(a.ageSecs, b.ageSecs), cmp.Compare(a.ageNanos, b.ageNanos), strings.Compare(a.ageID, b.ageID))
 }
 
 func (u *unit) oldest() *openmatch.Ticket { return u.tickets[0] }
@@ -156,6 +166,8 @@ func Matches(p *Profile, tickets []*openmatch.Ticket, now time.Time) Result {
 		units := b.units[:0]
 		for _, u := range b.units {
 			slices.SortFunc(u.tickets, byAge)
+			u.ageSecs, u.ageNanos = createKey(u.oldest())
+			u.ageID = u.oldest().GetId()
 			if reason := p.partyProblem(u); reason != "" {
 				for _, t := range u.tickets {
 					res.Skipped = append(res.Skipped, Skip{t.GetId(), reason})
@@ -171,7 +183,7 @@ func Matches(p *Profile, tickets []*openmatch.Ticket, now time.Time) Result {
 			}
 			units = append(units, u)
 		}
-		slices.SortFunc(units, func(a, b *unit) int { return byAge(a.oldest(), b.oldest()) })
+		slices.SortFunc(units, byUnitAge)
 		props, waiting := p.fill(units, now)
 		res.Proposals = append(res.Proposals, props...)
 		for _, u := range waiting {

@@ -194,3 +194,20 @@ func FuzzUnmarshalPage(f *testing.F) {
 		}
 	})
 }
+
+// TestKnown: well-known keys and type URLs decode without allocating; other strings, of any
+// length, decode as themselves.
+func TestKnown(t *testing.T) {
+	for _, s := range []string{omext.Player, omext.EvaluationInput, "type.googleapis.com/google.protobuf.StringValue",
+		"type.googleapis.com/openmatch.DefaultEvaluationCriteria"} {
+		b := []byte(s)
+		if n := testing.AllocsPerRun(100, func() { _, _ = known(b) }); n != 0 {
+			t.Errorf("known(%q) allocates %v times", s, n)
+		}
+	}
+	for _, s := range []string{"", "kumi.playe", "kumi.playerX", string(make([]byte, 64)), string(make([]byte, 200))} {
+		if got, err := known([]byte(s)); err != nil || got != s {
+			t.Errorf("known(%q) = %q, %v", s, got, err)
+		}
+	}
+}
