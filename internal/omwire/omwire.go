@@ -38,7 +38,7 @@ var merge = proto.UnmarshalOptions{Merge: true}
 // extensions' and persistent fields' Any values alias b (the codec's buffer is never reused).
 func UnmarshalTicket(b []byte, t *pb.Ticket) error {
 	t.Reset()
-	if ticket(b, t, nil, true) == nil {
+	if ticket(b, t, nil, nil, true) == nil {
 		return nil
 	}
 	return proto.Unmarshal(b, t)
@@ -119,8 +119,19 @@ type ticketParts struct {
 	ct timestamppb.Timestamp
 }
 
-// newTickets returns n tickets allocated together, for a message with n tickets.
-func newTickets(n int) []ticketParts { return make([]ticketParts, n) }
+// minTicket is the fewest wire bytes per ticket the decoders allocate ahead for (a kumi ticket
+// is hundreds): a message of many tiny tickets, which no kumi component sends, takes protobuf-go's
+// path instead of making the fast path allocate hundreds of times its size up front.
+const minTicket = 32
+
+// newTickets returns n tickets allocated together, for a message of size bytes with n tickets,
+// or false when the tickets are too small for the fast path.
+func newTickets(n, size int) ([]ticketParts, bool) {
+	if n > size/minTicket {
+		return nil, false
+	}
+	return make([]ticketParts, n), true
+}
 
 // count returns how many fields num b holds (0 when b is malformed: the decoder will say so).
 func count(b []byte, num protowire.Number) int {
@@ -142,9 +153,24 @@ func count(b []byte, num protowire.Number) int {
 	return n
 }
 
+// anys hands out a message's Any values from one slice (a kumi ticket carries three, a match
+// four) instead of allocating each; past the slice's guess, and when nil, it allocates them one
+// by one.
+type anys []anypb.Any
+
+func (a *anys) next() *anypb.Any {
+	if a == nil || len(*a) == 0 {
+		return &anypb.Any{}
+	}
+	x := &(*a)[0]
+	*a = (*a)[1:]
+	return x
+}
+
 // ticket decodes a Ticket into t, pointing it at parts' search fields and create time when
-// parts is not nil; without ext it skips extensions and persistent_field.
-func ticket(b []byte, t *pb.Ticket, parts *ticketParts, ext bool) error {
+// parts is not nil and taking its Any values from av; without ext it skips extensions and
+// persistent_field.
+func ticket(b []byte, t *pb.Ticket, parts *ticketParts, av *anys, ext bool) error {
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil || typ != protowire.BytesType {
@@ -179,7 +205,7 @@ func ticket(b []byte, t *pb.Ticket, parts *ticketParts, ext bool) error {
 			if t.Extensions == nil {
 				t.Extensions = make(map[string]*anypb.Any, 4)
 			}
-			if err := anyEntry(v, t.Extensions); err != nil {
+			if err := anyEntry(v, t.Extensions, av); err != nil {
 				return err
 			}
 		case 6:
@@ -189,7 +215,7 @@ func ticket(b []byte, t *pb.Ticket, parts *ticketParts, ext bool) error {
 			if t.PersistentField == nil {
 				t.PersistentField = make(map[string]*anypb.Any)
 			}
-			if err := anyEntry(v, t.PersistentField); err != nil {
+			if err := anyEntry(v, t.PersistentField, av); err != nil {
 				return err
 			}
 		case 7:
@@ -282,12 +308,12 @@ func entry(b []byte, valType protowire.Type) (key string, val []byte, err error)
 }
 
 // anyEntry reads one entry of a map<string, google.protobuf.Any> into m.
-func anyEntry(b []byte, m map[string]*anypb.Any) error {
+func anyEntry(b []byte, m map[string]*anypb.Any, av *anys) error {
 	k, val, err := entry(b, protowire.BytesType)
 	if err != nil {
 		return err
 	}
-	a := &anypb.Any{}
+	a := av.next()
 	for len(val) > 0 {
 		num, typ, v, rest, err := next(val)
 		if err != nil || typ != protowire.BytesType {
@@ -331,10 +357,15 @@ func timestamp(b []byte, ts *timestamppb.Timestamp) error {
 
 func match(b []byte, m *pb.Match) error {
 	var parts []ticketParts
-	if n := count(b, 4); n > 0 {
-		parts = newTickets(n)
+	n := count(b, 4)
+	if n > 0 {
+		var ok bool
+		if parts, ok = newTickets(n, len(b)); !ok {
+			return errSlow
+		}
 		m.Tickets = make([]*pb.Ticket, 0, n)
 	}
+	av := make(anys, 3*n+4)
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil {
@@ -364,13 +395,13 @@ func match(b []byte, m *pb.Match) error {
 				return errSlow
 			}
 			p := &parts[len(m.Tickets)]
-			err = ticket(v, &p.t, p, true)
+			err = ticket(v, &p.t, p, &av, true)
 			m.Tickets = append(m.Tickets, &p.t)
 		case 7:
 			if m.Extensions == nil {
 				m.Extensions = make(map[string]*anypb.Any, 4)
 			}
-			err = anyEntry(v, m.Extensions)
+			err = anyEntry(v, m.Extensions, &av)
 		case 8:
 			if m.Backfill == nil {
 				m.Backfill = &pb.Backfill{}
@@ -479,9 +510,17 @@ func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error {
 func (c *Codec) page(b []byte, m *pb.QueryTicketsResponse) error {
 	m.Reset()
 	n := count(b, 1)
-	parts := newTickets(n)
+	parts, ok := newTickets(n, len(b))
+	if !ok {
+		return errSlow
+	}
 	m.Tickets = make([]*pb.Ticket, 0, n)
 	raws := make([][]byte, 0, n)
+	ext := c.rec == nil || c.rec.ext
+	var av anys
+	if ext {
+		av = make(anys, 3*n)
+	}
 	for len(b) > 0 {
 		num, typ, v, rest, err := next(b)
 		if err != nil || num != 1 || typ != protowire.BytesType || len(m.Tickets) == n {
@@ -489,7 +528,7 @@ func (c *Codec) page(b []byte, m *pb.QueryTicketsResponse) error {
 		}
 		b = rest
 		p := &parts[len(m.Tickets)]
-		if err := ticket(v, &p.t, p, c.rec == nil || c.rec.ext); err != nil {
+		if err := ticket(v, &p.t, p, &av, ext); err != nil {
 			return err
 		}
 		m.Tickets = append(m.Tickets, &p.t)

@@ -99,7 +99,7 @@ func FuzzUnmarshalMatch(f *testing.F) {
 // TestFastPathTaken: well-formed kumi messages are decoded by the fast path, not the fallback
 // (otherwise the package would be correct but pointless).
 func TestFastPathTaken(t *testing.T) {
-	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}, nil, true); err != nil {
+	if err := ticket(marshal(t, sampleTicket("a")), &pb.Ticket{}, nil, nil, true); err != nil {
 		t.Errorf("ticket: %v", err)
 	}
 	if err := match(marshal(t, sampleMatch()), &pb.Match{}); err != nil {
