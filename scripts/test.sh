@@ -56,6 +56,15 @@ staticcheck ./...   # installed by scripts/tools.d/10-staticcheck.sh
 step "go test -race"
 go test -race -count=1 -timeout 30m ./...
 
+# Every benchmark once, so none rots unnoticed (their figures are BENCHMARKS.md's business,
+# not a pass/fail criterion here).
+step "benchmarks run once"
+bench_log=$(mktemp)
+go test -run '^$' -bench . -benchtime 1x -timeout 20m ./... >"$bench_log" 2>&1 || {
+  cat "$bench_log"; echo "a benchmark failed (output above)" >&2; exit 1; }
+echo "$(grep -c '^Benchmark' "$bench_log") benchmark results, every package ok"
+rm -f "$bench_log"
+
 if [ -f scripts/smoke.sh ]; then
   step "smoke: kumi local"
   ./scripts/smoke.sh
