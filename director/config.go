@@ -58,9 +58,12 @@ type Config struct {
 	AllocBackoffMax time.Duration `flag:"alloc-backoff-max" help:"longest pause between allocation attempts after failures or UnAllocated"`
 	FetchBackoffMax time.Duration `flag:"fetch-backoff-max" help:"longest pause between FetchMatches attempts after errors"`
 	MinFetchGap     time.Duration `flag:"min-fetch-gap" help:"least time between two FetchMatches calls that returned nothing (guards a core that answers instantly)"`
-	RPCTimeout      time.Duration `flag:"rpc-timeout" help:"bound on one AssignTickets or ReleaseTickets call"`
-	ShutdownGrace   time.Duration `flag:"shutdown-grace" help:"on stop, how long the current FetchMatches stream may finish so its matches are placed or released"`
-	LockFile        string        `flag:"lock-file" help:"file locked (flock) so only one director serves this control address on this machine; kumi director with the local backend defaults it to $XDG_RUNTIME_DIR/kumi (else the user cache dir) keyed by -control-addr; empty disables"`
+	// IdleFetchGap trades a little latency after a quiet spell for not polling the core hundreds
+	// of times a second while nobody plays (director/match.go, fetchGap).
+	IdleFetchGap  time.Duration `flag:"idle-fetch-gap" help:"least time between FetchMatches calls once a profile has matched nothing for 5s; the first match after a quiet spell waits up to this long (set to min-fetch-gap to always poll at that pace)"`
+	RPCTimeout    time.Duration `flag:"rpc-timeout" help:"bound on one AssignTickets or ReleaseTickets call"`
+	ShutdownGrace time.Duration `flag:"shutdown-grace" help:"on stop, how long the current FetchMatches stream may finish so its matches are placed or released"`
+	LockFile      string        `flag:"lock-file" help:"file locked (flock) so only one director serves this control address on this machine; kumi director with the local backend defaults it to $XDG_RUNTIME_DIR/kumi (else the user cache dir) keyed by -control-addr; empty disables"`
 	// AdoptBackend lets a lone game server join: see Director.adopt for who may and why.
 	AdoptBackend string `flag:"adopt-backend" help:"backend whose traffic share adopts game servers that report with the control secret but that no backend lists (hand-started kumi gameserver); empty: the first backend; none: never adopt"`
 
@@ -102,6 +105,7 @@ func Default() Config {
 		AllocBackoffMax:     5 * time.Second,
 		FetchBackoffMax:     2 * time.Second,
 		MinFetchGap:         10 * time.Millisecond,
+		IdleFetchGap:        50 * time.Millisecond,
 		RPCTimeout:          5 * time.Second,
 		ShutdownGrace:       5 * time.Second,
 		Pool:                pool.DefaultConfig(),
@@ -158,6 +162,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("director: max-allocations %d must be > 0", c.MaxAllocations)
 	case c.AllocBackoffMax <= 0 || c.FetchBackoffMax <= 0 || c.MinFetchGap < 0:
 		return errors.New("director: alloc-backoff-max and fetch-backoff-max must be > 0, min-fetch-gap ≥ 0")
+	case c.IdleFetchGap < c.MinFetchGap || c.IdleFetchGap > 10*time.Second:
+		return fmt.Errorf("director: idle-fetch-gap %s must be within min-fetch-gap (%s)..10s", c.IdleFetchGap, c.MinFetchGap)
 	case c.PlaceWait < 0 || c.PlaceWait > 30*time.Second:
 		// The match's tickets stay pending meanwhile; Open Match hands them out again after its
 		// pending-release timeout (1 m by default).

@@ -81,6 +81,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *director.Config) { c.Weights = "a=200" }, "outside"},
 		{func(c *director.Config) { c.MMFPort = 0 }, "mmf-port"},
 		{func(c *director.Config) { c.Pool.RateWindow = 0 }, "rate-window"},
+		{func(c *director.Config) { c.IdleFetchGap = c.MinFetchGap - 1 }, "idle-fetch-gap"},
+		{func(c *director.Config) { c.IdleFetchGap = time.Minute }, "idle-fetch-gap"},
 	} {
 		c := base
 		tc.mod(&c)

@@ -553,3 +553,25 @@ func TestScaleInUnderLoad(t *testing.T) {
 	t.Logf("%d servers → %d; %d of %d live sessions moved, none dropped", serversBefore,
 		len(d.Pool().Snapshot(time.Now()).Servers), len(moved), len(conns))
 }
+
+// TestIdlePolling: with nothing to match the director polls at idle-fetch-gap, not
+// min-fetch-gap — five FetchMatches take at least four idle gaps, a lower bound a loaded machine
+// only makes easier to meet, where at min-fetch-gap they would take a few tens of milliseconds —
+// and tickets filed while it idles are still matched and placed.
+func TestIdlePolling(t *testing.T) {
+	e := newEnv(t)
+	f := e.startFleet(fleetOpts{name: "idle", capacity: 4, buffer: 1, max: 1})
+	cfg := e.directorConfig()
+	cfg.IdleFetchGap = 150 * time.Millisecond
+	t0 := time.Now()
+	e.startDirector(e.ctx, cfg, f)
+	waitFor(t, "five FetchMatches calls", 60*time.Second, func() bool { return e.counter("kumi_director_fetches_total") >= 5 })
+	if took, least := time.Since(t0), 4*cfg.IdleFetchGap; took < least {
+		t.Errorf("five FetchMatches calls within %s of start, less than four idle gaps (%s)", took, least)
+	}
+	ts := e.tickets()
+	ts.create("p0", "room-idle")
+	if got := ts.await(1, 60*time.Second); len(got) != 1 || got[0].conn == "" {
+		t.Fatalf("assignments after idling: %+v", got)
+	}
+}

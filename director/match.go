@@ -46,6 +46,7 @@ func (d *Director) matchLoop(ctx context.Context, profile string) {
 	rpcs := &rpcGroup{sem: make(chan struct{}, maxRPCs)}
 	defer rpcs.wg.Wait()
 	backoff := newBackoff(50*time.Millisecond, d.cfg.FetchBackoffMax)
+	var lastMatch time.Time // of the last cycle that returned matches; zero: none yet
 	for ctx.Err() == nil {
 		start := time.Now()
 		n, err := d.fetchOnce(ctx, profile, rpcs)
@@ -61,10 +62,27 @@ func (d *Director) matchLoop(ctx context.Context, profile string) {
 		}
 		d.m.fetches.WithLabelValues(profile, "ok").Inc()
 		backoff = newBackoff(50*time.Millisecond, d.cfg.FetchBackoffMax)
-		if n == 0 {
-			sleep(ctx, d.cfg.MinFetchGap-time.Since(start))
+		if n > 0 {
+			lastMatch = time.Now()
+			continue
 		}
+		sleep(ctx, fetchGap(d.cfg, start, lastMatch)-time.Since(start))
 	}
+}
+
+// idleAfter is how long a profile must have matched nothing before it polls at IdleFetchGap:
+// long enough that sparse but steady play (a match every few seconds) keeps the fast pace.
+const idleAfter = 5 * time.Second
+
+// fetchGap is the least time from the start of an empty cycle to the next: MinFetchGap while the
+// profile matched something within idleAfter, else IdleFetchGap. Cycles that return matches run
+// back to back. An idle kumi local polled its two profiles 200 times a second, ~0.2 of a core
+// (BENCHMARKS.md); a real Open Match core queries Redis on every call.
+func fetchGap(cfg Config, start, lastMatch time.Time) time.Duration {
+	if !lastMatch.IsZero() && start.Sub(lastMatch) < idleAfter {
+		return cfg.MinFetchGap
+	}
+	return cfg.IdleFetchGap
 }
 
 func sleep(ctx context.Context, d time.Duration) {
