@@ -323,7 +323,7 @@ func kumiTicket(i int) *pb.Ticket {
 func BenchmarkFetchMatchesLatency1kKumi(b *testing.B) {
 	// page-1000 is the core's default query page (Config.QueryPageSize; 1k kumi tickets fit one
 	// page under QueryPageBytes); page-10 the tests' and upstream's smallest, which the figures in
-	// BENCHMARKS.md before 2026-12-05 used.
+	// BENCHMARKS.md used until the 2026-12-04 "against the main" table.
 	for _, page := range []int{Default().QueryPageSize, 10} {
 		b.Run(fmt.Sprintf("page-%d", page), func(b *testing.B) { fetchLatency1kKumi(b, page) })
 	}
