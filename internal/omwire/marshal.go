@@ -17,23 +17,24 @@ import (
 // which every protobuf decoder accepts (TestMarshalRunResponse, FuzzMarshalRunResponse: the
 // decoded message equals protobuf-go's round trip).
 func marshalRunResponse(r *pb.RunResponse) (mem.BufferSlice, bool) {
-	n, ok := runResponseSize(r)
+	inner, ok := proposalSize(r)
 	if !ok {
 		return nil, false
 	}
+	n := protowire.SizeTag(1) + protowire.SizeBytes(inner)
 	if mem.IsBelowBufferPoolingThreshold(n) {
-		return mem.BufferSlice{mem.SliceBuffer(appendRunResponse(make([]byte, 0, n), r))}, true
+		return mem.BufferSlice{mem.SliceBuffer(appendRunResponse(make([]byte, 0, n), r, inner))}, true
 	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(n)
-	*buf = appendRunResponse((*buf)[:0], r)
+	*buf = appendRunResponse((*buf)[:0], r, inner)
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, true
 }
 
-// runResponseSize is the encoded size of r, or false when r is off the fast path: no proposal,
-// unknown fields of its own, tickets as Go values, a backfill, invalid UTF-8 (which protobuf-go
-// refuses to marshal), or an extension value with unknown fields.
-func runResponseSize(r *pb.RunResponse) (int, bool) {
+// proposalSize is the encoded size of r's proposal, or false when r is off the fast path: no
+// proposal, unknown fields of its own, tickets as Go values, a backfill, invalid UTF-8 (which
+// protobuf-go refuses to marshal), or an extension value with unknown fields.
+func proposalSize(r *pb.RunResponse) (int, bool) {
 	m := r.GetProposal()
 	if m == nil || len(r.ProtoReflect().GetUnknown()) > 0 || len(m.Tickets) > 0 || m.Backfill != nil {
 		return 0, false
@@ -54,24 +55,13 @@ func runResponseSize(r *pb.RunResponse) (int, bool) {
 	if m.AllocateGameserver {
 		n += protowire.SizeTag(9) + 1
 	}
-	return protowire.SizeTag(1) + protowire.SizeBytes(n), true
+	return n, true
 }
 
-// appendRunResponse appends r, which runResponseSize took.
-func appendRunResponse(b []byte, r *pb.RunResponse) []byte {
+// appendRunResponse appends r, whose proposal proposalSize took and measured as inner bytes.
+func appendRunResponse(b []byte, r *pb.RunResponse, inner int) []byte {
 	m := r.Proposal
-	unknown := m.ProtoReflect().GetUnknown()
-	n := len(unknown)
-	for num, s := range [...]string{m.MatchId, m.MatchProfile, m.MatchFunction} {
-		n += stringSize(protowire.Number(num+1), s)
-	}
-	for k, a := range m.Extensions {
-		n += protowire.SizeTag(7) + protowire.SizeBytes(entrySize(k, a))
-	}
-	if m.AllocateGameserver {
-		n += protowire.SizeTag(9) + 1
-	}
-	b = protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.BytesType), uint64(n))
+	b = protowire.AppendVarint(protowire.AppendTag(b, 1, protowire.BytesType), uint64(inner))
 	for num, s := range [...]string{m.MatchId, m.MatchProfile, m.MatchFunction} {
 		b = appendString(b, protowire.Number(num+1), s)
 	}
@@ -87,7 +77,7 @@ func appendRunResponse(b []byte, r *pb.RunResponse) []byte {
 	if m.AllocateGameserver {
 		b = protowire.AppendVarint(protowire.AppendTag(b, 9, protowire.VarintType), 1)
 	}
-	return append(b, unknown...)
+	return append(b, m.ProtoReflect().GetUnknown()...)
 }
 
 // stringSize is the size of a proto3 string field, which is omitted when empty.

@@ -17,7 +17,7 @@ func checkRunResponse(t *testing.T, r *pb.RunResponse) (fast bool) {
 	t.Helper()
 	data, ok := marshalRunResponse(r)
 	b := data.Materialize()
-	if n, _ := runResponseSize(r); ok && n != len(b) {
+	if n, _ := proposalSize(r); ok && protowire.SizeTag(1)+protowire.SizeBytes(n) != len(b) {
 		t.Fatalf("encoded %d bytes, size said %d", len(b), n)
 	}
 	pb0, perr := proto.Marshal(r)

@@ -124,6 +124,21 @@ type ticketParts struct {
 // path instead of making the fast path allocate hundreds of times its size up front.
 const minTicket = 32
 
+// searchFields and createTime point a ticket at its parts, or allocate when there are none.
+func (p *ticketParts) searchFields() *pb.SearchFields {
+	if p == nil {
+		return &pb.SearchFields{}
+	}
+	return &p.sf
+}
+
+func (p *ticketParts) createTime() *timestamppb.Timestamp {
+	if p == nil {
+		return &timestamppb.Timestamp{}
+	}
+	return &p.ct
+}
+
 // newTickets returns n tickets allocated together, for a message of size bytes with n tickets,
 // or false when the tickets are too small for the fast path.
 func newTickets(n, size int) ([]ticketParts, bool) {
@@ -167,8 +182,8 @@ func (a *anys) next() *anypb.Any {
 	return x
 }
 
-// ticket decodes a Ticket into t, pointing it at parts' search fields and create time when
-// parts is not nil and taking its Any values from av; without ext it skips extensions and
+// ticket decodes a Ticket into t, pointing it at parts' search fields and create time (parts
+// may be nil) and taking its Any values from av; without ext it skips extensions and
 // persistent_field.
 func ticket(b []byte, t *pb.Ticket, parts *ticketParts, av *anys, ext bool) error {
 	for len(b) > 0 {
@@ -190,10 +205,8 @@ func ticket(b []byte, t *pb.Ticket, parts *ticketParts, av *anys, ext bool) erro
 				return errSlow
 			}
 		case 4:
-			if t.SearchFields == nil && parts != nil {
-				t.SearchFields = &parts.sf
-			} else if t.SearchFields == nil {
-				t.SearchFields = &pb.SearchFields{}
+			if t.SearchFields == nil {
+				t.SearchFields = parts.searchFields()
 			}
 			if err := searchFields(v, t.SearchFields); err != nil {
 				return err
@@ -219,10 +232,8 @@ func ticket(b []byte, t *pb.Ticket, parts *ticketParts, av *anys, ext bool) erro
 				return err
 			}
 		case 7:
-			if t.CreateTime == nil && parts != nil {
-				t.CreateTime = &parts.ct
-			} else if t.CreateTime == nil {
-				t.CreateTime = &timestamppb.Timestamp{}
+			if t.CreateTime == nil {
+				t.CreateTime = parts.createTime()
 			}
 			if err := timestamp(v, t.CreateTime); err != nil {
 				return err
