@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/kumi-dev/kumi/internal/serverid"
 	"math"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,12 @@ type Config struct {
 	// director sets a TokenReview verifier for the agones backend. With none, no game server can
 	// register, so none can report.
 	Bootstrap []serverid.Verifier
+	// ControlListener, when set, is the control API's already bound listener and ControlAddr only
+	// names it. Callers that must tell game servers the address before the director starts (kumi
+	// local, kumi director with a local fleet) bind it first: picking a free port, closing it and
+	// binding it again later let another process take it meanwhile. Start owns it: it is closed
+	// when the director stops or fails to start.
+	ControlListener net.Listener
 	// ControlSecret is used instead of ControlSecretFile when set (kumi local, tests).
 	ControlSecret string
 	// AdminToken is used instead of AdminTokenFile when set (kumi local, tests).

@@ -73,7 +73,16 @@ type Director struct {
 // rebuilds its pool from them, and returns once the control API (and admin API, when configured)
 // listen. Matches are fetched only after the pool servers' reports arrived or RebuildTimeout
 // passed. Everything stops when ctx ends; Wait returns then. A nil reg exports no metrics.
-func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer, backends ...allocation.Backend) (*Director, error) {
+func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Registerer, backends ...allocation.Backend) (_ *Director, err error) {
+	if l := cfg.ControlListener; l != nil {
+		// Closed on any failure before the director serves on it (its own error paths below
+		// close d.ctlLn, which is l; a second Close is harmless).
+		defer func() {
+			if err != nil {
+				l.Close()
+			}
+		}()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -117,7 +126,6 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 		}
 		d.signer = s
 	}
-	var err error
 	if !cfg.AcceptUnsealedTickets {
 		sealSecret := cfg.TicketSealSecret
 		if sealSecret == "" {
@@ -185,9 +193,10 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config, reg prometheus.Reg
 	}
 	log.Info("pool rebuilt from backends", "servers", len(listed), "pool", cfg.PoolName)
 
-	d.ctlLn, err = net.Listen("tcp", cfg.ControlAddr)
-	if err != nil {
-		return nil, fmt.Errorf("director: control-addr %s: %w", cfg.ControlAddr, err)
+	if d.ctlLn = cfg.ControlListener; d.ctlLn == nil {
+		if d.ctlLn, err = net.Listen("tcp", cfg.ControlAddr); err != nil {
+			return nil, fmt.Errorf("director: control-addr %s: %w", cfg.ControlAddr, err)
+		}
 	}
 	secret := cfg.ControlSecret
 	if secret == "" {

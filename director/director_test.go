@@ -3,6 +3,7 @@ package director_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -401,5 +402,39 @@ func TestControlAPI(t *testing.T) {
 	mv, err = as("one").MoveSession(ctx, &control.MoveSessionRequest{Server: "one", SessionId: "s2", Players: []string{"c"}})
 	if err != nil || mv.GetServer() != "three" || len(mv.GetTokens()) != 1 {
 		t.Fatalf("honest move after the attacks: %v %v", mv, err)
+	}
+}
+
+// TestControlListenerHandedIn: a caller that binds the control address first (kumi local, kumi
+// director with a local fleet: game servers are told the address before the director starts)
+// hands the listener over; game servers report through it and players are placed. A director
+// that fails to start closes it, so the address is free again.
+func TestControlListenerHandedIn(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", e.ctlAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := e.directorConfig()
+	bad.ControlListener = ln
+	bad.Profiles = nil // refused by Validate
+	if _, err := director.Start(e.ctx, testLog(t), bad, prometheus.NewRegistry()); err == nil {
+		t.Fatal("Start with no profiles succeeded")
+	}
+	if ln, err = net.Listen("tcp", e.ctlAddr); err != nil {
+		t.Fatalf("the failed director kept the control listener: %v", err)
+	}
+
+	f := e.startFleet(fleetOpts{name: "handed", capacity: 4, buffer: 1, max: 1})
+	cfg := e.directorConfig()
+	cfg.ControlListener = ln
+	d, _ := e.startDirector(e.ctx, cfg, f)
+	if d.ControlAddr() != ln.Addr().String() {
+		t.Fatalf("director serves control on %s, not the listener handed in (%s)", d.ControlAddr(), ln.Addr())
+	}
+	ts := e.tickets()
+	ts.create("p0", "room-handed")
+	if got := ts.await(1, 60*time.Second); len(got) != 1 || got[0].conn == "" {
+		t.Fatalf("assignments: %+v", got)
 	}
 }

@@ -299,15 +299,17 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 	}
 	s.waits = append(s.waits, s.Frontend.Wait)
 
-	// Game servers are told the director's address when they start, so it is fixed before both.
-	ctlAddr, err := netaddr.FixPort(cfg.ControlAddr)
-	if err != nil {
-		return fail(err)
-	}
+	// Game servers are told the director's address when they start, so its listener is bound
+	// before both and handed to the director (director.Config.ControlListener).
 	mmfHost, mmfPort, err := splitHostPort(s.MMF.Addr())
 	if err != nil {
 		return fail(err)
 	}
+	ctlLn, err := net.Listen("tcp", cfg.ControlAddr)
+	if err != nil {
+		return fail(fmt.Errorf("director: control-addr %s: %w", cfg.ControlAddr, err))
+	}
+	ctlAddr := netaddr.Dialable(ctlLn.Addr())
 	flCfg := localfleet.Default()
 	flCfg.Name = "kumi"
 	flCfg.BufferSize, flCfg.MaxReplicas, flCfg.SessionCapacity = cfg.Servers, cfg.MaxServers, int64(cfg.Capacity)
@@ -337,12 +339,14 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (*Stack, error) {
 		flCfg.Args = gsArgs
 	}
 	if s.Fleet, err = localfleet.Start(ctx, log.With("component", "fleet"), flCfg, wrap("fleet")); err != nil {
+		ctlLn.Close()
 		return fail(fmt.Errorf("local fleet: %w", err))
 	}
 	s.waits = append(s.waits, s.Fleet.Wait)
 
 	dCfg := director.Default()
 	dCfg.ControlAddr, dCfg.AdminAddr, dCfg.BackendAddr = ctlAddr, cfg.AdminAddr, s.OMBackend
+	dCfg.ControlListener = ctlLn
 	dCfg.MMFHost, dCfg.MMFPort = mmfHost, mmfPort
 	dCfg.Signer = serverSigner
 	dCfg.ControlSecret = controlSecret

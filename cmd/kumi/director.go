@@ -54,18 +54,17 @@ func wireFleet(fl *directorFlags) error {
 		return false
 	}
 	if !has("director") {
-		// The game servers learn the address before the director listens: fix a port 0 now, or
-		// they would be told port 0 and never report.
-		addr, err := netaddr.FixPort(fl.Director.ControlAddr)
+		// The game servers learn the address before the director starts: bind it now (a port 0
+		// becomes the one the kernel gave) and hand the listener to the director.
+		ln, err := net.Listen("tcp", fl.Director.ControlAddr)
 		if err != nil {
 			return fmt.Errorf("-control-addr: %w", err)
 		}
-		fl.Director.ControlAddr = addr
-		host, port, _ := net.SplitHostPort(addr)
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			host = "127.0.0.1"
+		fl.Director.ControlListener = ln
+		if _, port, _ := net.SplitHostPort(fl.Director.ControlAddr); port == "0" {
+			fl.Director.ControlAddr = ln.Addr().String() // also keys the default lock file
 		}
-		fl.Fleet.Args = append(fl.Fleet.Args, "-director="+net.JoinHostPort(host, port))
+		fl.Fleet.Args = append(fl.Fleet.Args, "-director="+netaddr.Dialable(ln.Addr()))
 	}
 	if !has("director-secret-file") {
 		// The fleet's game servers get the director's control secret; without one configured, a

@@ -52,12 +52,16 @@ func TestDirectorStartErrorReturns(t *testing.T) {
 }
 
 // -control-addr with port 0 and the local backend: the port is fixed before the fleet's game
-// servers are told where to report, and the director listens on that same port.
+// servers are told where to report, and the director is handed the listener bound on it.
 func TestWireFleetFixesControlPort(t *testing.T) {
 	fl := directorFlags{Director: director.Default()}
 	fl.Director.ControlAddr = "127.0.0.1:0"
 	if err := wireFleet(&fl); err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { fl.Director.ControlListener.Close(); os.Remove(fl.secretFile) })
+	if got := fl.Director.ControlListener.Addr().String(); got != fl.Director.ControlAddr {
+		t.Fatalf("listener on %s, control address %s", got, fl.Director.ControlAddr)
 	}
 	_, port, err := net.SplitHostPort(fl.Director.ControlAddr)
 	if err != nil || port == "0" {
@@ -83,12 +87,17 @@ func TestWireFleetRespectsFleetArgs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		fl := directorFlags{Director: director.Default()}
-		fl.Director.ControlAddr = "127.0.0.1:50610"
+		fl.Director.ControlAddr = "127.0.0.1:0"
 		fl.Fleet.Args = slices.Clone(tc.args)
 		if err := wireFleet(&fl); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.Remove(fl.secretFile) })
+		t.Cleanup(func() {
+			if l := fl.Director.ControlListener; l != nil {
+				l.Close()
+			}
+			os.Remove(fl.secretFile)
+		})
 		count := func(prefix string) int {
 			n := 0
 			for _, a := range fl.Fleet.Args {
@@ -98,7 +107,7 @@ func TestWireFleetRespectsFleetArgs(t *testing.T) {
 			}
 			return n
 		}
-		if got := slices.Contains(fl.Fleet.Args, "-director=127.0.0.1:50610"); got != tc.wantDir {
+		if got := slices.Contains(fl.Fleet.Args, "-director="+fl.Director.ControlAddr); got != tc.wantDir {
 			t.Errorf("%s: -director added = %v, want %v (args %v)", tc.name, got, tc.wantDir, fl.Fleet.Args)
 		}
 		if got := count("director-secret-file=") == 1 && (tc.wantSecr || slices.Contains(tc.args, "-director-secret-file=/s")); !got {

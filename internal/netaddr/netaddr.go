@@ -1,27 +1,20 @@
-// Package netaddr fixes a listen address before its listener exists, for addresses other processes
-// must be told in advance (game servers learn the director's control address when they start).
+// Package netaddr turns a listener's address into one other local processes can be told to dial
+// (game servers learn the director's control address when they start).
 package netaddr
 
-import (
-	"fmt"
-	"net"
-)
+import "net"
 
-// FixPort turns host:0 into host:<a free port> and leaves any other port alone. The port is free
-// when FixPort returns; another process could still take it before the caller listens, which
-// a one-machine setup accepts.
-func FixPort(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
+// Dialable returns a's host:port with a wildcard host (0.0.0.0, ::) replaced by 127.0.0.1,
+// where a listener on every interface is reachable from this machine. Callers bind first and
+// tell the address afterwards: picking a free port, releasing it and binding it again later let
+// another process take it in between, which failed a CI run ("address already in use").
+func Dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
-		return "", fmt.Errorf("address %q: %w", addr, err)
+		return a.String()
 	}
-	if port != "0" {
-		return addr, nil
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
 	}
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return "", fmt.Errorf("address %q: pick a free port: %w", addr, err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return net.JoinHostPort(host, port)
 }

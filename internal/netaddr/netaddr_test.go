@@ -2,28 +2,32 @@ package netaddr
 
 import (
 	"net"
-	"strings"
 	"testing"
 )
 
-func TestFixPort(t *testing.T) {
-	got, err := FixPort("127.0.0.1:0")
+func TestDialable(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4567}, "127.0.0.1:4567"},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 4567}, "127.0.0.1:4567"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 80}, "127.0.0.1:80"},
+		{&net.TCPAddr{Port: 80}, "127.0.0.1:80"},
+		{&net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 9}, "10.1.2.3:9"},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 9}, "[::1]:9"},
+	} {
+		if got := Dialable(tc.addr); got != tc.want {
+			t.Errorf("Dialable(%v) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+	// A port-0 listen address becomes the port the listener got.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(got)
-	if host != "127.0.0.1" || port == "0" || port == "" {
-		t.Fatalf("FixPort(127.0.0.1:0) = %q", got)
-	}
-	l, err := net.Listen("tcp", got)
-	if err != nil {
-		t.Fatalf("the fixed port is not free: %v", err)
-	}
-	l.Close()
-	if got, err := FixPort("127.0.0.1:4567"); err != nil || got != "127.0.0.1:4567" {
-		t.Fatalf("a set port changed: %q %v", got, err)
-	}
-	if _, err := FixPort("no-port"); err == nil || !strings.Contains(err.Error(), "no-port") {
-		t.Fatalf("bad address: %v", err)
+	defer l.Close()
+	if got := Dialable(l.Addr()); got != l.Addr().String() {
+		t.Errorf("Dialable(%v) = %q", l.Addr(), got)
 	}
 }
