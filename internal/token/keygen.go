@@ -117,7 +117,7 @@ type IssueConfig struct {
 	Server  string        `flag:"server" help:"issue a server token for this game server (aud) instead of a player token"`
 	Session string        `flag:"session" help:"session id (sid) of a server token"`
 	// Instance is what the game server logs as "instance" at start (a new one at every start).
-	Instance string   `flag:"instance" help:"game-server instance (ins) of a server token: the \"instance\" the game server logs at start; clients seal their JOIN to it"`
+	Instance string   `flag:"instance" help:"game-server instance (ins) of a server token: the \"instance\" a kumi gameserver logs at start, which clients seal their JOIN to; omit for a wrapped dedicated server (kumi gameserver wrap)"`
 	Groups   []string `flag:"groups" help:"player token claim \"groups\": the chat groups the player may join (the frontend's chat_group attribute comes from it)"`
 	Claims   string   `flag:"claims" help:"more player token claims as one JSON object, e.g. {\"party\":\"p-7\",\"skill\":1450}"`
 }
@@ -143,8 +143,11 @@ func Issue(cfg IssueConfig) (string, error) {
 		return "", err
 	}
 	if cfg.Server != "" {
-		if cfg.Session == "" || cfg.Instance == "" {
-			return "", errors.New("token: a server token needs --session and --instance (the instance the game server logs at start)")
+		// No --instance is a token for a wrapped dedicated server (kumi gameserver wrap), which
+		// does not use it; kumi's Go client refuses such a token for a relay game server, naming
+		// the missing claim (token.UnverifiedServerInstance).
+		if cfg.Session == "" {
+			return "", errors.New("token: a server token needs --session")
 		}
 		return s.ServerToken(ServerClaims{PlayerID: cfg.Player, SessionID: cfg.Session, Server: cfg.Server,
 			Instance: cfg.Instance, ExpiresAt: time.Now().Add(cfg.TTL)})

@@ -75,10 +75,7 @@ func TestKeygenThenIssue(t *testing.T) {
 			}
 			ic.Claims = ""
 			ic.Server, ic.Session, ic.TTL = "gs-1", "s1", time.Minute
-			if _, err := Issue(ic); err == nil || !strings.Contains(err.Error(), "--instance") {
-				t.Fatalf("server token without instance: %v", err)
-			}
-			ic.Instance = "ins-1"
+			ic.Instance = "ins-1" // without one: TestIssueServerToken
 			raw, err = Issue(ic)
 			if err != nil {
 				t.Fatal(err)
@@ -95,5 +92,48 @@ func TestKeygenThenIssue(t *testing.T) {
 	}
 	if _, err := GenerateKey("HS256"); err == nil {
 		t.Fatal("HS256 keygen accepted")
+	}
+}
+
+// TestIssueServerToken: a server token names its session and, for a relay game server, the
+// instance; a wrapped dedicated server's token carries no instance.
+func TestIssueServerToken(t *testing.T) {
+	kc := DefaultKeygenConfig()
+	kc.Dir = t.TempDir()
+	if _, _, err := Keygen(kc); err != nil {
+		t.Fatal(err)
+	}
+	vc := DefaultVerifierConfig()
+	vc.JWKSFile = filepath.Join(kc.Dir, JWKSFile)
+	v, err := NewVerifier(context.Background(), vc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, session, instance, wantErr string
+	}{
+		{"relay server", "match-1", "abc123", ""},
+		{"wrapped dedicated server", "match-1", "", ""},
+		{"no session", "", "abc123", "--session"},
+	} {
+		ic := DefaultIssueConfig()
+		ic.Key, ic.Player, ic.Server, ic.Session, ic.Instance = filepath.Join(kc.Dir, PrivateKeyFile), "alice", "duel-1", tc.session, tc.instance
+		raw, err := Issue(ic)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: Issue = %v, want an error naming %s", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		c, err := v.VerifyServerToken(raw, "duel-1")
+		if err != nil || c.PlayerID != "alice" || c.SessionID != tc.session || c.Instance != tc.instance {
+			t.Errorf("%s: verified %+v, %v", tc.name, c, err)
+		}
+		if _, err := UnverifiedServerInstance(raw); (err == nil) != (tc.instance != "") {
+			t.Errorf("%s: instance read back: %v", tc.name, err)
+		}
 	}
 }
