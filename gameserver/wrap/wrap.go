@@ -218,7 +218,12 @@ func Start(ctx context.Context, log *slog.Logger, cfg Config) (w *Wrapper, err e
 			stop()
 			return nil, fmt.Errorf("wrap: admit listener: %w", err)
 		}
-		bound = func() (bool, error) { return udpBound("/proc/net", port) }
+		// thread-self, not /proc/net (the thread group leader's view): if a sandbox's namespace
+		// thread ever ran on the main thread, the runtime parks that thread in the sandbox's
+		// namespace for good and /proc/net shows that namespace instead of the host's (a
+		// benchmark running the gVisor case first then never saw this server bind). Threads
+		// running unlocked goroutines are always in the host's namespace.
+		bound = func() (bool, error) { return udpBound("/proc/thread-self/net", port) }
 	}
 	sp.env = []string{EnvAdmitURL + "=http://" + admitLn.Addr().String() + "/v1/admit"}
 	admitSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 5 * time.Second}
