@@ -43,8 +43,10 @@ type Config struct {
 func Default() Config {
 	pc := pool.DefaultConfig()
 	pc.MinFreeSlots = 20
-	pc.HighWatermark = 100
-	pc.ScaleInAfter = time.Minute
+	// Low hysteresis: a drain never leaves the pool short (Pool.ScaleIn counts the sessions
+	// that must move), so a small watermark trims idle capacity without drain-then-refill churn.
+	pc.HighWatermark = 20
+	pc.ScaleInAfter = 30 * time.Second
 	pc.ReservationTTL = 30 * time.Second
 	return Config{
 		Duration:     4 * time.Hour,

@@ -342,6 +342,9 @@ func TestScaleIn(t *testing.T) {
 		{"several while above the watermark", []ServerInfo{{Name: "a", Capacity: 4}, {Name: "b", Capacity: 4}, {Name: "c", Capacity: 4}, {Name: "d", Capacity: 4, Used: 3}}, time.Minute, []string{"a", "b"}},
 		{"never below target", []ServerInfo{{Name: "a", Capacity: 8}}, time.Minute, nil},
 		{"at the watermark nothing", []ServerInfo{{Name: "a", Capacity: 6}}, time.Hour, nil},
+		// a has 6 free and b 4: 10 free is above the watermark, but a's 4 sessions moving to b
+		// would leave 0 free, so the refill would allocate a server while a drains.
+		{"the others must take its sessions and keep target", []ServerInfo{{Name: "a", Capacity: 10, Used: 4}, {Name: "b", Capacity: 10, Used: 6}}, time.Hour, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,7 +72,8 @@ func (p *Pool) Deficit(backend string, now time.Time) int {
 
 // ScaleIn marks servers to drain: once a backend's free slots have stayed above target +
 // HighWatermark for ScaleInAfter, it drains its least-loaded accepting servers, in order, while
-// free slots stay above the target without them and above target + HighWatermark with them.
+// the servers that stay can take the drained servers' sessions and still keep the target free,
+// and free slots were above target + HighWatermark before each.
 // The drained servers leave the pool for placement at once and are told to drain on their next
 // report. Returns their names.
 func (p *Pool) ScaleIn(now time.Time) []string {
@@ -110,10 +111,16 @@ func (p *Pool) ScaleIn(now time.Time) []string {
 			if free <= target+p.cfg.HighWatermark {
 				break
 			}
-			if free-s.free() < target {
+			// Its sessions move to the servers that stay: what they keep free afterwards is free
+			// minus the drained server's free slots and its sessions, i.e. minus its capacity.
+			// Counting only its free slots would drain a server whose sessions then cannot all
+			// move (it lingers until they end) or push the pool below target, so the refill
+			// allocates a server while one drains.
+			left := free - max(s.Capacity, s.used())
+			if left < target {
 				break // draining a busier server instead would move more sessions
 			}
-			free -= s.free()
+			free = left
 			s.drain = true
 			s.state = Draining
 			drained = append(drained, s.Name)
