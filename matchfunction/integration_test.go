@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -534,5 +535,55 @@ func TestTicketsArriveWhole(t *testing.T) {
 				t.Fatalf("%d tickets in %d matches, want %d", got, len(ms), len(want))
 			}
 		})
+	}
+}
+
+// Served over gRPC, Run promises disjoint proposals (pb.DisjointProposalsHeader), which lets
+// kumi's core stream them as they arrive: it must hold even when the profile's pools overlap and
+// so return the same tickets twice.
+func TestRunPromisesDisjointProposals(t *testing.T) {
+	e := startEnv(t, nil)
+	want := map[string]bool{}
+	for i := range 5 {
+		g := "x"
+		if i == 4 {
+			g = "y"
+		}
+		want[e.ticket(t, map[string]string{"mode": "voice", "chat_group": g}, nil)] = true
+	}
+	mmf := pb.NewMatchFunctionClient(dial(t, e.mmf.Addr()))
+	same := &pb.StringEqualsFilter{StringArg: "mode", Value: "voice"}
+	stream, err := mmf.Run(t.Context(), &pb.RunRequest{Profile: &pb.MatchProfile{Name: "voice", Pools: []*pb.Pool{
+		{Name: "a", StringEqualsFilters: []*pb.StringEqualsFilter{same}},
+		{Name: "b", StringEqualsFilters: []*pb.StringEqualsFilter{same}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range r.GetProposal().GetTickets() {
+			if seen[tk.GetId()] {
+				t.Fatalf("ticket %s in two proposals", tk.GetId())
+			}
+			seen[tk.GetId()] = true
+		}
+	}
+	if !maps.Equal(seen, want) {
+		t.Fatalf("proposed %v, want %v", seen, want)
+	}
+	md, err := stream.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := md.Get(pb.DisjointProposalsHeader); len(v) != 1 || v[0] != "1" {
+		t.Fatalf("header %s = %q, want [1]", pb.DisjointProposalsHeader, v)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/rs/xid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -102,6 +103,13 @@ func (h *Handler) Run(req *openmatch.RunRequest, stream grpc.ServerStreamingServ
 					span.AddLink(l)
 				}
 			}
+		}
+	}
+	if rec != nil {
+		// Propose groups deduplicated tickets once, so no ticket is in two proposals: the kumi
+		// core may accept each as it arrives (api/openmatch/disjoint.go).
+		if err := stream.SetHeader(metadata.Pairs(openmatch.DisjointProposalsHeader, "1")); err != nil {
+			return err
 		}
 	}
 	for _, m := range matches {

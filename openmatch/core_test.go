@@ -3,6 +3,7 @@ package openmatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -106,6 +108,17 @@ const sharedCycleWindow = 1500 * time.Millisecond
 // share a cycle and no ticket is in two accepted matches; higher scores win.
 func TestBuiltinEvaluatorDedupes(t *testing.T) {
 	t.Parallel() // it waits out a long registration window; let it overlap the others
+	// With the disjoint-proposals promise too: a cycle of several calls never accepts early, so
+	// the best score still wins across calls (each call here even breaks its promise).
+	for _, promise := range []bool{false, true} {
+		t.Run(fmt.Sprintf("promise-%v", promise), func(t *testing.T) {
+			t.Parallel()
+			builtinEvaluatorDedupes(t, promise)
+		})
+	}
+}
+
+func builtinEvaluatorDedupes(t *testing.T, promise bool) {
 	// The three calls must land in one cycle. Nothing can hold the window open, so it is long
 	// enough (sharedCycleWindow) that a stalled goroutine on a loaded CI machine still joins.
 	c := startCore(t, func(cfg *Config) { cfg.RegistrationInterval = sharedCycleWindow })
@@ -116,6 +129,11 @@ func TestBuiltinEvaluatorDedupes(t *testing.T) {
 		}
 	}
 	fc := serveMMF(t, func(r *pb.RunRequest, s grpc.ServerStreamingServer[pb.RunResponse]) error {
+		if promise {
+			if err := s.SetHeader(metadata.Pairs(pb.DisjointProposalsHeader, "1")); err != nil {
+				return err
+			}
+		}
 		ts, _, err := queryTickets(s.Context(), c.q, &pb.Pool{})
 		if err != nil {
 			return err

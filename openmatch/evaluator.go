@@ -69,6 +69,21 @@ func (d *defaultSession) send(p *proposal) error {
 	return nil
 }
 
+// take removes and returns the proposals sent so far that ok accepts.
+func (d *defaultSession) take(ok func(*proposal) bool) []*proposal {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*proposal
+	d.in = slices.DeleteFunc(d.in, func(p *proposal) bool {
+		if ok(p) {
+			out = append(out, p)
+			return true
+		}
+		return false
+	})
+	return out
+}
+
 func (d *defaultSession) closeSend(keep func(string) bool) {
 	d.mu.Lock()
 	in := slices.DeleteFunc(d.in, func(p *proposal) bool { return !keep(p.id) })

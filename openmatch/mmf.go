@@ -113,6 +113,7 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 	if err := stream.CloseSend(); err != nil {
 		return err
 	}
+	first, disjoint := true, false
 	for {
 		var resp rawMsg
 		err := stream.RecvMsg(&resp)
@@ -121,6 +122,14 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 		}
 		if err != nil {
 			return err
+		}
+		if first {
+			// The header came with (or before) the first message, so this does not block.
+			first = false
+			if md, err := stream.Header(); err == nil {
+				v := md.Get(pb.DisjointProposalsHeader)
+				disjoint = len(v) == 1 && v[0] == "1"
+			}
 		}
 		raw, err := fieldBytes(resp.b, 1)
 		if err != nil {
@@ -137,6 +146,7 @@ func (m *mmfClients) run(ctx context.Context, fc *pb.FunctionConfig, profile *pb
 			// RunResponse, EvaluateRequest and FetchMatchesResponse all carry the Match as field 1.
 			p.wrapped = resp.b
 		}
+		p.disjoint = disjoint
 		if err := emit(p); err != nil {
 			return err
 		}

@@ -24,6 +24,9 @@ type proposal struct {
 	msg      *pb.Match // set when the MMF ran in process
 	raw      []byte    // the Match's wire bytes when it came over gRPC
 	wrapped  []byte    // raw as field 1 of a message, when the RunResponse was exactly that
+	// disjoint: its match function promised no other of its proposals in this call shares a
+	// ticket (pb.DisjointProposalsHeader), so the cycle may accept it early (cycle.early).
+	disjoint bool
 }
 
 const scoreType = "openmatch.DefaultEvaluationCriteria"

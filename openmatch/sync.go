@@ -200,12 +200,17 @@ func (c *cycle) checkAllLeftLocked() {
 
 func (c *cycle) closeWindow() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.windowClosed = true
 	if c.running == 0 {
 		close(c.allDone)
 	}
 	c.checkAllLeftLocked()
+	alone := len(c.calls) == 1 && c.err == nil && c.defaultEval()
+	c.mu.Unlock()
+	if alone {
+		// Not under c.mu: the session's lock is taken before c.mu in closeSend.
+		c.acceptEarly()
+	}
 }
 
 // closeIntake ends proposal collection: MMFs still running are cancelled and their calls fail;
@@ -282,6 +287,18 @@ func (c *cycle) propose(fc *fetchCall, m *proposal) error {
 		return nil
 	}
 	c.proposals[id] = m
+	if c.early(m) {
+		// Accepted as it arrives: the caller streams it while the function is still sending.
+		if w := c.commitLocked(id); w != nil {
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		}
+		c.mu.Unlock()
+		c.sy.s.metrics.proposals.Inc()
+		return nil
+	}
 	c.inflight.Add(1)
 	c.mu.Unlock()
 	c.sy.s.metrics.proposals.Inc()
@@ -293,6 +310,56 @@ func (c *cycle) propose(fc *fetchCall, m *proposal) error {
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// early reports whether proposal m can be accepted now instead of at the end of the cycle:
+// the default evaluator's answer cannot change any more. That holds when the cycle's only call
+// (its registration window closed, so no other call can join with overlapping proposals) has a
+// match function that promised disjoint proposals (pb.DisjointProposalsHeader), and m has a
+// score the evaluator reads and no backfill (backfills may collide across proposals). The
+// default evaluator then accepts every such proposal, whatever the order. Should the function
+// break its promise, the ticket is still never matched twice: commitLocked drops a match with a
+// ticket already pending. Called with c.mu held.
+func (c *cycle) early(m *proposal) bool {
+	return m.earlyOK() && c.windowClosed && len(c.calls) == 1 && c.defaultEval()
+}
+
+// earlyOK is the proposal's part of cycle.early.
+func (p *proposal) earlyOK() bool { return p.disjoint && !p.badScore && p.backfill == nil }
+
+func (c *cycle) defaultEval() bool {
+	_, ok := c.sy.ev.(defaultEvaluator)
+	return ok
+}
+
+// acceptEarly accepts, as the registration window closes on a cycle of one call, the proposals
+// that arrived before and could have been accepted early (cycle.early), and wakes the caller.
+func (c *cycle) acceptEarly() {
+	d, ok := c.sess.(*defaultSession)
+	if !ok {
+		return
+	}
+	ps := d.take((*proposal).earlyOK)
+	if len(ps) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	woken := make(map[*fetchCall]struct{}, 1)
+	for _, p := range ps {
+		if c.err != nil {
+			return
+		}
+		if fc := c.commitLocked(p.id); fc != nil {
+			woken[fc] = struct{}{}
+		}
+	}
+	for fc := range woken {
+		select {
+		case fc.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // mmfDone records the end of fc's match function.
