@@ -12,6 +12,11 @@
 //   - an accepted match whose tickets are already pending or assigned when the cycle commits is
 //     dropped, so no ticket is in two accepted matches even if an MMF proposes tickets it did
 //     not get from the query service (or a custom evaluator accepts overlapping matches);
+//   - a match function may promise that no two of its proposals share a ticket
+//     (pb.DisjointProposalsHeader; kumi's does): in a cycle of that one call, with the default
+//     evaluator, its proposals are accepted and streamed as they arrive instead of after the
+//     function ends (the evaluator would accept them all; a broken promise is caught by the rule
+//     above);
 //   - DeleteTicket is synchronous; malformed pools (NaN bounds, min > max, empty names, unknown
 //     exclude values) and tickets over max-ticket-bytes are refused with InvalidArgument.
 //
