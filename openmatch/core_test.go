@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -394,14 +395,26 @@ func FuzzParseProposal(f *testing.F) {
 	seed, _ := proto.Marshal(&pb.Match{MatchId: "m", Tickets: []*pb.Ticket{{Id: "a"}}, Backfill: &pb.Backfill{Id: "b"}})
 	f.Add(seed)
 	f.Add([]byte{0x3a, 0x03, 0x0a, 0x01, 'e'})
+	for _, body := range []*pb.DefaultEvaluationCriteria{{Score: 2.5}, {Score: math.Inf(-1)}, {}} {
+		a, _ := anypb.New(body)
+		s, _ := proto.Marshal(&pb.Match{MatchId: "s", Tickets: []*pb.Ticket{{Id: "a"}, {Id: "b"}},
+			Extensions: map[string]*anypb.Any{"evaluation_input": a, "group": {TypeUrl: "x/y"}}})
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := parseProposal(b)
 		if err != nil {
 			return
 		}
 		var m pb.Match
-		if proto.Unmarshal(b, &m) == nil && p.id != m.MatchId {
-			t.Fatalf("id %q vs %q", p.id, m.MatchId)
+		if proto.Unmarshal(b, &m) != nil {
+			return
+		}
+		want := proposalFromMatch(&m)
+		if p.id != want.id || !slices.Equal(p.tickets, want.tickets) || p.badScore != want.badScore ||
+			math.Float64bits(p.score) != math.Float64bits(want.score) || !proto.Equal(p.backfill, want.backfill) {
+			t.Fatalf("parsed id %q tickets %q score %v bad %v backfill %v; decoded id %q tickets %q score %v bad %v backfill %v",
+				p.id, p.tickets, p.score, p.badScore, p.backfill, want.id, want.tickets, want.score, want.badScore, want.backfill)
 		}
 	})
 }

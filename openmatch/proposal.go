@@ -1,10 +1,10 @@
 package openmatch
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	pb "github.com/kumi-dev/kumi/api/openmatch"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -53,6 +53,16 @@ var errMalformed = errors.New("malformed Match")
 // parseProposal reads the fields the core needs from a Match's wire bytes.
 func parseProposal(raw []byte) (*proposal, error) {
 	p := &proposal{score: math.Inf(-1), raw: raw}
+	// Sized ahead: growing the ids slice by append was a third of a proposal's allocations.
+	n := 0
+	if eachField(raw, func(num protowire.Number, typ protowire.Type, _ []byte) error {
+		if num == 4 && typ == protowire.BytesType {
+			n++
+		}
+		return nil
+	}) == nil && n > 0 {
+		p.tickets = make([]string, 0, n)
+	}
 	err := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if typ != protowire.BytesType {
 			return nil
@@ -84,28 +94,28 @@ func parseProposal(raw []byte) (*proposal, error) {
 	return p, nil
 }
 
-// readExtension handles one map entry of Match.extensions; only evaluation_input matters.
+// readExtension handles one map entry of Match.extensions; only evaluation_input matters. It
+// reads the entry without allocating (500 proposals per cycle, several entries each), with
+// anypb.UnmarshalTo's and proto.Unmarshal's outcome (FuzzParseProposal compares them).
 func (p *proposal) readExtension(entry []byte) error {
-	var key string
-	var val []byte
+	var key, val []byte
 	hasVal := false
 	err := eachField(entry, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if typ == protowire.BytesType && num == 1 {
-			key = string(v)
+			key = v
 		} else if typ == protowire.BytesType && num == 2 {
 			val, hasVal = v, true
 		}
 		return nil
 	})
-	if err != nil || key != "evaluation_input" {
+	if err != nil || string(key) != "evaluation_input" {
 		return err
 	}
-	var url string
-	var body []byte
+	var url, body []byte
 	if hasVal {
 		err = eachField(val, func(num protowire.Number, typ protowire.Type, v []byte) error {
 			if typ == protowire.BytesType && num == 1 {
-				url = string(v)
+				url = v
 			} else if typ == protowire.BytesType && num == 2 {
 				body = v
 			}
@@ -116,16 +126,27 @@ func (p *proposal) readExtension(entry []byte) error {
 		}
 	}
 	// Like anypb.UnmarshalTo: the type is the URL's last path segment.
-	if url[strings.LastIndexByte(url, '/')+1:] != scoreType {
+	if string(url[bytes.LastIndexByte(url, '/')+1:]) != scoreType {
 		p.badScore, p.score = true, math.Inf(-1)
 		return nil
 	}
-	var c pb.DefaultEvaluationCriteria
-	if err := proto.Unmarshal(body, &c); err != nil {
+	// DefaultEvaluationCriteria is one double, field 1: the last one wins, anything else is an
+	// unknown field, and only bytes that do not parse make it fail, as in proto.Unmarshal.
+	score := 0.0
+	if eachField(body, func(num protowire.Number, typ protowire.Type, _ []byte) error { return nil }) != nil {
 		p.badScore, p.score = true, math.Inf(-1)
 		return nil
 	}
-	p.badScore, p.score = false, c.Score
+	for b := body; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		if num == 1 && typ == protowire.Fixed64Type {
+			x, _ := protowire.ConsumeFixed64(b)
+			score = math.Float64frombits(x)
+		}
+		b = b[protowire.ConsumeFieldValue(num, typ, b):]
+	}
+	p.badScore, p.score = false, score
 	return nil
 }
 
