@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kumi-dev/kumi/internal/kubetest"
+	"github.com/kumi-dev/kumi/internal/loopback"
 )
 
 // The package's tests run in a network namespace of their own, made here: TestMain re-executes the
@@ -80,7 +79,7 @@ func runInNetns() int {
 }
 
 func mainInNetns(m *testing.M) int {
-	if err := loopbackUp(); err != nil {
+	if err := loopback.Up(); err != nil {
 		fmt.Fprintf(os.Stderr, "nodeoperator tests: bring up lo in the test's network namespace: %v\n", err)
 		return 1
 	}
@@ -108,27 +107,6 @@ func mainInNetns(m *testing.M) int {
 	}
 	defer shared.close()
 	return m.Run()
-}
-
-// loopbackUp sets IFF_UP on lo: a new network namespace starts with lo down and nothing else.
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCSIFFLAGS: %w", err)
-	}
-	return nil
 }
 
 // TestNothingLeavesTheNamespace: the tests' only interface is loopback, and the addresses tsnet

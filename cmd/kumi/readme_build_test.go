@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kumi-dev/kumi/builds"
+	"github.com/kumi-dev/kumi/internal/loopback"
 )
 
 // unrealSection is the README section both tests below run the blocks of.
@@ -35,7 +34,7 @@ func init() {
 		return
 	}
 	os.Unsetenv(netnsShellEnv)
-	if err := readmeLoopbackUp(); err != nil {
+	if err := loopback.Up(); err != nil {
 		fmt.Fprintln(os.Stderr, "readme test:", err)
 		os.Exit(2)
 	}
@@ -45,27 +44,6 @@ func init() {
 	}
 	fmt.Fprintln(os.Stderr, "readme test: exec bash:", err)
 	os.Exit(2)
-}
-
-// readmeLoopbackUp brings "lo" up in the calling process's network namespace (a new one's is down).
-func readmeLoopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("loopback: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
-	}
-	return nil
 }
 
 // readmeBlockN returns the n-th (from 0) ```sh block of the README section titled heading; the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/kumi-dev/kumi/internal/loopback"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,8 +31,8 @@ func newNetns() (*netns, error) {
 			ready <- fmt.Errorf("wrap: new network namespace (needs CAP_SYS_ADMIN): %w", err)
 			return
 		}
-		if err := loopbackUp(); err != nil {
-			ready <- err
+		if err := loopback.Up(); err != nil {
+			ready <- fmt.Errorf("wrap: sandbox namespace: %w", err)
 			return
 		}
 		ready <- nil
@@ -58,24 +59,3 @@ func (n *netns) do(fn func() error) error {
 
 // close ends the thread; the namespace goes when its last socket and process are gone.
 func (n *netns) close() { close(n.reqs); <-n.done }
-
-// loopbackUp brings "lo" up in the calling thread's namespace (a new namespace's lo is down).
-func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("wrap: loopback: %w", err)
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("wrap: loopback flags: %w", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("wrap: loopback up: %w", err)
-	}
-	return nil
-}
