@@ -290,10 +290,7 @@ func (c *cycle) propose(fc *fetchCall, m *proposal) error {
 	if c.early(m) {
 		// Accepted as it arrives: the caller streams it while the function is still sending.
 		if w := c.commitLocked(id); w != nil {
-			select {
-			case w.wake <- struct{}{}:
-			default:
-			}
+			w.notify()
 		}
 		c.mu.Unlock()
 		c.sy.s.metrics.proposals.Inc()
@@ -343,23 +340,11 @@ func (c *cycle) acceptEarly() {
 	if len(ps) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	woken := make(map[*fetchCall]struct{}, 1)
-	for _, p := range ps {
-		if c.err != nil {
-			return
-		}
-		if fc := c.commitLocked(p.id); fc != nil {
-			woken[fc] = struct{}{}
-		}
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.id
 	}
-	for fc := range woken {
-		select {
-		case fc.wake <- struct{}{}:
-		default:
-		}
-	}
+	c.commit(ids)
 }
 
 // mmfDone records the end of fc's match function.
@@ -410,10 +395,15 @@ func (c *cycle) commit(ids []string) {
 		}
 	}
 	for fc := range woken {
-		select {
-		case fc.wake <- struct{}{}:
-		default:
-		}
+		fc.notify()
+	}
+}
+
+// notify wakes the call's sender if it is not already due to wake.
+func (fc *fetchCall) notify() {
+	select {
+	case fc.wake <- struct{}{}:
+	default:
 	}
 }
 
