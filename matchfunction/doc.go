@@ -43,7 +43,10 @@
 // Every match has a unique id (profile name + xid, unique across concurrent calls), the tickets,
 // omext.SessionKind, omext.MaxMembers, omext.Group (rendezvous only) and the default evaluator's
 // score (omext.PutScore): the seconds the match's oldest ticket has waited, so that when two
-// proposals share a ticket the one with the older tickets wins.
+// proposals share a ticket the one with the older tickets wins. Within one Run no two proposals
+// share a ticket (tickets are deduplicated, then grouped once), and over gRPC the function says so
+// in a response header (openmatch.DisjointProposalsHeader): kumi's core then streams each
+// proposal to the caller as it arrives; a real Open Match core ignores the header.
 //
 // # Late arrivals: the director's group→session map, not Open Match backfill
 //
