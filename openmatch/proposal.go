@@ -53,16 +53,6 @@ var errMalformed = errors.New("malformed Match")
 // parseProposal reads the fields the core needs from a Match's wire bytes.
 func parseProposal(raw []byte) (*proposal, error) {
 	p := &proposal{score: math.Inf(-1), raw: raw}
-	// Sized ahead: growing the ids slice by append was a third of a proposal's allocations.
-	n := 0
-	if eachField(raw, func(num protowire.Number, typ protowire.Type, _ []byte) error {
-		if num == 4 && typ == protowire.BytesType {
-			n++
-		}
-		return nil
-	}) == nil && n > 0 {
-		p.tickets = make([]string, 0, n)
-	}
 	err := eachField(raw, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if typ != protowire.BytesType {
 			return nil
@@ -133,25 +123,22 @@ func (p *proposal) readExtension(entry []byte) error {
 	// DefaultEvaluationCriteria is one double, field 1: the last one wins, anything else is an
 	// unknown field, and only bytes that do not parse make it fail, as in proto.Unmarshal.
 	score := 0.0
-	if eachField(body, func(num protowire.Number, typ protowire.Type, _ []byte) error { return nil }) != nil {
-		p.badScore, p.score = true, math.Inf(-1)
-		return nil
-	}
-	for b := body; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		b = b[n:]
+	if eachField(body, func(num protowire.Number, typ protowire.Type, v []byte) error {
 		if num == 1 && typ == protowire.Fixed64Type {
-			x, _ := protowire.ConsumeFixed64(b)
+			x, _ := protowire.ConsumeFixed64(v)
 			score = math.Float64frombits(x)
 		}
-		b = b[protowire.ConsumeFieldValue(num, typ, b):]
+		return nil
+	}) != nil {
+		p.badScore, p.score = true, math.Inf(-1)
+		return nil
 	}
 	p.badScore, p.score = false, score
 	return nil
 }
 
 // eachField calls fn for every top-level field of a message; v is the payload of
-// length-delimited fields and nil otherwise.
+// length-delimited fields and the encoded value of the others.
 func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -162,8 +149,8 @@ func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []b
 		var v []byte
 		if typ == protowire.BytesType {
 			v, n = protowire.ConsumeBytes(b)
-		} else {
-			n = protowire.ConsumeFieldValue(num, typ, b)
+		} else if n = protowire.ConsumeFieldValue(num, typ, b); n >= 0 {
+			v = b[:n]
 		}
 		if n < 0 {
 			return protowire.ParseError(n)
