@@ -46,7 +46,7 @@ func init() {
 	os.Exit(2)
 }
 
-// readmeBlockN returns the n-th (from 0) ```sh block of the README section titled heading; the
+// readmeBlockN returns the n-th (from 0) ```bash block of the README section titled heading; the
 // section ends at the next "## " heading.
 func readmeBlockN(t *testing.T, readme, heading string, n int) string {
 	t.Helper()
@@ -64,14 +64,14 @@ func readmeBlockN(t *testing.T, readme, heading string, n int) string {
 		s = s[:next+1]
 	}
 	for k := 0; ; k++ {
-		start := strings.Index(s, "\n```sh\n")
+		start := strings.Index(s, "\n```bash\n")
 		if start < 0 {
-			t.Fatalf("section %q has %d ```sh blocks, want block %d", heading, k, n+1)
+			t.Fatalf("section %q has %d ```bash blocks, want block %d", heading, k, n+1)
 		}
-		s = s[start+len("\n```sh\n"):]
+		s = s[start+len("\n```bash\n"):]
 		end := strings.Index(s, "\n```")
 		if end < 0 {
-			t.Fatalf("section %q: unterminated ```sh block", heading)
+			t.Fatalf("section %q: unterminated ```bash block", heading)
 		}
 		if k == n {
 			return s[:end+1]

@@ -16,32 +16,6 @@ import (
 	"github.com/kumi-dev/kumi/internal/testport"
 )
 
-// readmeBlock returns the shell block of the README section titled heading: the lines between the
-// first "```sh" after the heading and the closing fence.
-func readmeBlock(t *testing.T, readme, heading string) string {
-	t.Helper()
-	b, err := os.ReadFile(readme)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i := strings.Index(s, "\n## "+heading+"\n")
-	if i < 0 {
-		t.Fatalf("%s has no section %q", readme, heading)
-	}
-	s = s[i:]
-	start := strings.Index(s, "\n```sh\n")
-	if start < 0 {
-		t.Fatalf("section %q has no ```sh block", heading)
-	}
-	s = s[start+len("\n```sh\n"):]
-	end := strings.Index(s, "\n```")
-	if end < 0 {
-		t.Fatalf("section %q: unterminated ```sh block", heading)
-	}
-	return s[:end+1]
-}
-
 // defaultPort matches a 127.0.0.1:PORT address in the block.
 var defaultPort = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
 
@@ -58,7 +32,7 @@ func TestReadmeComponentsBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	block := readmeBlock(t, filepath.Join(root, "README.md"), "Running components separately")
+	block := readmeBlockN(t, filepath.Join(root, "README.md"), "Running components separately", 0)
 	ports := map[string]string{}
 	for _, m := range defaultPort.FindAllStringSubmatch(block, -1) {
 		if _, ok := ports[m[1]]; !ok {
