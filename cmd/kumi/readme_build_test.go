@@ -187,6 +187,29 @@ func tailFiles(globs ...string) string {
 // loopbackAddr matches a 127.0.0.1 address in a block: host:port, or bash's /dev/udp/host/port.
 var loopbackAddr = regexp.MustCompile(`127\.0\.0\.1([:/])(\d+)`)
 
+// freeLoopbackPorts returns block with every 127.0.0.1 port (loopbackAddr) replaced by a free one,
+// and the mapping, default → free; a default port still in the script after that (an address
+// without 127.0.0.1) fails the test.
+func freeLoopbackPorts(t *testing.T, block string) (string, map[string]string) {
+	t.Helper()
+	ports := map[string]string{}
+	for _, m := range loopbackAddr.FindAllStringSubmatch(block, -1) {
+		if _, ok := ports[m[2]]; !ok {
+			ports[m[2]] = freePort(t)
+		}
+	}
+	script := loopbackAddr.ReplaceAllStringFunc(block, func(a string) string {
+		m := loopbackAddr.FindStringSubmatch(a)
+		return "127.0.0.1" + m[1] + ports[m[2]]
+	})
+	for def := range ports {
+		if regexp.MustCompile(`[ =:/]` + def + `\b`).MatchString(script) {
+			t.Fatalf("port %s left in the script after mapping (an address without 127.0.0.1?):\n%s", def, script)
+		}
+	}
+	return script, ports
+}
+
 // TestReadmeUnrealFakeServerBlock runs the first block of README.md's "Run your Unreal server on
 // kumi" as a bash script from the repository root: kumi and the fake Unreal server are built, the
 // builds API starts in the background, the build directory is uploaded with a developer token,
@@ -217,23 +240,9 @@ func TestReadmeUnrealFakeServerBlock(t *testing.T) {
 			t.Fatalf("the block must pass the builds API's address explicitly (%s), so it can run on a free port:\n%s", want, block)
 		}
 	}
-	ports := map[string]string{}
-	for _, m := range loopbackAddr.FindAllStringSubmatch(block, -1) {
-		if _, ok := ports[m[2]]; !ok {
-			ports[m[2]] = freePort(t)
-		}
-	}
+	script, ports := freeLoopbackPorts(t, block)
 	if len(ports) < 2 {
 		t.Fatalf("want the builds API's and the game's ports in the block, got %v:\n%s", ports, block)
-	}
-	script := loopbackAddr.ReplaceAllStringFunc(block, func(a string) string {
-		m := loopbackAddr.FindStringSubmatch(a)
-		return "127.0.0.1" + m[1] + ports[m[2]]
-	})
-	for def := range ports {
-		if regexp.MustCompile(`[ =:/]` + def + `\b`).MatchString(script) {
-			t.Fatalf("port %s left in the script after mapping (an address without 127.0.0.1?):\n%s", def, script)
-		}
 	}
 	dir := t.TempDir()
 	script = strings.ReplaceAll(script, demo, dir)

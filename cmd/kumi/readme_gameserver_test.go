@@ -26,19 +26,10 @@ func TestGameserverReadmeBlock(t *testing.T) {
 	if !strings.Contains(block, demo) {
 		t.Fatalf("the block no longer works in %s:\n%s", demo, block)
 	}
-	ports := map[string]string{}
-	for _, m := range loopbackAddr.FindAllStringSubmatch(block, -1) {
-		if _, ok := ports[m[2]]; !ok {
-			ports[m[2]] = freePort(t)
-		}
-	}
+	script, ports := freeLoopbackPorts(t, block)
 	if len(ports) != 2 {
 		t.Fatalf("want the relay's and the metrics' ports in the block, got %v:\n%s", ports, block)
 	}
-	script := loopbackAddr.ReplaceAllStringFunc(block, func(a string) string {
-		m := loopbackAddr.FindStringSubmatch(a)
-		return "127.0.0.1" + m[1] + ports[m[2]]
-	})
 	dir := t.TempDir()
 	script = strings.ReplaceAll(script, demo, dir)
 	t.Logf("running:\n%s", script)
