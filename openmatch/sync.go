@@ -205,7 +205,7 @@ func (c *cycle) closeWindow() {
 		close(c.allDone)
 	}
 	c.checkAllLeftLocked()
-	alone := len(c.calls) == 1 && c.err == nil && c.defaultEval()
+	alone := c.earlyCycle() && c.err == nil
 	c.mu.Unlock()
 	if alone {
 		// Not under c.mu: the session's lock is taken before c.mu in closeSend.
@@ -317,16 +317,15 @@ func (c *cycle) propose(fc *fetchCall, m *proposal) error {
 // default evaluator then accepts every such proposal, whatever the order. Should the function
 // break its promise, the ticket is still never matched twice: commitLocked drops a match with a
 // ticket already pending. Called with c.mu held.
-func (c *cycle) early(m *proposal) bool {
-	return m.earlyOK() && c.windowClosed && len(c.calls) == 1 && c.defaultEval()
-}
+func (c *cycle) early(m *proposal) bool { return m.earlyOK() && c.earlyCycle() }
 
 // earlyOK is the proposal's part of cycle.early.
 func (p *proposal) earlyOK() bool { return p.disjoint && !p.badScore && p.backfill == nil }
 
-func (c *cycle) defaultEval() bool {
-	_, ok := c.sy.ev.(defaultEvaluator)
-	return ok
+// earlyCycle is the cycle's part of cycle.early. Called with c.mu held.
+func (c *cycle) earlyCycle() bool {
+	_, defaultEval := c.sy.ev.(defaultEvaluator)
+	return c.windowClosed && len(c.calls) == 1 && defaultEval
 }
 
 // acceptEarly accepts, as the registration window closes on a cycle of one call, the proposals

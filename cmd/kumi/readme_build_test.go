@@ -46,6 +46,16 @@ func init() {
 	os.Exit(2)
 }
 
+// repoRoot is the repository root: the tests run in cmd/kumi.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
 // readmeBlockN returns the n-th (from 0) ```bash block of the README section titled heading; the
 // section ends at the next "## " heading.
 func readmeBlockN(t *testing.T, readme, heading string, n int) string {
@@ -105,8 +115,9 @@ type readmeScript struct {
 var errOutlived = errors.New("a process the block started was still running after the script ended")
 
 // run runs the script with bash -euo pipefail in its own process group, which it kills when the
-// script ends or the timeout passes, and returns the script's output (stdout and stderr).
-func (r readmeScript) run(t *testing.T) (string, time.Duration, error) {
+// script ends or the timeout passes, logs how long it took and its output, and returns the
+// output (stdout and stderr).
+func (r readmeScript) run(t *testing.T) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), r.timeout)
 	defer cancel()
@@ -143,7 +154,8 @@ func (r readmeScript) run(t *testing.T) (string, time.Duration, error) {
 	case err != nil && ctx.Err() != nil:
 		err = fmt.Errorf("%w: timed out after %v", err, r.timeout)
 	}
-	return out.String(), took, err
+	t.Logf("the script took %v; its output:\n%s", took.Round(time.Millisecond), out.String())
+	return out.String(), err
 }
 
 // readmeEnv is the test's environment for a block, less what would change what the block does:
@@ -221,10 +233,7 @@ func freeLoopbackPorts(t *testing.T, block string) (string, map[string]string) {
 // collide on) a 127.0.0.1 address.
 func TestReadmeUnrealFakeServerBlock(t *testing.T) {
 	needRunsc(t)
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	block := readmeBlockN(t, filepath.Join(root, "README.md"), unrealSection, 0)
 	const demo = "/tmp/kumi-demo"
 	if !strings.Contains(block, demo) {
@@ -249,8 +258,7 @@ func TestReadmeUnrealFakeServerBlock(t *testing.T) {
 	t.Logf("running:\n%s", script)
 
 	tmp := t.TempDir()
-	out, took, err := readmeScript{root: root, script: script, tmp: tmp, timeout: 8 * time.Minute}.run(t)
-	t.Logf("the block took %v; its output:\n%s", took.Round(time.Millisecond), out)
+	out, err := readmeScript{root: root, script: script, tmp: tmp, timeout: 8 * time.Minute}.run(t)
 	logs := func() string { return tailFiles(filepath.Join(dir, "*.log")) }
 	if err != nil {
 		t.Fatalf("the README block failed: %v\n%s%s", err, out, logs())
@@ -269,10 +277,7 @@ func TestReadmeUnrealFakeServerBlock(t *testing.T) {
 // whose loopback holds nothing else: the defaults are free there, whatever runs on the machine.
 func TestReadmeUnrealLocalBuildBlock(t *testing.T) {
 	needRunsc(t)
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	block := readmeBlockN(t, filepath.Join(root, "README.md"), unrealSection, 1)
 	const game = "/tmp/kumi-game"
 	if !strings.Contains(block, game) || !strings.Contains(block, "kumi local --build") {
@@ -282,8 +287,7 @@ func TestReadmeUnrealLocalBuildBlock(t *testing.T) {
 	t.Logf("running:\n%s", script)
 
 	tmp := t.TempDir()
-	out, took, err := readmeScript{root: root, script: script, tmp: tmp, netns: true, timeout: 8 * time.Minute}.run(t)
-	t.Logf("the block took %v; its output:\n%s", took.Round(time.Millisecond), out)
+	out, err := readmeScript{root: root, script: script, tmp: tmp, netns: true, timeout: 8 * time.Minute}.run(t)
 	// kumi local keeps its key dir (and the log in it) when it fails.
 	logs := func() string { return tailFiles(filepath.Join(tmp, "kumi-local-*", "kumi.log")) }
 	if err != nil {

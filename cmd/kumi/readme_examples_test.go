@@ -21,10 +21,7 @@ func TestExamplesClientReadmeBlocks(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the README blocks run in a network namespace of their own, which needs root (CI runs as root): run the tests as root")
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	readme := filepath.Join(root, "examples", "client", "README.md")
 	const section = "Run it against kumi"
 	local := strings.TrimSpace(readmeBlockN(t, readme, section, 0))
@@ -46,8 +43,7 @@ echo "kumi local exited $?"
 	t.Logf("running:\n%s", script)
 
 	tmp := t.TempDir()
-	out, took, err := readmeScript{root: root, script: script, tmp: tmp, netns: true, timeout: 8 * time.Minute}.run(t)
-	t.Logf("the blocks took %v; their output:\n%s", took.Round(time.Millisecond), out)
+	out, err := readmeScript{root: root, script: script, tmp: tmp, netns: true, timeout: 8 * time.Minute}.run(t)
 	logs := func() string { return tailFiles(filepath.Join(tmp, "local.out"), filepath.Join(dir, "kumi.log")) }
 	if err != nil {
 		t.Fatalf("the README blocks failed: %v\n%s", err, logs())

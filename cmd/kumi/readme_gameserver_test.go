@@ -17,10 +17,7 @@ import (
 // instance the server logged. The only changes made to the text: every 127.0.0.1 port becomes a
 // free one, and /tmp/kumi-gs a temporary directory.
 func TestGameserverReadmeBlock(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	block := readmeBlockN(t, filepath.Join(root, "gameserver", "README.md"), "Running it", 0)
 	const demo = "/tmp/kumi-gs"
 	if !strings.Contains(block, demo) {
@@ -34,8 +31,7 @@ func TestGameserverReadmeBlock(t *testing.T) {
 	script = strings.ReplaceAll(script, demo, dir)
 	t.Logf("running:\n%s", script)
 
-	out, took, err := readmeScript{root: root, script: script, tmp: t.TempDir(), timeout: 5 * time.Minute}.run(t)
-	t.Logf("the block took %v; its output:\n%s", took.Round(time.Millisecond), out)
+	out, err := readmeScript{root: root, script: script, tmp: t.TempDir(), timeout: 5 * time.Minute}.run(t)
 	logs := func() string { return tailFiles(filepath.Join(dir, "*.log")) }
 	if err != nil {
 		t.Fatalf("the README block failed: %v\n%s", err, logs())

@@ -28,10 +28,7 @@ var defaultPort = regexp.MustCompile(`127\.0\.0\.1:(\d+)`)
 // the block must be on 127.0.0.1, and no server may listen on another address (it is checked that
 // no default port appears without a host).
 func TestReadmeComponentsBlock(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := repoRoot(t)
 	block := readmeBlockN(t, filepath.Join(root, "README.md"), "Running components separately", 0)
 	ports := map[string]string{}
 	for _, m := range defaultPort.FindAllStringSubmatch(block, -1) {
